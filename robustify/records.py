@@ -1,0 +1,96 @@
+"""Records of the upper layer: generation parameters, model responses and scores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["GenerationParams", "Completion", "Response", "Score", "RESULT_COLUMNS"]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters sent with every call and recorded in the manifest."""
+
+    temperature: float = 0.0
+    """0 = greedy decoding, the default so runs repeat."""
+    seed: int | None = 0
+    """Sampling seed passed to the backend where it supports one."""
+    max_tokens: int = 48
+    """Answer budget; short because the prompts ask for short answers."""
+    stop: tuple[str, ...] = ()
+    """Stop sequences."""
+    top_p: float | None = None
+    """Nucleus sampling cut-off; ``None`` leaves the backend default."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns for one call."""
+
+    text: str
+    """The assistant message text."""
+    tokens_in: int | None = None
+    """Prompt tokens, when the backend reports them."""
+    tokens_out: int | None = None
+    """Completion tokens, when the backend reports them."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """The answer of one model to one prompt (a variant or a clean item)."""
+
+    model: str
+    """Model label (the spec string the user gave, e.g. ``local:smollm2``)."""
+    variant_id: str
+    """Id of the variant asked (the clean original has its own variant id)."""
+    text: str | None
+    """Answer text; ``None`` when the call failed."""
+    error: str | None = None
+    """One-line error after retries were exhausted; ``None`` on success."""
+    latency: float = 0.0
+    """Seconds spent on the call (0 for cache hits)."""
+    tokens_in: int | None = None
+    """Prompt tokens, when known."""
+    tokens_out: int | None = None
+    """Completion tokens, when known."""
+    cached: bool = False
+    """True when the answer came from the response cache or a duplicate prompt in this run."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one answer scored against the gold target."""
+
+    value: float
+    """1.0 right, 0.0 wrong, in between for partial credit (token F1); NaN = unscored."""
+    parsed: str | None = None
+    """The answer the scorer extracted (a letter, a number, a label), if any."""
+    unparseable: bool = False
+    """True when no answer could be extracted: counted apart from wrong answers."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """Scorer-specific extras (e.g. which alias matched)."""
+
+    @property
+    def scored(self) -> bool:
+        return not math.isnan(self.value)
+
+
+RESULT_COLUMNS = (
+    "model", "item_id", "variant_id", "spec", "transform", "severity", "severity_label",
+    "replicate", "changed", "edit_rate", "label_policy", "task", "input", "target",
+    "response", "parsed", "score", "unparseable", "error", "latency", "cached",
+    "tokens_in", "tokens_out",
+)
+"""Columns of the per-row results frame, one row per model x variant (clean rows have
+``spec == "clean"``). Item metadata follows as extra ``meta.<key>`` columns."""
