@@ -49,13 +49,15 @@ class Transform:
     Class attributes set by ``@register``: ``name``, ``family``, ``label_policy``.
     ``touches_protected`` is True only for transforms whose point is to rewrite
     protected spans (numbers to words); the contract test exempts them from the
-    protected-span check.
+    protected-span check. ``deterministic`` is True for transforms whose output does not
+    depend on the RNG at all (the contract test then skips the seed-sensitivity check).
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     label_policy: ClassVar[str] = "preserves"
     touches_protected: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = False
     OPTIONS: ClassVar[Mapping[str, Option]] = {}
 
     def __init__(self, **options: Any) -> None:

@@ -17,8 +17,7 @@ class Casing(TextTransform):
     """Change the case of words the way hurried typists do.
 
     Severity: share of words whose case is changed (0.5 -> about half the editable
-    words; 1 -> every word). In ``lower`` mode severity >= 0.8 lower-cases the whole
-    text, as phone keyboards with auto-capitalisation off do.
+    words; 1 -> every word, as a phone keyboard with auto-capitalisation off types).
     Label: preserves. Case carries no meaning in the questions we perturb; numbers,
     option letters and protected phrases are left as written.
     Options: ``mode`` = lower (drop capitals, the default), upper (shouting),
@@ -33,10 +32,7 @@ class Casing(TextTransform):
         mode = self.options["mode"]
         tokens = tokenize(text, protected)
         editable = [t for t in tokens if t.editable]
-        if mode == "lower" and severity >= 0.8:
-            chosen = editable
-        else:
-            chosen = rng.sample(editable, count_for(len(editable), severity, rng))
+        chosen = rng.sample(editable, count_for(len(editable), severity, rng))
         for tok in chosen:
             if mode == "lower":
                 tok.text = tok.text.lower()

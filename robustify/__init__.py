@@ -1,0 +1,60 @@
+"""robustify: how far does a model's benchmark score fall when real users type the questions?
+
+The upper layer: data loading, model backends, the cached concurrent runner, scoring,
+paired analysis, charts and reports. Items, variants and transforms come from the
+lower package :mod:`perturbations` and are re-exported here.
+
+Heavy modules (pandas, matplotlib, openai, llama.cpp) load on first use, so
+``python -m robustify transforms`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from perturbations import (Item, Variant, parse_spec, perturb, perturb_items, register,
+                           transform_names)
+from perturbations.errors import (ConfigError, DataError, MissingDependencyError, RobustifyError,
+                                  UnknownNameError)
+from perturbations.version import __version__
+
+__all__ = [
+    # one call
+    "evaluate", "RunResult", "run_job", "JobConfig", "load_job",
+    # step by step
+    "load_items", "Item", "Variant", "perturb", "perturb_items", "parse_spec", "register",
+    "transform_names", "parse_model_spec", "run_queries", "ResponseCache", "build_messages",
+    "score_answer", "summarize", "model_overview", "write_report",
+    # records and errors
+    "GenerationParams", "Response", "Score",
+    "RobustifyError", "ConfigError", "DataError", "UnknownNameError", "MissingDependencyError",
+    "__version__",
+]
+
+_LAZY = {
+    "evaluate": "api", "RunResult": "api", "run_job": "api",
+    "JobConfig": "job", "load_job": "job",
+    "load_items": "data",
+    "parse_model_spec": "models",
+    "run_queries": "runner",
+    "ResponseCache": "cache",
+    "build_messages": "prompts",
+    "score_answer": "scoring",
+    "summarize": "analysis", "model_overview": "analysis",
+    "write_report": "report",
+    "GenerationParams": "records", "Response": "records", "Score": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robustify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,3 @@
+from robustify.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""Atomic file writes: a reader (or a crash) never sees half a file.
+
+Every output the tool writes goes through here: the bytes go to a temporary file in
+the destination folder, are flushed to disk, and the temporary file is renamed over the
+destination (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_jsonl_atomic"]
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write pretty, key-sorted JSON atomically (stable bytes for the same object)."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True,
+                                              ensure_ascii=False, default=str) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
+    """Write one JSON document per line atomically; rows may be dicts or JSON strings."""
+    lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, default=str)
+             for r in rows]
+    return write_text_atomic(path, "".join(line + "\n" for line in lines))

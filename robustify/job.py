@@ -1,0 +1,297 @@
+"""Job files: one YAML (or JSON) file that describes a whole run.
+
+A job names the data set(s), the models (with their parameters and the *name* of the
+environment variable that holds each key, never the key), the transforms, severities,
+seed, output folder and the gates a pipeline should enforce. Command-line flags override
+the file. Unknown keys are an error naming the key and the file, so a misspelt
+``severites:`` never silently falls back to a default. Files are read with
+``yaml.safe_load``: no tags, no objects, nothing executed.
+
+Example (``examples/job.yaml`` in the repository)::
+
+    data:
+      - path: sample
+    models:
+      - spec: local:smollm2
+      - spec: openai:gpt-4o-mini
+        api_key_env: OPENAI_API_KEY
+        max_tokens: 32
+    transforms: [typos, slang, truncation, ambiguity]
+    severity: [low, medium, high]
+    seed: 0
+    gates:
+      fail_on_drop: 10          # percentage points, any transform
+      per_transform: {typos: 5}
+      max_error_rate: 0.05
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from perturbations.errors import ConfigError
+
+__all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "DEFAULT_TRANSFORMS",
+           "DEFAULT_SEVERITIES", "DEFAULT_MODEL"]
+
+DEFAULT_TRANSFORMS = ("typos", "slang", "truncation", "ambiguity")
+DEFAULT_SEVERITIES = ("low", "medium", "high")
+DEFAULT_MODEL = "local:smollm2"
+
+_MODEL_PARAM_KEYS = ("temperature", "seed", "max_tokens", "stop", "top_p")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One benchmark to load."""
+
+    path: str = "sample"
+    """A file, a folder (Hugging Face ``save_to_disk``) or ``sample`` (built in)."""
+    format: str | None = None
+    """Format or preset name; detected when ``None``."""
+    map: str | None = None
+    """Field mapping, ``input=question,target=answer``."""
+    name: str | None = None
+    """Label used to prefix item ids when a job has several data sets."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model to evaluate."""
+
+    spec: str = DEFAULT_MODEL
+    """Model spec string (``local:smollm2``, ``openai:NAME@URL``, ``python:mod:func``)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the API key (never the key itself)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Generation parameters: temperature, seed, max_tokens, stop, top_p."""
+    concurrency: int | None = None
+    """Parallel calls for this model (backend default when ``None``)."""
+    timeout: float | None = None
+    """Seconds before a call counts as timed out."""
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Conditions that make a run exit with code 1 (for CI pipelines)."""
+
+    fail_on_drop: float | None = None
+    """Fail when a drop's 95% interval lies entirely above this many percentage points."""
+    per_transform: Mapping[str, float] = field(default_factory=dict)
+    """Thresholds per transform name that override ``fail_on_drop``."""
+    max_error_rate: float | None = None
+    """Fail when more than this share of model calls failed (0-1)."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything a run needs; built from a job file, flags, or both."""
+
+    data: tuple[DataSource, ...] = (DataSource(),)
+    models: tuple[ModelConfig, ...] = (ModelConfig(),)
+    transforms: tuple[str, ...] = DEFAULT_TRANSFORMS
+    severity: tuple[str, ...] = DEFAULT_SEVERITIES
+    seed: int = 0
+    replicates: int = 1
+    limit: int | None = None
+    out: str | None = None
+    cache: str | None = None
+    concurrency: int | None = None
+    max_calls: int | None = None
+    templates: str | None = None
+    noise_floor: int = 0
+    gates: Gates = Gates()
+    source: str | None = None
+    """The job file this came from (for error messages)."""
+
+    def validate(self) -> "JobConfig":
+        """Check value ranges; raise ConfigError naming the key (and file)."""
+        where = f"{self.source}: " if self.source else ""
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"{where}limit must be a positive number of items, got {self.limit}")
+        if self.replicates < 1:
+            raise ConfigError(f"{where}replicates must be at least 1, got {self.replicates}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ConfigError(f"{where}concurrency must be at least 1, got {self.concurrency}")
+        if self.max_calls is not None and self.max_calls < 0:
+            raise ConfigError(f"{where}max_calls must be >= 0, got {self.max_calls}")
+        if self.noise_floor < 0:
+            raise ConfigError(f"{where}noise_floor must be >= 0, got {self.noise_floor}")
+        rate = self.gates.max_error_rate
+        if rate is not None and not 0 <= rate <= 1:
+            raise ConfigError(f"{where}gates.max_error_rate must lie in [0, 1], got {rate}")
+        if not self.models:
+            raise ConfigError(f"{where}models: at least one model is needed")
+        if not self.data:
+            raise ConfigError(f"{where}data: at least one data set is needed")
+        return self
+
+    def override(self, **changes: Any) -> "JobConfig":
+        """Return a copy with the non-``None`` changes applied (flags over file)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source"}
+
+
+def _check_keys(obj: Mapping[str, Any], allowed: set[str], where: str, path: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {where}{key!r}{hint}; allowed: "
+                              f"{', '.join(sorted(allowed))}")
+
+
+def _as_list(value: Any, key: str, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"{path}: key {key!r} must be a list or a comma-separated string")
+
+
+def _number(value: Any, key: str, path: str, kind: type = int) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{path}: key {key!r} must be a number, got {value!r}")
+    if kind is int and float(value) != int(value):
+        raise ConfigError(f"{path}: key {key!r} must be a whole number, got {value!r}")
+    return kind(value)
+
+
+def _data(value: Any, path: str) -> tuple[DataSource, ...]:
+    entries = value if isinstance(value, list) else [value]
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{path}: data[{i}] must be a path or a mapping")
+        _check_keys(entry, {"path", "format", "map", "name"}, f"data[{i}].", path)
+        if "map" in entry and isinstance(entry["map"], Mapping):
+            entry = {**entry, "map": ",".join(f"{k}={v}" for k, v in entry["map"].items())}
+        src = DataSource(**{k: (str(v) if v is not None else None) for k, v in entry.items()})
+        if src.path != "sample" and not os.path.isabs(src.path):
+            # paths in a job file are relative to the file, not to the current folder
+            src = replace(src, path=str(Path(path).resolve().parent / src.path))
+        out.append(src)
+    return tuple(out)
+
+
+def _models(value: Any, path: str) -> tuple[ModelConfig, ...]:
+    entries = value if isinstance(value, list) else [value]
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {"spec": entry}
+        if not isinstance(entry, Mapping) or "spec" not in entry:
+            raise ConfigError(f"{path}: models[{i}] must be a spec string or a mapping with 'spec'")
+        if "api_key" in entry:
+            raise ConfigError(f"{path}: models[{i}].api_key: keys never go in job files; put the "
+                              f"key in an environment variable and name it in api_key_env")
+        allowed = {"spec", "api_key_env", "concurrency", "timeout", *_MODEL_PARAM_KEYS}
+        _check_keys(entry, allowed, f"models[{i}].", path)
+        params = {k: entry[k] for k in _MODEL_PARAM_KEYS if k in entry}
+        out.append(ModelConfig(spec=str(entry["spec"]), api_key_env=entry.get("api_key_env"),
+                               params=params,
+                               concurrency=_number(entry.get("concurrency"),
+                                                   f"models[{i}].concurrency", path),
+                               timeout=_number(entry.get("timeout"), f"models[{i}].timeout",
+                                               path, float)))
+    return tuple(out)
+
+
+def _gates(value: Any, path: str) -> Gates:
+    if value is None:
+        return Gates()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: key 'gates' must be a mapping")
+    _check_keys(value, {"fail_on_drop", "per_transform", "max_error_rate"}, "gates.", path)
+    per = value.get("per_transform") or {}
+    if not isinstance(per, Mapping):
+        raise ConfigError(f"{path}: key 'gates.per_transform' must map transform names to numbers")
+    return Gates(
+        fail_on_drop=_number(value.get("fail_on_drop"), "gates.fail_on_drop", path, float),
+        per_transform={str(k): _number(v, f"gates.per_transform.{k}", path, float)
+                       for k, v in per.items()},
+        max_error_rate=_number(value.get("max_error_rate"), "gates.max_error_rate", path, float),
+    )
+
+
+def _safe_out(value: str, path: str) -> str:
+    """A job file may only name an output folder below the current folder.
+
+    A shared job file must not be able to make the tool write over arbitrary files, so
+    absolute paths and ``..`` are refused here; a user who wants them passes ``--out``.
+    """
+    parts = Path(value).parts
+    if Path(value).is_absolute() or ".." in parts or not parts:
+        raise ConfigError(f"{path}: key 'out' must be a relative folder without '..' "
+                          f"(got {value!r}); use --out to write elsewhere")
+    return value
+
+
+def load_job(path: str | os.PathLike[str]) -> JobConfig:
+    """Read and validate a job file (YAML or JSON).
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, unknown key or bad value; the
+            message names the file and the key (and the line for YAML syntax errors).
+    """
+    import yaml
+
+    path = str(path)
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a job file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: job file not found") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: job file is not readable (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: job file is not UTF-8 text (byte {exc.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {line}invalid YAML: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: job file is empty")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: a job file must be a mapping of keys to values")
+    _check_keys(raw, _TOP_KEYS, "", path)
+    kwargs: dict[str, Any] = {"source": path}
+    if "data" in raw:
+        kwargs["data"] = _data(raw["data"], path)
+    if "models" in raw:
+        kwargs["models"] = _models(raw["models"], path)
+    for key in ("transforms", "severity"):
+        if key in raw:
+            kwargs[key] = tuple(str(v) for v in _as_list(raw[key], key, path))
+    for key in ("seed", "replicates", "limit", "concurrency", "max_calls", "noise_floor"):
+        if key in raw and raw[key] is not None:
+            kwargs[key] = _number(raw[key], key, path)
+    for key in ("cache", "templates"):
+        if key in raw and raw[key] is not None:
+            value = str(raw[key])
+            if not os.path.isabs(value):
+                value = str(p.resolve().parent / value)
+            kwargs[key] = value
+    if raw.get("out") is not None:
+        kwargs["out"] = _safe_out(str(raw["out"]), path)
+    if "gates" in raw:
+        kwargs["gates"] = _gates(raw["gates"], path)
+    return JobConfig(**kwargs).validate()

@@ -1,0 +1,374 @@
+"""What the model is asked: one prompt template per task kind, rendered to chat messages.
+
+A template splits a prompt into the part a user would have typed and the part the
+evaluator adds. Only the item's ``input`` (and its ``context`` and ``choices``) come from
+the possibly perturbed item; the system message, the answer-format instruction and the
+few-shot examples belong to the template. A typo in the question therefore never
+garbles the instruction that tells the model how to answer, and the few-shot examples
+are always shown clean, whatever transform was applied to the item.
+
+>>> from perturbations import Item
+>>> item = Item(id="fact-1", input="What is the capital city of Italy?", target="Rome")
+>>> [m["role"] for m in build_messages(item)]
+['system', 'user', 'assistant', 'user', 'assistant', 'user']
+
+Templates can be overridden per task kind from a YAML or JSON file with
+:func:`load_templates`; fields left out keep their default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from perturbations.errors import ConfigError, DataError
+from perturbations.records import TASK_KINDS, Item, choice_letter
+
+__all__ = [
+    "PromptTemplate",
+    "DEFAULT_TEMPLATES",
+    "PLACEHOLDERS",
+    "build_messages",
+    "render_user",
+    "render_shot_answer",
+    "load_templates",
+]
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDERS = frozenset({"input", "context_block", "choices_block", "labels",
+                          "answer_instruction"})
+"""Names a ``user`` or ``system`` template may use in ``{braces}``."""
+
+_SHOT_PLACEHOLDERS = frozenset({"target", "letter", "choice"})
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How items of one task kind are put to a chat model.
+
+    ``system`` and ``user`` are :meth:`str.format` templates. Placeholders:
+    ``{input}`` (the question), ``{context_block}`` (``"Passage: ...\\n\\n"`` or empty),
+    ``{choices_block}`` (one ``"A. option"`` line per choice, preceded by a newline, or
+    empty), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
+    ``{answer_instruction}``. When ``user`` does not place ``{answer_instruction}``
+    itself, the instruction is appended to the user message after a blank line.
+    """
+
+    system: str
+    """System message (may use ``{labels}``); empty string = no system message."""
+    user: str
+    """User message template wrapping the item's own text."""
+    answer_instruction: str
+    """The answer-format request ("Answer with yes or no."); owned by the template so a
+    perturbed question never loses it."""
+    few_shot: tuple[Item, ...] = ()
+    """Worked examples shown as earlier user/assistant turns, always unperturbed."""
+    shot_answer: str = "{target}"
+    """Template of an example's assistant turn: ``{target}``, ``{letter}`` (the target
+    letter) and ``{choice}`` (the text of the target option, multiple choice only)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.few_shot, tuple):
+            object.__setattr__(self, "few_shot", tuple(self.few_shot))
+        for name in ("system", "user", "answer_instruction", "shot_answer"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"prompt template field {name!r} must be a string")
+        allowed = {"system": PLACEHOLDERS, "user": PLACEHOLDERS,
+                   "shot_answer": _SHOT_PLACEHOLDERS}
+        for name, names in allowed.items():
+            unknown = _placeholders(getattr(self, name), name) - names
+            if unknown:
+                raise ConfigError(f"prompt template field {name!r} uses unknown placeholder(s) "
+                                  f"{', '.join(sorted(unknown))} (allowed: "
+                                  f"{', '.join(sorted(names))})")
+
+
+def _placeholders(template: str, field_name: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:  # unbalanced braces
+        raise ConfigError(f"prompt template field {field_name!r} is not a valid format "
+                          f"string: {exc}") from None
+
+
+# --- default templates -------------------------------------------------------------
+#
+# The embedded default model is SmolLM2-135M-Instruct. Measured with
+# scripts/calibrate_sample.py, two things matter most for a model that small: a system
+# message that states the output format, and two or three clean worked examples whose
+# assistant turns already have that format. The examples below are written for this
+# project and deliberately do not overlap the built-in sample.
+
+_MC_SHOTS = (
+    Item(id="shot-mc-1", task="multiple_choice",
+         input="Which animal is the largest mammal living in the ocean today?",
+         choices=("Dolphin", "Blue whale", "Shark", "Seal"), target="B"),
+    Item(id="shot-mc-2", task="multiple_choice",
+         input="What do plants need from the sun to make their own food?",
+         choices=("Light", "Sand", "Salt", "Smoke"), target="A"),
+)
+
+_YN_SHOTS = (
+    Item(id="shot-yn-1", task="yes_no",
+         context="The library opens at nine in the morning and closes at six in the "
+                 "evening, Monday to Saturday. It is closed on Sundays.",
+         input="Is the library open on Sunday afternoons for visitors?", target="no"),
+    Item(id="shot-yn-2", task="yes_no",
+         context="Our bakery sells fresh bread every morning. All of our loaves are "
+                 "baked on site before the shop opens.",
+         input="Is the bread at this bakery baked on site?", target="yes"),
+)
+
+_NUM_SHOTS = (
+    Item(id="shot-num-1", task="numeric",
+         input="A box holds 6 eggs. How many eggs are in 3 boxes altogether?",
+         target="18"),
+    Item(id="shot-num-2", task="numeric",
+         input="I had 20 dollars and spent 5 dollars on lunch. How many dollars do I have left?",
+         target="15"),
+)
+
+_INTENT_LABELS = ("billing", "cancel_subscription", "reset_password", "shipping_status",
+                  "refund", "technical_issue", "update_account")
+
+_INTENT_SHOTS = (
+    Item(id="shot-intent-1", task="classification",
+         input="Where is my package? It was supposed to arrive yesterday.",
+         target="shipping_status", metadata={"labels": list(_INTENT_LABELS)}),
+    Item(id="shot-intent-2", task="classification",
+         input="I want to stop my membership and not be charged again next month.",
+         target="cancel_subscription", metadata={"labels": list(_INTENT_LABELS)}),
+    Item(id="shot-intent-3", task="classification",
+         input="The app crashes every time I open the settings page.",
+         target="technical_issue", metadata={"labels": list(_INTENT_LABELS)}),
+)
+
+_FACT_SHOTS = (
+    Item(id="shot-fact-1", input="What is the capital city of Japan?", target="Tokyo"),
+    Item(id="shot-fact-2", input="How many legs does a spider have?", target="8"),
+)
+
+DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
+    "multiple_choice": PromptTemplate(
+        system="You answer multiple-choice questions. Reply with the letter and the "
+               "text of the one correct option, nothing else.",
+        user="{input}{choices_block}",
+        answer_instruction="Answer:",
+        few_shot=_MC_SHOTS,
+        shot_answer="{letter}. {choice}",
+    ),
+    "yes_no": PromptTemplate(
+        system="You read a passage and answer a question about it. Reply with Yes or No.",
+        user="{context_block}Question: {input}",
+        answer_instruction="Answer with Yes or No.",
+        few_shot=_YN_SHOTS,
+        shot_answer="{target}",
+    ),
+    "numeric": PromptTemplate(
+        system="You solve short math word problems. Reply with the final number only.",
+        user="{input}",
+        answer_instruction="Give the final number only.",
+        few_shot=_NUM_SHOTS,
+    ),
+    "classification": PromptTemplate(
+        system="You sort customer messages into categories. The categories are: "
+               "{labels}. Reply with exactly one category name.",
+        user="{context_block}Message: {input}",
+        answer_instruction="Category:",
+        few_shot=_INTENT_SHOTS,
+    ),
+    "short_answer": PromptTemplate(
+        system="You answer questions with a short fact: a word, a name, a number or a "
+               "short phrase.",
+        user="{context_block}{input}",
+        answer_instruction="",
+        few_shot=_FACT_SHOTS,
+    ),
+}
+"""One template per task kind in :data:`perturbations.records.TASK_KINDS`."""
+
+
+# --- rendering ---------------------------------------------------------------------
+
+def _labels(item: Item) -> list[str]:
+    labels = item.metadata.get("labels")
+    if labels:
+        return [str(label) for label in labels]
+    aliases = item.metadata.get("aliases")
+    if isinstance(aliases, Mapping) and aliases:
+        return [str(label) for label in aliases]
+    return []
+
+
+def _fields(item: Item, template: PromptTemplate) -> dict[str, str]:
+    context_block = f"Passage: {item.context.strip()}\n\n" if item.context else ""
+    if item.choices:
+        choices_block = "\n" + "\n".join(f"{choice_letter(i)}. {c}"
+                                         for i, c in enumerate(item.choices))
+    else:
+        choices_block = ""
+    return {
+        "input": item.input,
+        "context_block": context_block,
+        "choices_block": choices_block,
+        "labels": ", ".join(_labels(item)),
+        "answer_instruction": template.answer_instruction,
+    }
+
+
+def render_user(item: Item, template: PromptTemplate) -> str:
+    """Render the user turn for ``item`` (question, passage, options, instruction)."""
+    text = template.user.format(**_fields(item, template))
+    if template.answer_instruction and "{answer_instruction}" not in template.user:
+        text = f"{text}\n\n{template.answer_instruction}"
+    return text
+
+
+def render_shot_answer(item: Item, template: PromptTemplate) -> str:
+    """Render the assistant turn of a few-shot example from its gold target."""
+    choice = ""
+    if item.choices and len(item.target) == 1 and item.target.isalpha():
+        index = ord(item.target.upper()) - ord("A")
+        if 0 <= index < len(item.choices):
+            choice = item.choices[index]
+    return template.shot_answer.format(target=item.target, letter=item.target, choice=choice)
+
+
+def _shot_fits(shot: Item, item: Item) -> bool:
+    # A classification example only helps when it uses the item's own label set; the
+    # built-in intent examples would mislead a model on, say, a sentiment data set.
+    if item.task != "classification":
+        return True
+    item_labels = set(_labels(item))
+    return not item_labels or set(_labels(shot)) == item_labels
+
+
+def build_messages(item: Item,
+                   templates: Mapping[str, PromptTemplate] | None = None) -> list[dict[str, str]]:
+    """Turn an item into chat messages for its task kind.
+
+    Args:
+        item: The (possibly perturbed) item. Only its ``input``, ``context``,
+            ``choices`` and ``metadata["labels"]`` reach the prompt.
+        templates: Templates by task kind; kinds missing from it fall back to
+            :data:`DEFAULT_TEMPLATES`.
+
+    Returns:
+        ``[{"role": "system", ...}, ({"role": "user"}, {"role": "assistant"})*, {"role": "user", ...}]``:
+        the system message (left out when the template's is empty), one clean
+        user/assistant pair per few-shot example, then the item's own user turn.
+        Classification examples whose label set differs from the item's are skipped.
+    """
+    template = (templates or {}).get(item.task) or DEFAULT_TEMPLATES[item.task]
+    messages: list[dict[str, str]] = []
+    system = template.system.format(**_fields(item, template))
+    if system:
+        messages.append({"role": "system", "content": system})
+    for shot in template.few_shot:
+        if not _shot_fits(shot, item):
+            continue
+        messages.append({"role": "user", "content": render_user(shot, template)})
+        messages.append({"role": "assistant", "content": render_shot_answer(shot, template)})
+    messages.append({"role": "user", "content": render_user(item, template)})
+    return messages
+
+
+# --- user overrides ----------------------------------------------------------------
+
+_TEMPLATE_KEYS = frozenset(f.name for f in dataclasses.fields(PromptTemplate))
+
+
+def _read_mapping(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml is a hard dependency
+        raise ConfigError(f"{path}: reading YAML needs pyyaml (pip install pyyaml)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _shot_item(raw: Any, path: Path, kind: str, index: int) -> Item:
+    where = f"{path}: {kind}.few_shot[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with input and target")
+    data = {"id": f"shot-{kind}-{index + 1}", "task": kind, **raw}
+    unknown = set(data) - {"id", "input", "target", "context", "choices", "task", "metadata"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    if "input" not in data or "target" not in data:
+        raise ConfigError(f"{where}: needs 'input' and 'target'")
+    try:
+        return Item.from_dict(data)
+    except DataError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_templates(path: str | Path) -> dict[str, PromptTemplate]:
+    """Read prompt template overrides from a YAML or JSON file.
+
+    The file maps task kinds to the fields to change; others keep their default::
+
+        yes_no:
+          system: "Answer the question about the passage."
+          answer_instruction: "Reply with Yes or No only."
+          few_shot:
+            - {input: "Is water wet?", target: "yes", context: "Water is a liquid."}
+
+    Args:
+        path: A ``.json``, ``.yaml`` or ``.yml`` file.
+
+    Returns:
+        A complete mapping (every task kind) of the defaults with the overrides applied.
+
+    Raises:
+        ConfigError: the file is unreadable or malformed, or names an unknown task kind,
+            template field or placeholder; the message names the file and the key.
+    """
+    path = Path(path)
+    try:
+        raw = _read_mapping(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read prompt templates: {exc.strerror}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of task kind to template fields")
+    templates = dict(DEFAULT_TEMPLATES)
+    for kind, fields in raw.items():
+        if kind not in TASK_KINDS:
+            raise ConfigError(f"{path}: unknown key {kind!r} (task kinds: "
+                              f"{', '.join(TASK_KINDS)})")
+        if not isinstance(fields, Mapping):
+            raise ConfigError(f"{path}: {kind}: expected a mapping of template fields")
+        changes: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key not in _TEMPLATE_KEYS:
+                raise ConfigError(f"{path}: unknown key {kind}.{key!s} (fields: "
+                                  f"{', '.join(sorted(_TEMPLATE_KEYS))})")
+            if key == "few_shot":
+                if not isinstance(value, list):
+                    raise ConfigError(f"{path}: {kind}.few_shot must be a list")
+                value = tuple(_shot_item(v, path, kind, i) for i, v in enumerate(value))
+            elif value is None:
+                value = ""
+            changes[key] = value
+        try:
+            templates[kind] = dataclasses.replace(templates[kind], **changes)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {kind}: {exc}") from None
+        log.debug("prompt template %s overridden from %s: %s", kind, path, sorted(changes))
+    return templates

@@ -1,0 +1,622 @@
+"""How answers are graded: one scorer per task kind, plus generic ones chosen by name.
+
+Every scorer takes ``(item, text)`` and returns a :class:`~robustify.records.Score`.
+Three outcomes are kept apart, because a perturbation that makes a model ramble is a
+different finding from one that makes it wrong:
+
+* right or wrong: ``Score(1.0 | 0.0, parsed=<extracted answer>)``;
+* unparseable: no answer could be extracted (``Score(0.0, parsed=None, unparseable=True)``),
+  counted as 0 in accuracy but flagged;
+* unscored: the call failed (``text is None``), ``Score(nan)``.
+
+>>> from perturbations import Item
+>>> item = Item(id="q", input="Is it raining?", target="yes", task="yes_no")
+>>> score_answer(item, "Yes, it is.").value
+1.0
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import string
+import unicodedata
+from collections import Counter
+from fractions import Fraction
+from typing import Any, Callable, Mapping
+
+from perturbations.errors import ConfigError, UnknownNameError
+from perturbations.records import Item, choice_letter
+
+from .records import Score
+
+__all__ = [
+    "score_answer",
+    "SCORERS",
+    "DEFAULT_SCORERS",
+    "normalize_text",
+    "parse_number",
+    "Scorer",
+]
+
+Scorer = Callable[[Item, str], Score]
+"""A scorer: ``(item, answer_text) -> Score``; ``text`` is never ``None`` here."""
+
+
+def _unparseable(**detail: Any) -> Score:
+    return Score(0.0, parsed=None, unparseable=True, detail=detail)
+
+
+def _graded(right: bool, parsed: str, **detail: Any) -> Score:
+    return Score(1.0 if right else 0.0, parsed=parsed, detail=detail)
+
+
+# --- text normalisation --------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "“”‘’«»…–—"})
+
+
+def normalize_text(text: str, *, drop_articles: bool = True) -> str:
+    """Lower-case, strip accents' compatibility forms, punctuation, articles and extra spaces.
+
+    Underscores and hyphens become spaces, so ``billing_issue`` and ``billing-issue``
+    both read ``billing issue``. Apostrophes are dropped rather than spaced (``don't``
+    -> ``dont``) so contractions stay one token.
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.replace("'", "").replace("’", "")
+    text = text.translate(_PUNCT_TABLE)
+    if drop_articles:
+        text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _contains_phrase(haystack: str, needle: str) -> bool:
+    """Whole-word containment on normalised strings."""
+    if not needle:
+        return False
+    return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", haystack) is not None
+
+
+def _strip_wrappers(text: str) -> str:
+    # Markdown emphasis, code ticks and quotes around a bare answer carry no meaning.
+    return text.strip().strip("*_`\"' \t\n")
+
+
+# --- exact / normalised / contains / token F1 / regex -----------------------------------
+
+def _answer_aliases(item: Item) -> list[str]:
+    """The target plus its aliases; ``metadata["aliases"]`` may be a list or a dict."""
+    aliases = item.metadata.get("aliases") or ()
+    if isinstance(aliases, Mapping):
+        aliases = aliases.get(item.target, ())
+    if isinstance(aliases, str):
+        aliases = (aliases,)
+    out = [item.target]
+    out += [str(a) for a in aliases if str(a) not in out]
+    return out
+
+
+def score_exact(item: Item, text: str) -> Score:
+    """Right when the stripped answer equals the target exactly (case-sensitive)."""
+    answer = text.strip()
+    if not answer:
+        return _unparseable(reason="empty")
+    return _graded(answer == item.target.strip(), answer)
+
+
+def score_normalized(item: Item, text: str) -> Score:
+    """Right when the normalised answer equals the normalised target or an alias."""
+    answer = normalize_text(text)
+    if not answer:
+        return _unparseable(reason="empty")
+    for alias in _answer_aliases(item):
+        if answer == normalize_text(alias):
+            return _graded(True, answer, matched=alias)
+    return _graded(False, answer)
+
+
+def score_contains(item: Item, text: str) -> Score:
+    """Right when the target or an alias occurs as whole words in the normalised answer."""
+    answer = normalize_text(text)
+    if not answer:
+        return _unparseable(reason="empty")
+    for alias in _answer_aliases(item):
+        if _contains_phrase(answer, normalize_text(alias)):
+            return _graded(True, normalize_text(alias), matched=alias)
+    return _graded(False, answer)
+
+
+def score_short_answer(item: Item, text: str) -> Score:
+    """Short factual answers: normalised exact match, else whole-word containment.
+
+    A numeric target also matches the same number written differently ("1,000" for
+    "1000", "eight" for "8") as the final or only number of the answer.
+    """
+    exact = score_normalized(item, text)
+    if exact.unparseable or exact.value == 1.0:
+        return exact
+    contained = score_contains(item, text)
+    if contained.value == 1.0:
+        return contained
+    target_number = parse_number(item.target)
+    if target_number is not None and _is_plain_number(item.target):
+        found = _numbers_in(text)
+        if found and any(_same_number(n, target_number) for n, _ in found):
+            return _graded(True, _format_number(target_number), matched="number")
+    return _graded(False, normalize_text(text))
+
+
+def _is_plain_number(text: str) -> bool:
+    return re.fullmatch(r"\s*[-$€£]?[\d,.]+%?\s*", text) is not None
+
+
+def _tokens(text: str) -> list[str]:
+    return normalize_text(text).split()
+
+
+def _f1(prediction: list[str], gold: list[str]) -> float:
+    if not prediction or not gold:
+        return float(prediction == gold)
+    common = Counter(prediction) & Counter(gold)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(prediction)
+    recall = overlap / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def score_token_f1(item: Item, text: str) -> Score:
+    """Partial credit: SQuAD-style token F1 against the target, best over aliases."""
+    prediction = _tokens(text)
+    if not prediction:
+        return _unparseable(reason="empty")
+    best, best_alias = 0.0, item.target
+    for alias in _answer_aliases(item):
+        value = _f1(prediction, _tokens(alias))
+        if value > best:
+            best, best_alias = value, alias
+    return Score(best, parsed=" ".join(prediction), detail={"matched": best_alias})
+
+
+def score_regex(item: Item, text: str) -> Score:
+    """Grade with the pattern in ``metadata["answer_regex"]`` (searched, case-insensitive).
+
+    With a capturing group the pattern *extracts* the answer: group 1 is compared with
+    the target after normalisation, and no match means unparseable. Without a group it
+    *accepts*: a match is right, no match is wrong.
+
+    Raises:
+        ConfigError: the item has no ``answer_regex`` or the pattern does not compile.
+    """
+    pattern = item.metadata.get("answer_regex")
+    if not pattern:
+        raise ConfigError(f"item {item.id!r}: the regex scorer needs metadata['answer_regex']")
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"item {item.id!r}: answer_regex {pattern!r} does not compile: "
+                          f"{exc}") from None
+    match = compiled.search(text)
+    if compiled.groups:
+        if match is None or match.group(1) is None:
+            return _unparseable(reason="no match")
+        parsed = match.group(1).strip()
+        gold = {normalize_text(a) for a in _answer_aliases(item)}
+        return _graded(normalize_text(parsed) in gold, parsed)
+    if match is None:
+        return _graded(False, text.strip())
+    return _graded(True, match.group(0))
+
+
+# --- numbers --------------------------------------------------------------------------
+
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate(
+    "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if w != "_"}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+_NUMBER_WORD = "|".join(sorted([*_UNITS, *_TENS, *_SCALES, "a dozen", "dozen"],
+                               key=len, reverse=True))
+_WORD_NUMBER = re.compile(
+    rf"(?<![\w-])(?:{_NUMBER_WORD})(?:(?:[\s-]+|\s+and\s+)(?:{_NUMBER_WORD}))*(?![\w-])",
+    re.IGNORECASE)
+# A minus sign counts only at a token start, so "3-4" is two numbers, not 3 and -4.
+_DIGIT_NUMBER = re.compile(
+    r"(?<![\w.,])(?P<sign>[-−])?[$€£]?"
+    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:\s*/\s*\d+)?|\.\d+)"
+    r"(?!\d)")
+
+
+def _words_to_number(words: str) -> float | None:
+    total, current, seen = 0, 0, False
+    for word in re.split(r"[\s-]+", words.lower()):
+        if word in ("and", "a", ""):
+            continue
+        if word == "dozen":
+            current = (current or 1) * 12
+        elif word in _UNITS:
+            current += _UNITS[word]
+        elif word in _TENS:
+            current += _TENS[word]
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _SCALES:
+            total += (current or 1) * _SCALES[word]
+            current = 0
+        else:
+            return None
+        seen = True
+    return float(total + current) if seen else None
+
+
+def _numbers_in(text: str) -> list[tuple[float, int]]:
+    """Every number in ``text`` as ``(value, end offset)``.
+
+    Number words are read only when the text has no digits: "one" in "the answer is 7,
+    one more than 6" is not a number anyone meant.
+    """
+    found: list[tuple[float, int]] = []
+    for m in _DIGIT_NUMBER.finditer(text):
+        raw = m.group("num").replace(",", "").replace(" ", "")
+        try:
+            value = float(Fraction(raw)) if "/" in raw else float(raw)
+        except (ValueError, ZeroDivisionError):
+            continue
+        if m.group("sign"):
+            value = -value
+        found.append((value, m.end()))
+    if found:
+        return found
+    for m in _WORD_NUMBER.finditer(text):
+        value = _words_to_number(m.group())
+        if value is not None:
+            found.append((value, m.end()))
+    found.sort(key=lambda pair: pair[1])
+    return found
+
+
+def parse_number(text: str) -> float | None:
+    """The single number a short text states ("1,200", "$4.50", "-3", "3/4", "twelve")."""
+    found = _numbers_in(text)
+    return found[-1][0] if found else None
+
+
+def _same_number(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _format_number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(round(value, 10))
+
+
+# Explicit final-answer markers win over the last number in a rambling answer.
+_NUMERIC_MARKERS = (
+    re.compile(r"####\s*(.+)"),
+    re.compile(r"\\boxed\{([^}]*)\}"),
+    re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*(.+)", re.IGNORECASE),
+)
+
+
+def score_numeric(item: Item, text: str) -> Score:
+    """Numeric final answer: the number after ``####``/``\\boxed{}``/"the answer is",
+    else the last number in the text.
+
+    "1,200" == "1200", "12.0" == "12", "$4.50" == "4.5", "3/4" == "0.75", number words
+    ("twelve", "two hundred and five") count. A percent sign is ignored (the target
+    says the unit).
+    """
+    target = parse_number(item.target)
+    if target is None:
+        raise ConfigError(f"item {item.id!r}: numeric target {item.target!r} is not a number")
+    for marker in _NUMERIC_MARKERS:
+        matches = list(marker.finditer(text))
+        for m in reversed(matches):
+            found = _numbers_in(m.group(1))
+            if found:
+                value = found[0][0]
+                return _graded(_same_number(value, target), _format_number(value),
+                               source="marker")
+    found = _numbers_in(text)
+    if not found:
+        return _unparseable(reason="no number")
+    value = found[-1][0]
+    return _graded(_same_number(value, target), _format_number(value), source="last")
+
+
+# --- yes / no ---------------------------------------------------------------------------
+
+_YES_WORDS = {"yes", "yeah", "yep", "yup", "true", "correct", "right", "affirmative",
+              "certainly", "sure"}
+_NO_WORDS = {"no", "nope", "nah", "false", "incorrect", "wrong", "negative"}
+_YN_PREFIX = re.compile(
+    r"^(?:(?:final\s+)?answer\s*[:\-]|a\s*:|the\s+(?:correct\s+)?answer\s+is\s*:?|"
+    r"my\s+answer\s+is\s*:?|i\s+(?:would\s+)?say\s*:?)\s*", re.IGNORECASE)
+_YN_BOTH = re.compile(r"^(?:yes\s*(?:and|or|/)\s*no|no\s*(?:and|or|/)\s*yes)\b", re.IGNORECASE)
+_YN_NEGATED = re.compile(r"^(?:(?:definitely|certainly|absolutely|of course)\s+not|"
+                         r"not\s+(?:really|at all))\b", re.IGNORECASE)
+_YN_THAT_IS = re.compile(r"^(?:that|this|it)(?:'s|’s|\s+is)\s+(not\s+)?(true|correct|right|"
+                         r"false|incorrect|wrong)\b", re.IGNORECASE)
+_YN_ANSWER_IS = re.compile(r"\banswer\s+(?:is|would be)\s*:?\s*\W*(yes|no|true|false)\b",
+                           re.IGNORECASE)
+
+
+def _parse_yes_no(text: str) -> str | None:
+    answer = _strip_wrappers(text)
+    answer = _YN_PREFIX.sub("", answer)
+    answer = _strip_wrappers(answer)
+    if _YN_BOTH.match(answer):
+        return None
+    if _YN_NEGATED.match(answer):
+        return "no"
+    m = _YN_THAT_IS.match(answer)
+    if m:
+        positive = m.group(2).lower() in ("true", "correct", "right")
+        return "yes" if positive != bool(m.group(1)) else "no"
+    first = re.match(r"[A-Za-z]+", answer)
+    if first:
+        word = first.group().lower()
+        # "right"/"sure"/"certainly" lead sentences too ("Right now ...", "Sure! Here");
+        # they count only when they are the whole first clause.
+        if word in _YES_WORDS and (word in {"yes", "yeah", "yep", "yup", "true", "correct",
+                                            "affirmative"}
+                                   or re.match(r"[A-Za-z]+\s*(?:[.!,]|$)", answer)):
+            return "yes"
+        if word in _NO_WORDS and (word in {"no", "nope", "nah", "false", "incorrect", "negative"}
+                                  or re.match(r"[A-Za-z]+\s*(?:[.!,]|$)", answer)):
+            return "no"
+    m = _YN_ANSWER_IS.search(answer)
+    if m:
+        return "yes" if m.group(1).lower() in ("yes", "true") else "no"
+    # Later in the text only an unambiguous bare "Yes"/"No" sentence counts: "no" inside a
+    # sentence ("there is no evidence") is not an answer.
+    bare = {w.lower() for w in re.findall(r"(?:^|[.!?]\s+|\n)(yes|no)\s*[.!,]", answer,
+                                          re.IGNORECASE)}
+    if len(bare) == 1:
+        return bare.pop()
+    return None
+
+
+def _gold_yes_no(item: Item) -> str:
+    gold = normalize_text(item.target)
+    if gold in ("yes", "true", "y", "1"):
+        return "yes"
+    if gold in ("no", "false", "n", "0"):
+        return "no"
+    raise ConfigError(f"item {item.id!r}: yes/no target {item.target!r} is not yes or no")
+
+
+def score_yes_no(item: Item, text: str) -> Score:
+    """Yes/no questions: "Yes.", "no", "Yes, because ...", "True"/"False", "Answer: No".
+
+    "I don't know", "Yes and no" and answers that never commit are unparseable.
+    """
+    gold = _gold_yes_no(item)
+    parsed = _parse_yes_no(text)
+    if parsed is None:
+        return _unparseable(reason="no yes/no")
+    return _graded(parsed == gold, parsed)
+
+
+# --- multiple choice --------------------------------------------------------------------
+
+def _mc_strong_letters(text: str, letters: str) -> list[str]:
+    """Letters the answer names in an unmistakable way, in order of appearance."""
+    cls = f"[{letters}]"
+    found: list[tuple[int, str]] = []
+    stripped = _strip_wrappers(text)
+    whole = re.fullmatch(rf"(?:option|choice|answer)?\s*[(\[]?({cls})[)\].:]?", stripped,
+                         re.IGNORECASE)
+    if whole:
+        return [whole.group(1).upper()]
+    patterns = [
+        # "B. Paris", "(B) Paris", "B) Paris", "B: Paris", "**B.** Paris" at the start
+        rf"^\W{{0,3}}[(\[]?({cls})[)\].:][\s*]",
+        # "(B)" or "[B]" anywhere
+        rf"[(\[]({cls})[)\]]",
+        # "answer is B", "Answer: B", "option B", "choice (C)", "letter D"
+        # (the keyword is case-insensitive, the letter is not: "the answer is a bit ...")
+        rf"(?i:answer\s*(?:is|would be|:)|option|choice|letter)\s*:?\s*[(\[*]?({cls})\b(?!['’])",
+    ]
+    for pattern in patterns:
+        for m in re.finditer(pattern, stripped):
+            found.append((m.start(1), m.group(1).upper()))
+    found.sort()
+    return [letter for _, letter in found]
+
+
+def _mc_weak_letters(text: str, letters: str) -> list[str]:
+    """Stand-alone capital letters, skipping the English words "A" and "I" in sentences."""
+    out = []
+    for m in re.finditer(rf"(?<![\w'’])([{letters}])(?![\w'’])", text):
+        letter = m.group(1)
+        after = text[m.end():m.end() + 2]
+        if letter in "AI" and re.match(r"\s[A-Za-z]", after):
+            continue
+        out.append(letter)
+    return out
+
+
+def _mc_text_matches(text: str, choices: tuple[str, ...]) -> list[int]:
+    answer = normalize_text(text)
+    norm = [normalize_text(c) for c in choices]
+    hits = [i for i, c in enumerate(norm) if _contains_phrase(answer, c)]
+    # "Paris" is inside "Paris, Texas": keep only the longest of nested matches.
+    return [i for i in hits
+            if not any(j != i and norm[i] != norm[j] and _contains_phrase(norm[j], norm[i])
+                       for j in hits)]
+
+
+def score_multiple_choice(item: Item, text: str) -> Score:
+    """Multiple choice: a letter ("B", "(B)", "Answer: B", "B. Paris", "The answer is B")
+    or the text of one option ("Paris").
+
+    An answer naming two different letters, or a letter contradicted by the text of a
+    different option, is unparseable. The words "A" and "I" at the start of a sentence
+    are not read as letters.
+    """
+    if not item.choices:
+        raise ConfigError(f"item {item.id!r}: the multiple_choice scorer needs choices")
+    letters = "".join(choice_letter(i) for i in range(len(item.choices)))
+    gold = item.target.strip().upper()
+    if not text.strip():
+        return _unparseable(reason="empty")
+    strong = list(dict.fromkeys(_mc_strong_letters(text, letters)))
+    if len(strong) > 1:
+        return _unparseable(reason="several letters", letters=strong)
+    by_text = _mc_text_matches(text, item.choices)
+    if strong:
+        letter = strong[0]
+        index = ord(letter) - ord("A")
+        others = [i for i in by_text if i != index]
+        if others and index not in by_text:
+            return _unparseable(reason="letter contradicts option text", letters=strong,
+                                options=[choice_letter(i) for i in others])
+        return _graded(letter == gold, letter, source="letter")
+    answer = normalize_text(text)
+    if len(by_text) > 1:
+        # Several options quoted: the one the answer is, or starts with, is the answer.
+        leading = [i for i in by_text
+                   if answer == normalize_text(item.choices[i])
+                   or answer.startswith(normalize_text(item.choices[i]) + " ")]
+        by_text = leading if len(leading) == 1 else by_text
+    if len(by_text) == 1:
+        letter = choice_letter(by_text[0])
+        return _graded(letter == gold, letter, source="text")
+    if len(by_text) > 1:
+        return _unparseable(reason="several options",
+                            options=[choice_letter(i) for i in by_text])
+    weak = list(dict.fromkeys(_mc_weak_letters(text, letters)))
+    if len(weak) == 1:
+        return _graded(weak[0] == gold, weak[0], source="bare letter")
+    return _unparseable(reason="several letters" if weak else "no option", letters=weak)
+
+
+# --- classification ---------------------------------------------------------------------
+
+def _label_names(item: Item) -> dict[str, list[str]]:
+    """Each label with its spellings: the label itself plus ``metadata["aliases"][label]``."""
+    aliases = item.metadata.get("aliases") or {}
+    if not isinstance(aliases, Mapping):
+        aliases = {item.target: list(aliases) if not isinstance(aliases, str) else [aliases]}
+    labels = list(item.metadata.get("labels") or [])
+    for label in [item.target, *aliases]:
+        if label not in labels:
+            labels.append(label)
+    names: dict[str, list[str]] = {}
+    for label in labels:
+        extra = aliases.get(label, ())
+        if isinstance(extra, str):
+            extra = (extra,)
+        spellings = [normalize_text(str(label), drop_articles=False)]
+        spellings += [normalize_text(str(a), drop_articles=False) for a in extra]
+        names[str(label)] = [s for s in dict.fromkeys(spellings) if s]
+    return names
+
+
+def score_classification(item: Item, text: str) -> Score:
+    """A label from ``metadata["labels"]``, matched case-, underscore- and space-insensitively,
+    or one of its ``metadata["aliases"][label]``.
+
+    The answer is the label it equals, else the label it starts with, else the only
+    label it mentions. Several labels (or none) mentioned: unparseable.
+    """
+    answer = normalize_text(text, drop_articles=False)
+    if not answer:
+        return _unparseable(reason="empty")
+    names = _label_names(item)
+    for label, spellings in names.items():
+        if answer in spellings:
+            return _graded(label == item.target, label, source="exact")
+    starts = [label for label, spellings in names.items()
+              if any(answer.startswith(s + " ") for s in spellings)]
+    if len(starts) == 1:
+        return _graded(starts[0] == item.target, starts[0], source="leading")
+    mentioned = [label for label, spellings in names.items()
+                 if any(_contains_phrase(answer, s) for s in spellings)]
+    if len(mentioned) == 1:
+        return _graded(mentioned[0] == item.target, mentioned[0], source="mention")
+    return _unparseable(reason="several labels" if mentioned else "no label",
+                        labels=mentioned)
+
+
+# --- registry and entry point -----------------------------------------------------------
+
+SCORERS: dict[str, Scorer] = {
+    "multiple_choice": score_multiple_choice,
+    "exact": score_exact,
+    "normalized": score_normalized,
+    "numeric": score_numeric,
+    "yes_no": score_yes_no,
+    "classification": score_classification,
+    "short_answer": score_short_answer,
+    "contains": score_contains,
+    "token_f1": score_token_f1,
+    "regex": score_regex,
+}
+"""Scorers by name, for ``scorer="..."`` in the API, job files and the CLI."""
+
+DEFAULT_SCORERS: dict[str, str] = {
+    "multiple_choice": "multiple_choice",
+    "yes_no": "yes_no",
+    "numeric": "numeric",
+    "classification": "classification",
+    "short_answer": "short_answer",
+}
+"""Which scorer grades each task kind when none is given."""
+
+
+def _lookup(name: str) -> Scorer:
+    try:
+        return SCORERS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, SCORERS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"unknown scorer {name!r} (known: {', '.join(SCORERS)}){hint}") \
+            from None
+
+
+def _coerce(result: Any) -> Score:
+    if isinstance(result, Score):
+        return result
+    if isinstance(result, bool):
+        return Score(1.0 if result else 0.0)
+    if isinstance(result, (int, float)):
+        return Score(float(result))
+    raise TypeError(f"a custom scorer must return Score, bool or a number, got "
+                    f"{type(result).__name__}")
+
+
+def score_answer(item: Item, text: str | None, *,
+                 scorer: str | Callable[[Item, str], Any] | None = None) -> Score:
+    """Grade one answer.
+
+    Args:
+        item: The item asked (for a variant: its perturbed item, whose target is the
+            gold, remapped where the transform remaps it).
+        text: The model's answer; ``None`` when the call failed.
+        scorer: A name from :data:`SCORERS`, a callable ``(item, text) -> Score | bool |
+            float``, or ``None`` for the default of ``item.task``
+            (:data:`DEFAULT_SCORERS`).
+
+    Returns:
+        The score; ``Score(nan)`` when ``text`` is ``None``.
+
+    Raises:
+        UnknownNameError: ``scorer`` names no known scorer (close matches are listed).
+        ConfigError: the item lacks what the scorer needs (choices, answer_regex ...).
+    """
+    if callable(scorer):
+        fn: Callable[[Item, str], Any] = scorer
+    else:
+        fn = _lookup(scorer or DEFAULT_SCORERS[item.task])
+    if text is None:
+        return Score(math.nan)
+    return _coerce(fn(item, text))
+
