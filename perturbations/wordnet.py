@@ -22,7 +22,6 @@ look and never shadows the user's own corpora).
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -120,7 +119,7 @@ def find_nltk_wordnet() -> Any | None:
 
     try:
         return nltk.data.find("corpora/wordnet")
-    except LookupError:
+    except (LookupError, OSError, ValueError):  # NLTK's path guard raises PermissionError
         return None
 
 
@@ -230,16 +229,18 @@ def _reader_class() -> type:
     return _EnglishWordNetReader
 
 
-@functools.lru_cache(maxsize=4)
-def _load(location: str) -> Any:
-    with warnings.catch_warnings():
-        # "multilingual functions are not available": expected, we pass no OMW reader
-        warnings.simplefilter("ignore")
-        return _reader_class()(location, None)
+_READERS: dict[str, Any] = {}
+
+
+def _location_key(location: Any) -> str:
+    zipped = getattr(location, "zipfile", None)
+    if zipped is not None:  # nltk.downloader's wordnet.zip
+        return f"{getattr(zipped, 'filename', zipped)}!{getattr(location, 'entry', '')}"
+    return os.path.realpath(os.fspath(location))
 
 
 def load_wordnet() -> Any:
-    """Return an NLTK ``WordNetCorpusReader`` (loaded once per process).
+    """Return an NLTK ``WordNetCorpusReader``, loaded once per process and location.
 
     Raises:
         MissingDependencyError: no WordNet can be found; the message says how to get it.
@@ -248,13 +249,21 @@ def load_wordnet() -> Any:
         location = locate_wordnet()
         if location is None:
             raise MissingDependencyError(INSTALL_HINT)
-        # A zip pointer (nltk.downloader's wordnet.zip) is passed through as is.
-        key = location if hasattr(location, "join") else str(location)
-        try:
-            return _load(key)
-        except (OSError, LookupError, ValueError, AssertionError) as exc:
-            raise MissingDependencyError(f"WordNet at {location} is unreadable ({exc}); "
-                                         f"{INSTALL_HINT}") from exc
+        key = _location_key(location)
+        reader = _READERS.get(key)
+        if reader is None:
+            try:
+                with warnings.catch_warnings():
+                    # "multilingual functions are not available": expected, no OMW reader
+                    warnings.simplefilter("ignore")
+                    # CorpusReader takes a str or an NLTK path pointer, not a Path
+                    root = os.fspath(location) if isinstance(location, Path) else location
+                    reader = _reader_class()(root, None)
+            except (OSError, LookupError, ValueError, AssertionError) as exc:
+                raise MissingDependencyError(f"WordNet at {key} is unreadable ({exc}); "
+                                             f"{INSTALL_HINT}") from exc
+            _READERS[key] = reader
+        return reader
 
 
 def wordnet_available() -> bool:

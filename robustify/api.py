@@ -133,7 +133,7 @@ def _load_data(job: JobConfig) -> list[Item]:
     seen: dict[str, str] = {}
     for source in job.data:
         loaded = load_items(source.path, format=source.format, mapping=source.map,
-                            limit=job.limit, seed=job.seed)
+                            limit=job.limit, seed=job.seed, task=source.task)
         name = source.name or Path(source.path).stem
         for item in loaded:
             if many:

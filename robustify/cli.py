@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from perturbations import all_transforms, parse_spec_list, perturb_items
+from perturbations import TASK_KINDS, all_transforms, parse_spec_list, perturb_items
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import SEVERITY_PRESETS, parse_severity
 from perturbations.version import __version__
@@ -74,8 +74,10 @@ def _float(name: str):
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="benchmark file, HF dataset folder, or 'sample' (built in; default)")
-    p.add_argument("--format", help="format or preset: jsonl json csv tsv parquet hf mmlu gsm8k boolq arc intent")
+    p.add_argument("--format", help="format or preset (detected when omitted): "
+                                    "jsonl json csv tsv parquet hf mmlu gsm8k boolq arc intent")
     p.add_argument("--map", help="field mapping, e.g. input=question,target=answer,meta.subject=topic")
+    p.add_argument("--task", choices=TASK_KINDS, help="task kind for every row (inferred when omitted)")
     p.add_argument("--limit", type=_positive("limit"), help="seeded sample of N items")
 
 
@@ -195,7 +197,7 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
 
     _check_writable(out.parent if str(out.parent) else Path("."))
     items = load_items(args.data or "sample", format=args.format, mapping=args.map,
-                       limit=args.limit, seed=args.seed or 0)
+                       limit=args.limit, seed=args.seed or 0, task=args.task)
     variants = perturb_items(items, specs, severities=severities, seed=args.seed or 0,
                              replicates=args.replicates or 1, workers=args.workers)
     lines = [v.to_json() + "\n" for v in variants]
@@ -213,12 +215,13 @@ def _job_from_args(args: argparse.Namespace):
 
     job = load_job(args.config) if args.config else JobConfig()
     changes: dict[str, Any] = {}
-    if args.data or args.format or args.map:
+    if args.data or args.format or args.map or args.task:
         if args.data is None and args.config:
-            sources = tuple(DataSource(d.path, args.format or d.format, args.map or d.map, d.name)
-                            for d in job.data)
+            sources = tuple(DataSource(d.path, args.format or d.format, args.map or d.map, d.name,
+                                       args.task or d.task) for d in job.data)
         else:
-            sources = (DataSource(path=args.data or "sample", format=args.format, map=args.map),)
+            sources = (DataSource(path=args.data or "sample", format=args.format, map=args.map,
+                                  task=args.task),)
         changes["data"] = sources
     if args.model:
         changes["models"] = tuple(ModelConfig(spec=m) for m in args.model)

@@ -56,6 +56,8 @@ class DataSource:
     """Field mapping, ``input=question,target=answer``."""
     name: str | None = None
     """Label used to prefix item ids when a job has several data sets."""
+    task: str | None = None
+    """Task kind for every row (e.g. ``classification`` for a plain text+label CSV)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def _data(value: Any, path: str) -> tuple[DataSource, ...]:
             entry = {"path": entry}
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{path}: data[{i}] must be a path or a mapping")
-        _check_keys(entry, {"path", "format", "map", "name"}, f"data[{i}].", path)
+        _check_keys(entry, {"path", "format", "map", "name", "task"}, f"data[{i}].", path)
         if "map" in entry and isinstance(entry["map"], Mapping):
             entry = {**entry, "map": ",".join(f"{k}={v}" for k, v in entry["map"].items())}
         src = DataSource(**{k: (str(v) if v is not None else None) for k, v in entry.items()})

@@ -431,13 +431,23 @@ def _mc_strong_letters(text: str, letters: str) -> list[str]:
     return [letter for _, letter in found]
 
 
+# "A" and "I" are words; followed by one of these they are still option letters
+# ("A or B", "A is right", "I is wrong"), followed by anything else they are English.
+_ENGLISH_LETTER_WORDS = {
+    "A": frozenset({"or", "and", "nor", "is", "was", "would", "seems", "looks", "because",
+                    "since", "but"}),
+    "I": frozenset({"or", "and", "nor", "is", "seems", "looks"}),
+}
+
+
 def _mc_weak_letters(text: str, letters: str) -> list[str]:
     """Stand-alone capital letters, skipping the English words "A" and "I" in sentences."""
     out = []
     for m in re.finditer(rf"(?<![\w'’])([{letters}])(?![\w'’])", text):
         letter = m.group(1)
-        after = text[m.end():m.end() + 2]
-        if letter in "AI" and re.match(r"\s[A-Za-z]", after):
+        following = re.match(r"\s+([A-Za-z]+)", text[m.end():])
+        if (letter in _ENGLISH_LETTER_WORDS and following
+                and following.group(1).lower() not in _ENGLISH_LETTER_WORDS[letter]):
             continue
         out.append(letter)
     return out

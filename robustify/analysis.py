@@ -1,0 +1,940 @@
+"""Paired analysis of a results frame: how much does noise cost each model?
+
+Everything here takes the per-row results frame (one row per model x variant, clean
+originals included with ``spec == "clean"``; see ``docs/ARCHITECTURE.md``) and returns a
+tidy :class:`pandas.DataFrame`. Nothing is printed, drawn or written.
+
+Conventions shared by every function:
+
+* **Paired, never pooled.** Each perturbed row is compared with the clean row of the same
+  ``(model, item_id)`` (:func:`pair_with_clean`), never with the model's overall clean
+  accuracy. A row whose own score or whose clean score is NaN (a failed or unscored call)
+  is left out of the drop statistics and counted in ``n_failed``.
+* **Scores are fractions** in [0, 1]; columns ending in ``_pp`` are percentage points
+  (fraction x 100).
+* **Right/wrong** means score >= 0.5 (partial-credit scores are thresholded) wherever a
+  binary outcome is needed: flips and McNemar's test.
+* **Intervals** are percentile bootstrap intervals that resample *items* (all replicates
+  of a resampled item come along), so correlated replicates do not make them too narrow.
+  Every group draws from its own ``numpy.random.default_rng`` seeded from ``seed`` and the
+  group's key, so a group's interval does not change when other groups are added.
+* **Order** of output rows follows the first appearance of models, transforms and other
+  text keys in the input; numeric keys (severity) are sorted ascending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from itertools import combinations
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from perturbations.errors import ConfigError, DataError
+
+__all__ = [
+    "CLEAN",
+    "LABEL_PRESERVING",
+    "SUMMARY_COLUMNS",
+    "pair_with_clean",
+    "summarize",
+    "model_overview",
+    "ranking_change",
+    "severity_curve",
+    "severity_auc",
+    "slices",
+    "weakest_slices",
+    "may_break_summary",
+    "noise_floor",
+    "bootstrap_ci",
+    "mcnemar_exact",
+    "meta_columns",
+]
+
+log = logging.getLogger(__name__)
+
+CLEAN = "clean"
+"""Spec and transform value of the unperturbed original rows."""
+
+LABEL_PRESERVING = ("preserves", "remaps")
+"""Label policies under which the gold answer is still derivable from the perturbed item."""
+
+_REQUIRED = ("model", "item_id", "spec", "score")
+
+SUMMARY_COLUMNS = (
+    "n_rows", "n_items", "n_replicates", "n_changed", "n_failed", "n_scored",
+    "clean_score", "perturbed_score", "drop", "drop_pp", "ci_low", "ci_high",
+    "ci_low_pp", "ci_high_pp", "relative_drop", "p_value",
+    "flips_right_to_wrong", "flips_wrong_to_right", "flips_right_to_unparseable",
+    "flip_rate", "consistency", "unparseable_rate", "clean_unparseable_rate",
+    "mean_edit_rate", "label_policy", "spec", "severity_label",
+)
+"""Statistic columns :func:`summarize` adds after the group columns (see its docstring)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def meta_columns(results: pd.DataFrame) -> list[str]:
+    """Names of the item-metadata columns (``meta.<key>``) of a results frame."""
+    return [c for c in results.columns if str(c).startswith("meta.")]
+
+
+def _prepare(results: pd.DataFrame) -> pd.DataFrame:
+    """A defensive copy with every column the analysis reads, in the expected dtype."""
+    if not isinstance(results, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame of results, got {type(results).__name__}")
+    missing = [c for c in _REQUIRED if c not in results.columns]
+    if missing:
+        raise DataError(f"results frame lacks column(s) {', '.join(missing)}; "
+                        "see RESULT_COLUMNS in robustify/records.py")
+    df = results.copy()
+    df = df.reset_index(drop=True)
+    if "transform" not in df.columns:
+        df["transform"] = df["spec"].astype(str).str.split("@").str[0]
+    defaults: dict[str, Any] = {
+        "severity": 0.0, "severity_label": None, "replicate": 0, "changed": True,
+        "edit_rate": np.nan, "label_policy": "preserves", "parsed": None, "response": None,
+        "input": None, "target": None, "error": None, "unparseable": False,
+    }
+    for column, value in defaults.items():
+        if column not in df.columns:
+            df[column] = value
+    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype(float)
+    df["severity"] = pd.to_numeric(df["severity"], errors="coerce").astype(float)
+    df["replicate"] = pd.to_numeric(df["replicate"], errors="coerce").fillna(0).astype(int)
+    df["edit_rate"] = pd.to_numeric(df["edit_rate"], errors="coerce").astype(float)
+    df["unparseable"] = _as_bool(df["unparseable"], default=False)
+    df["changed"] = _as_bool(df["changed"], default=True)
+    df["label_policy"] = df["label_policy"].where(df["label_policy"].notna(), "preserves")
+    return df
+
+
+def _as_bool(series: pd.Series, *, default: bool) -> pd.Series:
+    # Object columns read back from JSON hold None for missing values; fillna on an
+    # object series would warn about downcasting, so map explicitly.
+    return series.map(lambda v: default if v is None or (isinstance(v, float) and math.isnan(v))
+                      else bool(v)).astype(bool)
+
+
+def _clean_mask(df: pd.DataFrame) -> pd.Series:
+    return (df["spec"] == CLEAN) | (df["transform"] == CLEAN)
+
+
+def _norm_answer(value: Any) -> str | None:
+    """Comparable form of a parsed answer: stripped, case-folded, single-spaced."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = " ".join(str(value).split()).casefold()
+    return text or None
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _check_by(df: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in by if c not in df.columns]
+    if missing:
+        close = [c for c in df.columns if any(m.split(".")[-1] in str(c) for m in missing)]
+        hint = f" (did you mean {', '.join(map(str, close))}?)" if close else ""
+        raise ConfigError(f"cannot group by {', '.join(missing)}: no such column{hint}")
+    return by
+
+
+def _ordered(frame: pd.DataFrame, keys: Sequence[str], reference: pd.DataFrame) -> pd.DataFrame:
+    """Sort ``frame`` by ``keys``: text keys by first appearance in ``reference``,
+    numeric keys ascending (NaN last)."""
+    if frame.empty or not keys:
+        return frame.reset_index(drop=True)
+    sort_cols = []
+    tmp = frame.copy()
+    for i, key in enumerate(keys):
+        col = f"__order{i}"
+        if pd.api.types.is_numeric_dtype(frame[key]) and not pd.api.types.is_bool_dtype(frame[key]):
+            tmp[col] = frame[key].astype(float).fillna(np.inf)
+        else:
+            uniques = pd.unique(reference[key]) if key in reference.columns else pd.unique(frame[key])
+            lookup = {_key_token(v): n for n, v in enumerate(uniques)}
+            tmp[col] = frame[key].map(lambda v: lookup.get(_key_token(v), len(lookup)))
+        sort_cols.append(col)
+    tmp = tmp.sort_values(sort_cols, kind="mergesort")
+    return tmp.drop(columns=sort_cols).reset_index(drop=True)
+
+
+def _key_token(value: Any) -> str:
+    return "\x00nan" if _is_missing(value) and not isinstance(value, str) else repr(value)
+
+
+def _group_rng(seed: int | np.random.Generator, key: Any) -> np.random.Generator:
+    """An RNG of its own for one group: seed + a stable digest of the group key."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    digest = hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode("utf-8")).digest()
+    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if _is_missing(value) and not isinstance(value, str):
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+# ----------------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, *, clusters: Sequence[Any] | None = None,
+                 n_boot: int = 2000, seed: int | np.random.Generator = 0,
+                 ci: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of ``values``, resampling clusters.
+
+    Each bootstrap draw picks clusters (items) with replacement and takes the mean over
+    all rows of the drawn clusters, so rows of one cluster (the replicates of an item)
+    are kept together. With ``clusters=None`` every row is its own cluster (and row
+    order matters); with clusters the interval does not depend on row order. For a
+    paired drop pass ``clean - perturbed`` as ``values``.
+
+    Args:
+        values: Per-row values; NaN is not allowed (filter first).
+        clusters: Cluster label per row (e.g. the item id), or ``None``.
+        n_boot: Number of bootstrap draws; 0 returns ``(nan, nan)``.
+        seed: Seed (or a ready Generator) for ``numpy.random.default_rng``.
+        ci: Coverage, e.g. 0.95.
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` for no rows; a zero-width interval for one
+        cluster (there is nothing to resample).
+    """
+    if not 0.0 < ci < 1.0:
+        raise ConfigError(f"ci must lie strictly between 0 and 1, got {ci!r}")
+    x = np.asarray(values, dtype=float)
+    if x.size == 0 or n_boot <= 0:
+        return (math.nan, math.nan)
+    if np.isnan(x).any():
+        raise DataError("bootstrap_ci got NaN values; drop unscored rows first")
+    if clusters is None:
+        codes = np.arange(x.size)
+    else:
+        labels = pd.Series(list(clusters), dtype=object)
+        try:
+            # Sorted cluster codes make the interval independent of row order.
+            codes = pd.factorize(labels, sort=True, use_na_sentinel=False)[0]
+        except TypeError:  # labels of mixed, unorderable types
+            codes = pd.factorize(labels, use_na_sentinel=False)[0]
+    m = int(codes.max()) + 1
+    sums = np.bincount(codes, weights=x, minlength=m)
+    counts = np.bincount(codes, minlength=m).astype(float)
+    if m == 1:
+        point = float(sums[0] / counts[0])
+        return (point, point)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    # Draw in chunks so a large benchmark never needs an n_boot x n_items index matrix.
+    chunk = max(1, min(n_boot, 2_000_000 // m))
+    stats = np.empty(n_boot)
+    done = 0
+    while done < n_boot:
+        size = min(chunk, n_boot - done)
+        idx = rng.integers(0, m, size=(size, m))
+        stats[done:done + size] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+        done += size
+    alpha = (1.0 - ci) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pair counts.
+
+    Under the null both kinds of flips are equally likely, so ``min(b, c)`` follows
+    Binomial(b + c, 1/2); the two-sided p-value is twice its lower tail, capped at 1.
+
+    Args:
+        b: Pairs right on clean and wrong when perturbed.
+        c: Pairs wrong on clean and right when perturbed.
+
+    Returns:
+        The p-value; 1.0 when there is no discordant pair.
+
+    >>> mcnemar_exact(8, 1)
+    0.0390625
+    """
+    from scipy.stats import binom
+
+    b, c = int(b), int(c)
+    n = b + c
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
+
+
+# ------------------------------------------------------------------------- pairing
+
+
+def pair_with_clean(results: pd.DataFrame) -> pd.DataFrame:
+    """Join every perturbed row with the clean row of its own ``(model, item_id)``.
+
+    Args:
+        results: The per-row results frame.
+
+    Returns:
+        The perturbed rows (clean rows removed), in input order, with every original
+        column plus ``clean_score``, ``clean_parsed``, ``clean_response``, ``clean_input``,
+        ``clean_unparseable``, ``clean_error`` and derived columns:
+
+        * ``has_clean``: a clean row exists for the pair;
+        * ``paired``: both scores are numbers (the row counts in drop statistics);
+        * ``drop``: ``clean_score - score`` (NaN unless ``paired``);
+        * ``flip``: ``"right->wrong"``, ``"wrong->right"``, ``"same"`` or None (unpaired);
+        * ``consistent``: 1.0 when the parsed answer equals the clean parsed answer,
+          0.0 when it differs (including no answer), NaN when the clean answer has no
+          parsed value or the perturbed call failed.
+
+    Raises:
+        DataError: A required column is missing.
+    """
+    df = _prepare(results)
+    clean_mask = _clean_mask(df)
+    clean = df.loc[clean_mask]
+    dup = clean.duplicated(["model", "item_id"], keep="first")
+    if dup.any():
+        log.warning("%d duplicate clean rows (same model and item); the first of each is used",
+                    int(dup.sum()))
+        clean = clean.loc[~dup]
+    rename = {"score": "clean_score", "parsed": "clean_parsed", "response": "clean_response",
+              "input": "clean_input", "unparseable": "clean_unparseable", "error": "clean_error"}
+    right = clean[["model", "item_id", *rename]].rename(columns=rename)
+    right["has_clean"] = True
+    perturbed = df.loc[~clean_mask]
+    paired = perturbed.merge(right, on=["model", "item_id"], how="left", validate="many_to_one")
+    paired["has_clean"] = _as_bool(paired["has_clean"], default=False)
+    paired["clean_score"] = paired["clean_score"].astype(float)
+    paired["clean_unparseable"] = _as_bool(paired["clean_unparseable"], default=False)
+    ok = paired["score"].notna() & paired["clean_score"].notna()
+    paired["paired"] = ok
+    paired["drop"] = (paired["clean_score"] - paired["score"]).where(ok)
+    was_right = paired["clean_score"] >= 0.5
+    is_right = paired["score"] >= 0.5
+    flip = np.where(was_right & ~is_right, "right->wrong",
+                    np.where(~was_right & is_right, "wrong->right", "same"))
+    paired["flip"] = pd.Series(flip, index=paired.index, dtype=object).where(ok, None)
+    consistent = []
+    for clean_parsed, parsed, score in zip(paired["clean_parsed"], paired["parsed"],
+                                           paired["score"]):
+        reference = _norm_answer(clean_parsed)
+        if reference is None or math.isnan(score):
+            consistent.append(math.nan)
+        else:
+            consistent.append(1.0 if _norm_answer(parsed) == reference else 0.0)
+    paired["consistent"] = np.asarray(consistent, dtype=float)
+    return paired
+
+
+# ------------------------------------------------------------------------- summary
+
+
+def _answered(frame: pd.DataFrame, error_col: str = "error",
+              response_col: str | None = None) -> pd.Series:
+    answered = frame[error_col].map(_is_missing)
+    if response_col is not None:
+        answered &= ~frame[response_col].map(lambda v: v is None or
+                                             (isinstance(v, float) and math.isnan(v)))
+    return answered.astype(bool)
+
+
+def _group_stats(g: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
+                 ci: float) -> dict[str, Any]:
+    used = g.loc[g["paired"]]
+    n_scored = int(len(used))
+    clean_score = float(used["clean_score"].mean()) if n_scored else math.nan
+    perturbed_score = float(used["score"].mean()) if n_scored else math.nan
+    drop = clean_score - perturbed_score if n_scored else math.nan
+    low, high = bootstrap_ci((used["clean_score"] - used["score"]).to_numpy(),
+                             clusters=used["item_id"].to_numpy(), n_boot=n_boot, seed=rng, ci=ci)
+    was_right = used["clean_score"] >= 0.5
+    is_right = used["score"] >= 0.5
+    r2w = int((was_right & ~is_right).sum())
+    w2r = int((~was_right & is_right).sum())
+    r2u = int((was_right & ~is_right & used["unparseable"]).sum())
+    # McNemar needs independent pairs. With several rows per item (replicates, or
+    # severities pooled into one group) each item counts once, by the sign of its net
+    # flips: a sign test over items, identical to McNemar with one row per item.
+    if n_scored:
+        net = pd.Series((was_right & ~is_right).astype(int).to_numpy()
+                        - (~was_right & is_right).astype(int).to_numpy()
+                        ).groupby(used["item_id"].to_numpy(), sort=False).sum()
+        p_value = mcnemar_exact(int((net > 0).sum()), int((net < 0).sum()))
+    else:
+        p_value = math.nan
+    answered = g.loc[_answered(g)]
+    clean_items = g.drop_duplicates("item_id")
+    clean_items = clean_items.loc[clean_items["has_clean"] & _answered(clean_items, "clean_error")]
+    policies = sorted({str(p) for p in g["label_policy"].dropna()})
+    specs = list(dict.fromkeys(str(s) for s in g["spec"].dropna()))
+    labels = list(dict.fromkeys(str(s) for s in g["severity_label"].dropna()))
+    consistency = used["consistent"].dropna()
+    return {
+        "n_rows": int(len(g)),
+        "n_items": int(g["item_id"].nunique()),
+        "n_replicates": int(g["replicate"].nunique()),
+        "n_changed": int(g["changed"].sum()),
+        "n_failed": int(len(g) - n_scored),
+        "n_scored": n_scored,
+        "clean_score": clean_score,
+        "perturbed_score": perturbed_score,
+        "drop": drop,
+        "drop_pp": drop * 100.0,
+        "ci_low": low,
+        "ci_high": high,
+        "ci_low_pp": low * 100.0,
+        "ci_high_pp": high * 100.0,
+        # Undefined (NaN) rather than infinite when the clean score is 0.
+        "relative_drop": drop / clean_score if n_scored and clean_score > 0 else math.nan,
+        "p_value": p_value,
+        "flips_right_to_wrong": r2w,
+        "flips_wrong_to_right": w2r,
+        "flips_right_to_unparseable": r2u,
+        "flip_rate": (r2w + w2r) / n_scored if n_scored else math.nan,
+        "consistency": float(consistency.mean()) if len(consistency) else math.nan,
+        "unparseable_rate": float(answered["unparseable"].mean()) if len(answered) else math.nan,
+        "clean_unparseable_rate": (float(clean_items["clean_unparseable"].mean())
+                                   if len(clean_items) else math.nan),
+        "mean_edit_rate": (float(g["edit_rate"].mean()) if g["edit_rate"].notna().any()
+                           else math.nan),
+        "label_policy": ",".join(policies) if policies else None,
+        "spec": ",".join(specs) if specs else None,
+        "severity_label": labels[0] if len(labels) == 1 else (",".join(labels) or None),
+    }
+
+
+def _summarize_paired(paired: pd.DataFrame, by: Sequence[str], *, n_boot: int, seed: int,
+                      ci: float, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    by = _check_by(paired, by)
+    rows = []
+    if len(paired):
+        for key, g in paired.groupby(by, sort=False, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            stats = _group_stats(g, rng=_group_rng(seed, key), n_boot=n_boot, ci=ci)
+            rows.append({**dict(zip(by, key)), **stats})
+    columns = [*by, *[c for c in SUMMARY_COLUMNS if c not in by]]
+    out = pd.DataFrame(rows, columns=columns)
+    if out.empty:
+        # Typed even when empty, so callers can do arithmetic on the columns.
+        out = out.astype({c: ("int64" if c.startswith(("n_", "flips_")) else "float64")
+                          for c in columns if c in SUMMARY_COLUMNS
+                          and c not in ("label_policy", "spec", "severity_label")})
+    for column in by:
+        if column in paired.columns and pd.api.types.is_numeric_dtype(paired[column]):
+            out[column] = out[column].astype(paired[column].dtype)
+    return _ordered(out, by, reference if reference is not None else paired)
+
+
+def summarize(results: pd.DataFrame, *, by: Sequence[str] = ("model", "transform", "severity"),
+              n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
+              only_changed: bool = False) -> pd.DataFrame:
+    """Paired drop statistics per group of perturbed rows (clean rows are the reference).
+
+    Args:
+        results: The per-row results frame.
+        by: Columns to group by: any result column, e.g. ``("model", "transform")``,
+            ``("model", "spec")``, ``("model", "task")`` or ``("model", "meta.domain")``.
+        n_boot: Bootstrap draws for the drop interval (0 skips it: NaN bounds).
+        seed: Seed of the bootstrap; each group derives its own generator from it.
+        ci: Interval coverage.
+        only_changed: Keep only variants the transform actually changed (``changed``);
+            by default no-op variants count, as they would in production.
+
+    Returns:
+        One row per group, the ``by`` columns followed by:
+
+        * ``n_rows`` perturbed rows, ``n_items`` distinct items, ``n_replicates`` (distinct
+          replicate indices), ``n_changed`` rows the transform changed, ``n_failed`` rows left out
+          because their score or their clean score is NaN, ``n_scored`` rows used;
+        * ``clean_score``, ``perturbed_score``: mean scores over the used pairs;
+        * ``drop`` = clean - perturbed (fraction) and ``drop_pp`` (percentage points);
+        * ``ci_low``/``ci_high`` (fraction) and ``ci_low_pp``/``ci_high_pp``: paired
+          bootstrap interval of the drop over items (clustered by item);
+        * ``relative_drop`` = drop / clean score, NaN when the clean score is 0;
+        * ``p_value``: exact two-sided McNemar test on right/wrong (score >= 0.5); with
+          several rows per item (replicates, pooled severities) each item counts once by
+          the sign of its net flips (an exact sign test over items);
+        * ``flips_right_to_wrong``, ``flips_wrong_to_right`` (row counts),
+          ``flips_right_to_unparseable`` (the right->wrong flips with no parseable answer),
+          ``flip_rate`` = flips / used rows;
+        * ``consistency``: share of variants whose parsed answer equals the model's own
+          clean parsed answer (over rows whose clean answer was parsed);
+        * ``unparseable_rate`` among answered perturbed rows, ``clean_unparseable_rate``
+          on the same items' clean answers; ``mean_edit_rate``;
+        * ``label_policy``, ``spec``, ``severity_label``: the values in the group, joined
+          with commas when there are several.
+
+    Raises:
+        ConfigError: ``by`` names a column that does not exist, or ``ci`` is not in (0, 1).
+        DataError: a required column is missing.
+    """
+    paired = pair_with_clean(results)
+    if only_changed:
+        paired = paired.loc[paired["changed"]]
+    return _summarize_paired(paired, by, n_boot=n_boot, seed=seed, ci=ci)
+
+
+# ------------------------------------------------------------------ model overview
+
+
+def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
+                   ci: float = 0.95,
+                   policies: Sequence[str] = LABEL_PRESERVING) -> pd.DataFrame:
+    """Per model: clean score, mean and worst-case score under noise, and the overestimation.
+
+    Only label-preserving variants (``policies``, by default ``preserves`` and
+    ``remaps``) count: under a ``may_break`` transform a wrong answer may be the only
+    honest one (see :func:`may_break_summary`).
+
+    Args:
+        results: The per-row results frame.
+        n_boot: Bootstrap draws for the intervals (0 skips them).
+        seed: Bootstrap seed.
+        ci: Interval coverage.
+        policies: Label policies that count as realistic, answer-preserving noise.
+
+    Returns:
+        One row per model with ``n_items`` (scored clean items), ``n_variants`` and
+        ``n_failed`` (label-preserving variant rows, and those left out), ``n_transforms``,
+        ``clean_score`` (mean over the model's scored clean rows), ``overestimation`` /
+        ``overestimation_pp`` (the paired mean drop over all scored label-preserving
+        variants), ``perturbed_score`` = clean_score - overestimation (equal to the mean
+        score of those variants when no call failed), with
+        ``overestimation_ci_low_pp``/``overestimation_ci_high_pp``, ``worst_case_score``
+        (per item the minimum over its clean score and all its scored label-preserving
+        variants, then averaged over items: HELM's worst case), ``worst_case_gap_pp``
+        (clean - worst case) with ``worst_case_ci_low_pp``/``worst_case_ci_high_pp``.
+    """
+    df = _prepare(results)
+    paired = pair_with_clean(df)
+    keep = paired.loc[paired["label_policy"].isin(list(policies))]
+    clean = df.loc[_clean_mask(df)].drop_duplicates(["model", "item_id"])
+    rows = []
+    for model in pd.unique(df["model"]):
+        c = clean.loc[(clean["model"] == model) & clean["score"].notna()]
+        v = keep.loc[keep["model"] == model]
+        used = v.loc[v["paired"]]
+        rng = _group_rng(seed, ("overview", model))
+        if len(used):
+            over = float(used["clean_score"].mean() - used["score"].mean())
+            o_low, o_high = bootstrap_ci((used["clean_score"] - used["score"]).to_numpy(),
+                                         clusters=used["item_id"].to_numpy(),
+                                         n_boot=n_boot, seed=rng, ci=ci)
+        else:
+            over, o_low, o_high = math.nan, math.nan, math.nan
+        if len(c):
+            lowest = used.groupby("item_id", sort=False)["score"].min()
+            item_clean = c.set_index("item_id")["score"]
+            worst = np.fmin(item_clean, lowest.reindex(item_clean.index))
+            gap = (item_clean - worst).to_numpy()
+            w_low, w_high = bootstrap_ci(gap, clusters=item_clean.index.to_numpy(),
+                                         n_boot=n_boot, seed=rng, ci=ci)
+            clean_score, worst_score = float(item_clean.mean()), float(worst.mean())
+        else:
+            gap = np.array([])
+            clean_score = worst_score = w_low = w_high = math.nan
+        rows.append({
+            "model": model,
+            "n_items": int(len(c)),
+            "n_variants": int(len(v)),
+            "n_failed": int(len(v) - len(used)),
+            "n_transforms": int(v["transform"].nunique()),
+            "clean_score": clean_score,
+            # On the clean score's footing: the clean score minus the paired drop. It is
+            # the plain mean of the scored variants when no call failed, and does not
+            # shift when failures hit easy or hard items unevenly.
+            "perturbed_score": clean_score - over,
+            "overestimation": over,
+            "overestimation_pp": over * 100.0,
+            "overestimation_ci_low_pp": o_low * 100.0,
+            "overestimation_ci_high_pp": o_high * 100.0,
+            "worst_case_score": worst_score,
+            "worst_case_gap_pp": float(gap.mean()) * 100.0 if gap.size else math.nan,
+            "worst_case_ci_low_pp": w_low * 100.0,
+            "worst_case_ci_high_pp": w_high * 100.0,
+        })
+    return pd.DataFrame(rows, columns=[
+        "model", "n_items", "n_variants", "n_failed", "n_transforms", "clean_score",
+        "perturbed_score", "overestimation", "overestimation_pp", "overestimation_ci_low_pp",
+        "overestimation_ci_high_pp", "worst_case_score", "worst_case_gap_pp",
+        "worst_case_ci_low_pp", "worst_case_ci_high_pp"])
+
+
+# ---------------------------------------------------------------------- rankings
+
+
+def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    # Constant input has no ranking; scipy would warn and return NaN anyway.
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return (math.nan, math.nan)
+    return (float(spearmanr(x, y).statistic), float(kendalltau(x, y).statistic))
+
+
+def ranking_change(results: pd.DataFrame, *, by: str = "transform",
+                   policies: Sequence[str] | None = None) -> pd.DataFrame:
+    """How the ranking of models under each transform differs from the clean ranking.
+
+    Args:
+        results: The per-row results frame with two or more models.
+        by: Column that defines the conditions (``transform`` or ``spec``).
+        policies: Keep only these label policies (default: all).
+
+    Returns:
+        One row per (condition, model): ``clean_score`` (mean over the model's scored clean
+        rows), ``score`` (mean perturbed score), ``clean_rank`` and ``rank`` (1 = best;
+        ties share the better rank), ``rank_change`` (clean_rank - rank, positive = moved
+        up), and per condition ``spearman`` and ``kendall`` (rank correlation of clean vs
+        perturbed scores across models; NaN with fewer than two models or a constant
+        score), ``n_swaps`` and ``swaps``: the pairs ahead on clean and strictly behind
+        under noise, written ``"a > b"`` for the clean order, separated by ``"; "``.
+    """
+    df = _prepare(results)
+    paired = pair_with_clean(df)
+    if policies is not None:
+        paired = paired.loc[paired["label_policy"].isin(list(policies))]
+    _check_by(paired, [by])
+    clean = df.loc[_clean_mask(df)].drop_duplicates(["model", "item_id"])
+    clean_score = clean.groupby("model", sort=False)["score"].mean()
+    models = list(pd.unique(df["model"]))
+    rows = []
+    used = paired.loc[paired["paired"]]
+    for condition in pd.unique(paired[by]):
+        sub = used.loc[used[by] == condition]
+        score = sub.groupby("model", sort=False)["score"].mean().reindex(models)
+        base = clean_score.reindex(models)
+        clean_rank = base.rank(ascending=False, method="min")
+        rank = score.rank(ascending=False, method="min")
+        rho, tau = _rank_corr(base.to_numpy(float), score.to_numpy(float))
+        swaps = []
+        for a, b in combinations(models, 2):
+            ca, cb, sa, sb = base[a], base[b], score[a], score[b]
+            if any(map(math.isnan, (ca, cb, sa, sb))):
+                continue
+            if ca > cb and sa < sb:
+                swaps.append(f"{a} > {b}")
+            elif cb > ca and sb < sa:
+                swaps.append(f"{b} > {a}")
+        for model in models:
+            rows.append({
+                by: condition, "model": model, "clean_score": float(base[model]),
+                "score": float(score[model]),
+                "clean_rank": float(clean_rank[model]), "rank": float(rank[model]),
+                "rank_change": float(clean_rank[model] - rank[model]),
+                "spearman": rho, "kendall": tau, "n_swaps": len(swaps),
+                "swaps": "; ".join(swaps),
+            })
+    return pd.DataFrame(rows, columns=[by, "model", "clean_score", "score", "clean_rank", "rank",
+                                       "rank_change", "spearman", "kendall", "n_swaps", "swaps"])
+
+
+# --------------------------------------------------------------------- severity
+
+
+def severity_curve(results: pd.DataFrame, *, policies: Sequence[str] | None = None
+                   ) -> pd.DataFrame:
+    """Score against severity per model x transform, with severity 0 = the clean score.
+
+    The severity-0 point of a curve is the mean clean score over the items that curve's
+    scored variants cover, so every point of one curve averages the same items.
+    Perturbed rows at severity 0 (the identity by contract) are not added twice.
+
+    Args:
+        results: The per-row results frame.
+        policies: Keep only these label policies (default: all).
+
+    Returns:
+        Rows ``model``, ``transform``, ``severity``, ``severity_label`` (``"clean"`` at
+        0), ``score``, ``drop_pp`` (clean point - this point), ``n_scored``, ``n_items``,
+        sorted by model, transform (first appearance) and severity.
+    """
+    paired = pair_with_clean(results)
+    if policies is not None:
+        paired = paired.loc[paired["label_policy"].isin(list(policies))]
+    used = paired.loc[paired["paired"] & (paired["severity"] > 0)]
+    rows = []
+    for (model, transform), g in used.groupby(["model", "transform"], sort=False):
+        base = float(g.drop_duplicates("item_id")["clean_score"].mean())
+        rows.append({"model": model, "transform": transform, "severity": 0.0,
+                     "severity_label": "clean", "score": base, "drop_pp": 0.0,
+                     "n_scored": int(g["item_id"].nunique()),
+                     "n_items": int(g["item_id"].nunique())})
+        for severity, s in g.groupby("severity", sort=True):
+            labels = list(dict.fromkeys(str(v) for v in s["severity_label"].dropna()))
+            score = float(s["score"].mean())
+            rows.append({"model": model, "transform": transform, "severity": float(severity),
+                         "severity_label": labels[0] if len(labels) == 1 else None,
+                         "score": score, "drop_pp": (base - score) * 100.0,
+                         "n_scored": int(len(s)), "n_items": int(s["item_id"].nunique())})
+    out = pd.DataFrame(rows, columns=["model", "transform", "severity", "severity_label", "score",
+                                      "drop_pp", "n_scored", "n_items"])
+    return _ordered(out, ["model", "transform", "severity"], paired)
+
+
+def severity_auc(data: pd.DataFrame) -> pd.DataFrame:
+    """Normalised area under each score-vs-severity curve.
+
+    For each model x transform the curve's points (severity 0 = clean score, then each
+    measured severity) are joined by straight lines; the area under them (trapezoid
+    rule) over [0, max severity] is divided by the width max severity. The result is a
+    score on the same 0..1 scale: the average score over the severity range. A model
+    unaffected by the noise has ``auc == clean_score``; ``auc_ratio`` = auc / clean score
+    (NaN when the clean score is 0) compares models with different clean scores.
+
+    Args:
+        data: Either a results frame (has ``item_id``) or the output of
+            :func:`severity_curve`.
+
+    Returns:
+        Rows ``model``, ``transform``, ``auc``, ``clean_score``, ``auc_ratio``,
+        ``max_severity``, ``n_points``. A curve with a single point has NaN ``auc``.
+    """
+    curve = severity_curve(data) if "item_id" in data.columns else data
+    rows = []
+    for (model, transform), g in curve.groupby(["model", "transform"], sort=False):
+        g = g.dropna(subset=["severity", "score"]).sort_values("severity", kind="mergesort")
+        x = g["severity"].to_numpy(float)
+        y = g["score"].to_numpy(float)
+        zero = g.loc[g["severity"] == 0, "score"]
+        clean = float(zero.iloc[0]) if len(zero) else math.nan
+        width = float(x.max() - x.min()) if len(x) else 0.0
+        if len(x) < 2 or width <= 0:
+            auc = math.nan
+        else:
+            auc = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0) / width)
+        rows.append({"model": model, "transform": transform, "auc": auc, "clean_score": clean,
+                     "auc_ratio": auc / clean if clean > 0 and not math.isnan(auc) else math.nan,
+                     "max_severity": float(x.max()) if len(x) else math.nan,
+                     "n_points": int(len(x))})
+    return pd.DataFrame(rows, columns=["model", "transform", "auc", "clean_score", "auc_ratio",
+                                       "max_severity", "n_points"])
+
+
+# ------------------------------------------------------------------------- slices
+
+
+def _resolve_column(df: pd.DataFrame, column: str) -> str:
+    if column in df.columns:
+        return column
+    if f"meta.{column}" in df.columns:
+        return f"meta.{column}"
+    raise ConfigError(f"no column {column!r} in the results (metadata columns: "
+                      f"{', '.join(meta_columns(df)) or 'none'})")
+
+
+def slices(results: pd.DataFrame, column: str, *, by: Sequence[str] = ("model",),
+           policies: Sequence[str] | None = LABEL_PRESERVING, **kwargs: Any) -> pd.DataFrame:
+    """The drop statistics of :func:`summarize` per value of one column (a slice).
+
+    Args:
+        results: The per-row results frame.
+        column: ``meta.domain``, ``task``... (``domain`` is accepted for ``meta.domain``).
+        by: Columns to keep apart besides the slice column (default: per model).
+        policies: Label policies pooled into a slice (default: label-preserving only;
+            ``None`` keeps all).
+        **kwargs: Passed to :func:`summarize` (``n_boot``, ``seed``, ``ci``).
+
+    Returns:
+        :func:`summarize` output grouped by ``(*by, column)``.
+    """
+    df = _prepare(results)
+    column = _resolve_column(df, column)
+    if policies is not None:
+        df = df.loc[_clean_mask(df) | df["label_policy"].isin(list(policies))]
+    return summarize(df, by=(*by, column), **kwargs)
+
+
+def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, *, k: int = 5,
+                   min_items: int = 5, by: Sequence[str] = ("model",),
+                   **kwargs: Any) -> pd.DataFrame:
+    """The ``k`` slices with the largest drop among those with at least ``min_items`` items.
+
+    Args:
+        results: The per-row results frame.
+        columns: Columns to slice by (default: every ``meta.*`` column).
+        k: How many slices to return.
+        min_items: Slices with fewer distinct items are skipped (their drop is noise).
+        by: Kept apart besides the slice (default: per model).
+        **kwargs: Passed to :func:`slices`.
+
+    Returns:
+        :func:`summarize` columns plus ``column`` (the sliced column) and ``value``,
+        sorted by ``drop`` descending (ties: first appearance).
+    """
+    df = _prepare(results)
+    columns = meta_columns(df) if columns is None else [_resolve_column(df, c) for c in columns]
+    frames = []
+    for column in columns:
+        s = slices(df, column, by=by, **kwargs)
+        s = s.rename(columns={column: "value"})
+        s.insert(len(by), "column", column)
+        frames.append(s)
+    base = [*by, "column", "value", *SUMMARY_COLUMNS]
+    if not frames:
+        return pd.DataFrame(columns=base)
+    out = pd.concat([f.astype({"value": object}) for f in frames], ignore_index=True)
+    out = out.loc[(out["n_items"] >= min_items) & out["drop"].notna() & out["value"].notna()]
+    out = out.sort_values("drop", ascending=False, kind="mergesort")
+    return out.head(k).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------- may_break
+
+
+def may_break_summary(results: pd.DataFrame, *, by: Sequence[str] = ("model", "transform"),
+                      detector: Callable[[str | None], bool] | None = None,
+                      n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """Drop and clarification rate for transforms that may break the gold label.
+
+    Under ``may_break`` transforms (ambiguity, heavy truncation) asking "what do you mean?"
+    can be the best answer, so besides the drop this reports how often the model asks
+    for clarification or says the question is incomplete, on the perturbed items and on
+    the same items' clean versions.
+
+    Args:
+        results: The per-row results frame.
+        by: Grouping columns.
+        detector: ``text -> bool``; default ``robustify.clarify.asks_for_clarification``
+            (imported on first use). If it cannot be imported the rates are NaN.
+        n_boot, seed, ci: As in :func:`summarize`.
+
+    Returns:
+        :func:`summarize` columns for the ``may_break`` rows plus
+        ``clarification_rate`` (share of answered perturbed rows), ``clean_clarification_rate``
+        (share of the same items' answered clean rows) and ``clarification_delta_pp``
+        (perturbed - clean, percentage points). Empty when no row is ``may_break``.
+    """
+    paired = pair_with_clean(results)
+    mb = paired.loc[paired["label_policy"] == "may_break"]
+    by = list(by)
+    out = _summarize_paired(mb, by, n_boot=n_boot, seed=seed, ci=ci)
+    extra = ["clarification_rate", "clean_clarification_rate", "clarification_delta_pp"]
+    if out.empty:
+        return pd.DataFrame(columns=[*out.columns, *extra])
+    if detector is None:
+        try:
+            from robustify.clarify import asks_for_clarification as detector
+        except ImportError as exc:
+            log.warning("clarification rates unavailable: %s", exc)
+    rates: dict[tuple, tuple[float, float]] = {}
+    for key, g in mb.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if detector is None:
+            rates[tuple(map(_key_token, key))] = (math.nan, math.nan)
+            continue
+        answered = g.loc[_answered(g, response_col="response")]
+        items = g.drop_duplicates("item_id")
+        items = items.loc[items["has_clean"] & _answered(items, "clean_error", "clean_response")]
+        rate = (float(np.mean([bool(detector(t)) for t in answered["response"]]))
+                if len(answered) else math.nan)
+        clean_rate = (float(np.mean([bool(detector(t)) for t in items["clean_response"]]))
+                      if len(items) else math.nan)
+        rates[tuple(map(_key_token, key))] = (rate, clean_rate)
+    pairs = [rates.get(tuple(_key_token(v) for v in row), (math.nan, math.nan))
+             for row in out[by].itertuples(index=False, name=None)]
+    out["clarification_rate"] = [p[0] for p in pairs]
+    out["clean_clarification_rate"] = [p[1] for p in pairs]
+    out["clarification_delta_pp"] = (out["clarification_rate"]
+                                     - out["clean_clarification_rate"]) * 100.0
+    return out
+
+
+# -------------------------------------------------------------------- noise floor
+
+
+def noise_floor(clean_repeats: pd.DataFrame, *, by: Sequence[str] = ("model",),
+                n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """Flip rate of the clean items when they are simply asked again (no perturbation).
+
+    A perturbation's flip rate only means something above this floor: sampling noise,
+    batching or server-side nondeterminism flip answers too. Each item's repeat 0 (or
+    its lowest repeat) is the reference, exactly as the clean row is for a variant; every
+    other repeat is compared with it.
+
+    Args:
+        clean_repeats: Rows of re-asked clean items with a ``repeat`` column
+            (``model``, ``item_id``, ``score``, optional ``parsed``). Non-clean rows (by
+            ``spec``) are ignored.
+        by: Grouping columns (default per model).
+        n_boot, seed, ci: Bootstrap over items, as in :func:`summarize`.
+
+    Returns:
+        Per group: ``n_items``, ``n_repeats`` (max repeats per item, reference included),
+        ``n_pairs`` (scored comparisons), ``flip_rate`` (right/wrong changed, score >= 0.5
+        is right) with ``ci_low``/``ci_high``, ``flip_rate_pp``, ``answer_change_rate``
+        (parsed answer differs, over pairs where both were parsed), ``mean_score``.
+
+    Raises:
+        DataError: no ``repeat`` column or a required column missing.
+    """
+    if "repeat" not in clean_repeats.columns:
+        raise DataError("noise_floor needs a 'repeat' column (0 = the original clean answer)")
+    df = clean_repeats.copy().reset_index(drop=True)
+    for column in ("model", "item_id", "score"):
+        if column not in df.columns:
+            raise DataError(f"noise_floor needs a {column!r} column")
+    if "spec" in df.columns:
+        df = df.loc[df["spec"].isna() | (df["spec"] == CLEAN)]
+    if "parsed" not in df.columns:
+        df["parsed"] = None
+    df["score"] = pd.to_numeric(df["score"], errors="coerce").astype(float)
+    df["repeat"] = pd.to_numeric(df["repeat"], errors="coerce").fillna(0).astype(int)
+    by = _check_by(df, by)
+    original = df
+    df = df.sort_values("repeat", kind="mergesort")
+    keys = ["model", "item_id"] + [b for b in by if b not in ("model", "item_id")]
+    ref = df.drop_duplicates(keys, keep="first")
+    ref = ref[keys + ["repeat", "score", "parsed"]].rename(
+        columns={"repeat": "ref_repeat", "score": "ref_score", "parsed": "ref_parsed"})
+    pairs = df.merge(ref, on=keys, how="inner")
+    pairs = pairs.loc[pairs["repeat"] != pairs["ref_repeat"]]
+    rows = []
+    for key, g in df.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mask = np.ones(len(pairs), dtype=bool)
+        for column, value in zip(by, key):
+            mask &= (pairs[column] == value).to_numpy()
+        p = pairs.loc[mask]
+        scored = p.loc[p["score"].notna() & p["ref_score"].notna()]
+        flips = ((scored["score"] >= 0.5) != (scored["ref_score"] >= 0.5)).astype(float)
+        low, high = bootstrap_ci(flips.to_numpy(), clusters=scored["item_id"].to_numpy(),
+                                 n_boot=n_boot, seed=_group_rng(seed, ("noise", *key)), ci=ci)
+        changes = [float(_norm_answer(a) != _norm_answer(b))
+                   for a, b in zip(p["parsed"], p["ref_parsed"])
+                   if _norm_answer(a) is not None and _norm_answer(b) is not None]
+        rate = float(flips.mean()) if len(flips) else math.nan
+        rows.append({**dict(zip(by, key)),
+                     "n_items": int(g["item_id"].nunique()),
+                     "n_repeats": int(g.groupby("item_id").size().max()),
+                     "n_pairs": int(len(scored)),
+                     "flip_rate": rate, "flip_rate_pp": rate * 100.0,
+                     "ci_low": low, "ci_high": high,
+                     "answer_change_rate": float(np.mean(changes)) if changes else math.nan,
+                     "mean_score": float(g["score"].mean())})
+    out = pd.DataFrame(rows, columns=[*by, "n_items", "n_repeats", "n_pairs", "flip_rate",
+                                      "flip_rate_pp", "ci_low", "ci_high",
+                                      "answer_change_rate", "mean_score"])
+    return _ordered(out, by, original)

@@ -1,0 +1,374 @@
+"""The response cache: one SQLite file of model answers keyed by prompt and model identity.
+
+Re-running a finished or interrupted job asks no question twice. Design points:
+
+* **Key**: sha256 of the canonical JSON of the backend identity (kind, model, base URL,
+  generation parameters; never an API key) and the messages. Only the key, the answer
+  text and token counts are stored, so the file holds no secret and no prompt.
+* **Concurrency**: WAL mode (readers never block the writer), a busy timeout, and one
+  writer thread per cache object. Several threads may call :meth:`ResponseCache.put`
+  at once, and two processes may share the file: SQLite serialises their commits.
+  The WAL switch at creation happens under a file lock, because two processes
+  creating the file together could otherwise see ``database is locked``.
+* **Durability**: ``put`` hands the row to the writer thread, which commits everything
+  queued within ``batch_interval`` (20 ms by default) of the first answer in one
+  transaction. A killed process (even SIGKILL) loses only rows still in that queue, the
+  last 20 ms or so of answers; :meth:`ResponseCache.flush` and
+  :meth:`ResponseCache.close` (and interpreter exit) drain it. ``synchronous=NORMAL``: a commit survives a process kill; only a
+  power cut can lose the last transactions.
+* Errors are never cached: the runner only ``put`` s successful completions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from filelock import FileLock
+
+from perturbations.errors import ConfigError
+
+from .records import Completion
+
+__all__ = ["ResponseCache", "cache_key", "canonical_json", "KeyMaker", "SCHEMA_VERSION",
+           "DEFAULT_CACHE_DIR"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+"""Version of the table layout, stored in the file."""
+
+DEFAULT_CACHE_DIR = ".robustify-cache"
+"""Where the CLI keeps ``responses.sqlite`` unless told otherwise."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_STOP = object()
+
+_OPEN_CACHES: "weakref.WeakSet[ResponseCache]" = weakref.WeakSet()
+
+
+def _flush_open_caches() -> None:
+    for cache in list(_OPEN_CACHES):
+        try:
+            cache.close()
+        except Exception as exc:  # exit must go on
+            logger.warning("flushing the response cache at exit failed: %s", exc)
+
+
+atexit.register(_flush_open_caches)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted-key, whitespace-free UTF-8 JSON: equal data gives equal bytes everywhere."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=str).encode("utf-8")
+
+
+def cache_key(identity: Mapping[str, Any], messages: Sequence[Mapping[str, Any]]) -> str:
+    """sha256 hex digest of the canonical JSON of ``{"identity": ..., "messages": ...}``.
+
+    Equal inputs give equal keys in any process, on any machine.
+    """
+    return hashlib.sha256(canonical_json({"identity": identity, "messages": messages})).hexdigest()
+
+
+class KeyMaker:
+    """Computes :func:`cache_key` for one identity from pre-serialised messages.
+
+    The runner serialises each prompt once and keys it for every backend: the canonical
+    JSON of ``{"identity": I, "messages": M}`` is exactly ``{"identity":<I>,"messages":<M>}``
+    (sorted keys), so the identity prefix is hashed once and copied per prompt.
+    """
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, identity: Mapping[str, Any]) -> None:
+        self._prefix = hashlib.sha256(b'{"identity":' + canonical_json(identity) + b',"messages":')
+
+    def __call__(self, messages_json: bytes) -> str:
+        """Key for messages already passed through :func:`canonical_json`."""
+        digest = self._prefix.copy()
+        digest.update(messages_json)
+        digest.update(b"}")
+        return digest.hexdigest()
+
+
+class _Flush:
+    """Marker put on the write queue; set once everything queued before it is committed."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class ResponseCache:
+    """SQLite response cache, safe across threads and processes.
+
+    Args:
+        path: The SQLite file (created with its parent folders if missing).
+        busy_timeout: Seconds a statement waits for another writer's lock.
+        batch_interval: Seconds the writer waits after the first queued answer so that
+            answers arriving together share one commit (the most a SIGKILL can lose).
+        write_retries: Commit attempts for a batch before it is dropped with a warning
+            (the answers are then simply asked again next run).
+
+    Raises:
+        ConfigError: The file exists but is not a robustify cache.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0,
+                 batch_interval: float = 0.02, write_retries: int = 5) -> None:
+        self.path = Path(path).expanduser()
+        self.busy_timeout = float(busy_timeout)
+        self.batch_interval = max(0.0, float(batch_interval))
+        self.write_retries = max(1, int(write_retries))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._pending: dict[str, Completion] = {}
+        self._pending_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+        self.hits = 0
+        """Successful :meth:`get` lookups in this process."""
+        self.misses = 0
+        """Failed :meth:`get` lookups in this process."""
+        self.writes = 0
+        """Rows committed by this object."""
+        self.dropped = 0
+        """Rows given up after repeated commit failures."""
+        self._init_file()
+        _OPEN_CACHES.add(self)
+
+    # ----------------------------------------------------------------- keys
+    key = staticmethod(cache_key)
+
+    # ----------------------------------------------------------- connections
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise ConfigError(f"response cache {self.path} is closed")
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _init_file(self) -> None:
+        lock = FileLock(str(self.path) + ".lock", timeout=self.busy_timeout)
+        try:
+            with lock:
+                conn = self._connect()
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+                if row is None:
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                                 (str(SCHEMA_VERSION),))
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise ConfigError(f"response cache {self.path} was written by a newer "
+                                      f"robustify (schema {row[0]}); use another cache file")
+                self._local.conn = conn
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path} is not a usable response cache ({exc})") from None
+
+    # --------------------------------------------------------------- reading
+    def get(self, key: str) -> Completion | None:
+        """The cached completion for ``key``, or ``None``."""
+        with self._pending_lock:
+            pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            return pending
+        row = self._reader().execute(
+            "SELECT text, tokens_in, tokens_out FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2])
+
+    def get_many(self, keys: Iterable[str], *, chunk: int = 500) -> dict[str, Completion]:
+        """Look many keys up at once; returns only the hits. Faster than repeated :meth:`get`."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Completion] = {}
+        with self._pending_lock:
+            for k in wanted:
+                if k in self._pending:
+                    found[k] = self._pending[k]
+        rest = [k for k in wanted if k not in found]
+        conn = self._reader()
+        for start in range(0, len(rest), chunk):
+            part = rest[start:start + chunk]
+            marks = ",".join("?" * len(part))
+            for key, text, t_in, t_out in conn.execute(
+                    f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})",
+                    part):
+                found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out)
+        self.hits += len(found)
+        self.misses += len(wanted) - len(found)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        with self._pending_lock:
+            if key in self._pending:
+                return True
+        return self._reader().execute(
+            "SELECT 1 FROM responses WHERE key = ?", (key,)).fetchone() is not None
+
+    def __len__(self) -> int:
+        self.flush()
+        return int(self._reader().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    # --------------------------------------------------------------- writing
+    def put(self, key: str, completion: Completion) -> None:
+        """Store a successful completion; committed by the writer thread right away."""
+        if self._closed:
+            raise ConfigError(f"response cache {self.path} is closed")
+        if not isinstance(completion, Completion):
+            raise TypeError(f"expected a Completion, got {type(completion).__name__}")
+        with self._pending_lock:
+            self._pending[key] = completion
+        self._queue.put((key, completion))
+        if self._writer is None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                name=f"robustify-cache-writer:{self.path.name}")
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        conn = self._connect()
+        stop = False
+        while not stop:
+            batch: list[tuple[str, Completion]] = []
+            markers: list[_Flush] = []
+            item = self._queue.get()
+            if self.batch_interval > 0 and not isinstance(item, _Flush) and item is not _STOP:
+                # Let answers arriving together share one commit. While this thread
+                # sleeps, put() is a plain queue append that wakes nobody, which keeps
+                # the event loop thread fast at thousands of answers per second.
+                time.sleep(self.batch_interval)
+            while True:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Flush):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(conn, batch)
+            for marker in markers:
+                marker.done.set()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[str, Completion]]) -> None:
+        now = time.time()
+        rows = [(k, c.text, c.tokens_in, c.tokens_out, now) for k, c in batch]
+        for attempt in range(1, self.write_retries + 1):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                                     rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if attempt < self.write_retries:
+                    time.sleep(min(1.0, 0.05 * 2 ** attempt))
+                    continue
+                # Kept in the pending map, so this process still sees them.
+                self.dropped += len(rows)
+                logger.warning("response cache %s: could not store %d answers (%s); they "
+                               "will be asked again next run", self.path, len(rows), exc)
+                return
+            break
+        self.writes += len(rows)
+        with self._pending_lock:
+            for key, completion in batch:
+                if self._pending.get(key) is completion:
+                    del self._pending[key]
+
+    def flush(self, timeout: float | None = 60.0) -> None:
+        """Block until every ``put`` so far is committed (or ``timeout`` seconds pass)."""
+        if self._writer is None or not self._writer.is_alive():
+            return
+        marker = _Flush()
+        self._queue.put(marker)
+        if not marker.done.wait(timeout):
+            logger.warning("response cache %s: flush timed out after %ss", self.path, timeout)
+
+    def close(self) -> None:
+        """Flush pending writes, stop the writer thread and close the connections."""
+        if self._closed:
+            return
+        self.flush()
+        self._closed = True
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._queue.put(_STOP)
+            writer.join(10)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - best effort
+                pass
+        _OPEN_CACHES.discard(self)
+
+    def __enter__(self) -> "ResponseCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Process-local counters plus the number of stored answers."""
+        return {"path": str(self.path), "entries": len(self), "hits": self.hits,
+                "misses": self.misses, "writes": self.writes, "dropped": self.dropped}
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"

