@@ -7,6 +7,8 @@ ours is faster). Our timing covers what a run pays per variant inside the transf
 building the variant's own RNG and ``Transform.apply`` on the item (tokenising,
 finding protected spans, editing). The ``perturb()`` column adds the provenance work of
 the engine (spec canonicalisation, edit rate, the Variant record) for reference.
+Contenders run on alternating blocks of items and the best of two passes is kept, so
+a busy machine slows them alike and the ratios stay meaningful.
 
 Last, one whole perturbation job (items x 4 transforms x 3 severities) runs through
 ``perturbations.perturb_items`` with ``workers=1`` and ``workers=2`` and the two outputs

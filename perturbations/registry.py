@@ -72,16 +72,21 @@ def _load_builtins_and_plugins() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
     from . import transforms
 
     for info in pkgutil.iter_modules(transforms.__path__, transforms.__name__ + "."):
-        importlib.import_module(info.name)
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:
+            raise ImportError(f"built-in transform module {info.name} failed to import: "
+                              f"{exc}") from exc
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
         except Exception as exc:  # a broken plugin must not break the built-ins
             log.warning("skipping transform plugin %s (%s): %s", ep.name, ep.value, exc)
+    # set last: a failed import above must be retried (and reported) on the next lookup
+    _loaded = True
 
 
 def get_transform(name: str) -> type[Transform]:

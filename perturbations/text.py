@@ -94,10 +94,19 @@ def tokenize(text: str, protected: Sequence[tuple[int, int]] = ()) -> list[Token
     if pos < len(text):
         tokens.append(Token(text[pos:], False))
     if protected:
-        offset = 0
+        # one sweep over tokens and sorted spans: O(tokens + spans)
+        spans = sorted(protected)
+        offset, j = 0, 0
         for tok in tokens:
             end = offset + len(tok.text)
-            tok.protected = any(s < end and offset < e for s, e in protected)
+            while j < len(spans) and spans[j][1] <= offset:
+                j += 1
+            k = j
+            while k < len(spans) and spans[k][0] < end:
+                if spans[k][1] > offset:
+                    tok.protected = True
+                    break
+                k += 1
             offset = end
     return tokens
 

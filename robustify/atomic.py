@@ -16,6 +16,16 @@ from typing import Any, Iterable
 __all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_jsonl_atomic"]
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once, at import, before any threads.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and return the path."""
     path = Path(path)
@@ -26,6 +36,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; give the result the mode a plain open() would
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

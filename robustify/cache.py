@@ -40,16 +40,12 @@ from perturbations.errors import ConfigError
 
 from .records import Completion
 
-__all__ = ["ResponseCache", "cache_key", "canonical_json", "KeyMaker", "SCHEMA_VERSION",
-           "DEFAULT_CACHE_DIR"]
+__all__ = ["ResponseCache", "cache_key", "canonical_json", "KeyMaker", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 """Version of the table layout, stored in the file."""
-
-DEFAULT_CACHE_DIR = ".robustify-cache"
-"""Where the CLI keeps ``responses.sqlite`` unless told otherwise."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

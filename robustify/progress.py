@@ -34,10 +34,11 @@ class CallProgress:
         enabled: Draw a bar; when False every method is a cheap no-op.
         desc: Bar label.
         min_interval: Seconds between refreshes of the hits/errors text.
+        file: Where to draw (default stderr).
     """
 
     def __init__(self, total: int, *, enabled: bool, desc: str = "calls",
-                 min_interval: float = 0.25) -> None:
+                 min_interval: float = 0.25, file: TextIO | None = None) -> None:
         self.total = total
         self.calls = 0
         self.errors = 0
@@ -50,7 +51,7 @@ class CallProgress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit="call", dynamic_ncols=True,
-                             mininterval=min_interval, leave=True)
+                             mininterval=min_interval, leave=True, file=file)
 
     def cache_hits(self, count: int) -> None:
         """Record answers served from the cache or by dedupe (no call made)."""

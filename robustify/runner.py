@@ -236,7 +236,7 @@ class _Run:
         backend = plan.backend
         workers = min(int(backend.max_concurrency), len(pending))
         if workers:
-            await asyncio.gather(*(self._worker(b, pending) for _ in range(workers)))
+            await _gather_or_cancel([self._worker(b, pending) for _ in range(workers)])
         fatal = self.fatal.get(b)
         if fatal is not None and pending:
             message = one_line(fatal)
@@ -290,6 +290,22 @@ class _Run:
         plan.stats.skipped += 1
         self.finish(b, plan.groups[key], completion=None, error=MAX_CALLS_ERROR, latency=0.0,
                     cached=False)
+
+
+async def _gather_or_cancel(coros: list[Any]) -> None:
+    """Await all; if one raises (e.g. an ``on_result`` callback), cancel the rest first.
+
+    Plain ``asyncio.gather`` would leave the siblings running after the error, still
+    calling models, when the caller's event loop outlives this run (Jupyter).
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _describe(exc: BaseException) -> str:
@@ -386,7 +402,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         logger.info("%d variants x %d models: %d prompts to send (%d reuse a clean answer, "
                     "%d rows answered by the cache)", len(variants), len(backends), planned,
                     reused, hit_rows)
-        await asyncio.gather(*(run.run_backend(b, queue) for b, queue in enumerate(queues)))
+        await _gather_or_cancel([run.run_backend(b, queue) for b, queue in enumerate(queues)])
     finally:
         run.progress.close()
         if cache is not None:

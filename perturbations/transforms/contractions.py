@@ -24,6 +24,7 @@ from ..base import Option, TextTransform
 from ..errors import DataError
 from ..registry import register
 from ..text import count_for, match_case
+from .slang import PhraseMatcher
 
 __all__ = ["Contractions", "ContractionTable", "table", "TABLE_PATH", "MODES"]
 
@@ -39,7 +40,7 @@ _NEXT_WORD = re.compile(r"[ \t]+([^\W_]+(?:['’][^\W_]+)*)")
 
 @dataclass(frozen=True)
 class ContractionTable:
-    """The parsed contraction table, with one compiled pattern per direction."""
+    """The parsed contraction table, with one phrase matcher per direction."""
 
     contract: Mapping[str, str]
     """Long form -> contraction (lower case, straight apostrophe)."""
@@ -57,20 +58,15 @@ class ContractionTable:
     """Words skipped when looking for the word after an auxiliary ("have never seen")."""
     had_markers: frozenset[str]
     """Words after "'d" that make it "had" besides participles ("better")."""
-    contract_pattern: re.Pattern[str]
-    expand_pattern: re.Pattern[str]
+    contract_matcher: PhraseMatcher
+    """Finds the long forms."""
+    expand_matcher: PhraseMatcher
+    """Finds the contractions."""
 
     @staticmethod
     def key_of(matched: str) -> str:
         """Normalise matched text to its table key."""
         return " ".join(_APOSTROPHES.sub("'", matched).lower().split())
-
-
-def _alternation(keys: Sequence[str]) -> re.Pattern[str]:
-    ordered = sorted(keys, key=lambda k: (-len(k), k))  # longest first: "can not" before "can"
-    body = "|".join(r"\s+".join(re.escape(w).replace("'", "['’]") for w in k.split())
-                    for k in ordered)
-    return re.compile(rf"(?<![\w'’])(?:{body})(?![\w])(?!['’][^\W_])", re.IGNORECASE)
 
 
 @functools.cache
@@ -112,8 +108,8 @@ def table() -> ContractionTable:
         participles=words("participles"),
         adverbs=words("adverbs"),
         had_markers=words("had_markers"),
-        contract_pattern=_alternation(list(contract)),
-        expand_pattern=_alternation(list(expand)),
+        contract_matcher=PhraseMatcher(contract),
+        expand_matcher=PhraseMatcher(expand),
     )
 
 
@@ -164,11 +160,11 @@ class Contractions(TextTransform):
                      protected: Sequence[tuple[int, int]]) -> str:
         tab = table()
         expand = self.options["mode"] == "expand"
-        pattern = tab.expand_pattern if expand else tab.contract_pattern
+        matcher = tab.expand_matcher if expand else tab.contract_matcher
         edits: list[tuple[int, int, str]] = []
         pos = 0
         while True:
-            m = pattern.search(text, pos)
+            m = matcher.search(text, pos)
             if m is None:
                 break
             pos = m.end()

@@ -16,14 +16,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from ..base import Option, TextTransform
 from ..errors import DataError
 from ..registry import register
 from ..text import count_for, detokenize, match_case, tokenize
 
-__all__ = ["Slang", "Lexicon", "lexicon", "LEXICON_PATH", "STYLES"]
+__all__ = ["Slang", "Lexicon", "PhraseMatcher", "lexicon", "LEXICON_PATH", "STYLES"]
 
 LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "slang.json"
 """Where the slang lexicon lives."""
@@ -32,6 +32,7 @@ STYLES = ("mix", "lexicon")
 """Values of the ``style`` option."""
 
 _NEXT_WORD = re.compile(r"[ \t]+([^\W_]+)")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")  # as perturbations.text tokenises words
 _APOSTROPHES = re.compile(r"['’]")
 _TRAILING_MARKS = ".?!"
 
@@ -51,17 +52,65 @@ class Lexicon:
     """Chat tags put before the text at high severity ("pls help", "quick q")."""
     suffix_tags: tuple[str, ...]
     """Chat tags put after the text at high severity ("lol", "??")."""
-    pattern: re.Pattern[str]
-    """One alternation of every key, longest first, bounded by non-word characters."""
+    matcher: PhraseMatcher
+    """Finds the keys in a text."""
 
-    def key_of(self, matched: str) -> str:
+    @staticmethod
+    def key_of(matched: str) -> str:
         """Normalise matched text back to its lexicon key."""
-        return " ".join(_APOSTROPHES.sub("'", matched).lower().split())
+        return _normalise(matched)
 
 
-def _phrase_pattern(key: str) -> str:
-    words = [re.escape(w).replace("'", "['’]") for w in key.split()]
-    return r"\s+".join(words)
+def _normalise(text: str) -> str:
+    return " ".join(_APOSTROPHES.sub("'", text).lower().split())
+
+
+class PhraseMatcher:
+    """Finds words and phrases of a lexicon in text, on word boundaries, ignoring case.
+
+    Straight and curly apostrophes match each other and any run of whitespace matches
+    the space between the words of a phrase. Where phrases overlap, the leftmost wins,
+    and at one position the longest ("i don't know" before "i don't").
+
+    One big regex alternation of hundreds of phrases is tried at every character and
+    costs more than the rest of a transform; instead, phrases are grouped by their first
+    word and only the group of each word actually in the text is tried, at that word.
+    """
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        groups: dict[str, list[str]] = {}
+        for phrase in sorted({_normalise(p) for p in phrases if p.strip()},
+                             key=lambda k: (-len(k), k)):
+            groups.setdefault(phrase.split()[0], []).append(phrase)
+        self._by_first = {first: re.compile(_anchored(members), re.IGNORECASE)
+                          for first, members in groups.items()}
+
+    def search(self, text: str, pos: int = 0) -> re.Match[str] | None:
+        """The first phrase match starting at a word at or after ``pos``."""
+        for word in _WORD.finditer(text, pos):
+            pattern = self._by_first.get(_normalise(word.group()))
+            if pattern is not None:
+                m = pattern.match(text, word.start())
+                if m is not None:
+                    return m
+        return None
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        """Non-overlapping phrase matches, left to right."""
+        pos = 0
+        while True:
+            m = self.search(text, pos)
+            if m is None:
+                return
+            yield m
+            pos = m.end()
+
+
+def _anchored(phrases: Sequence[str]) -> str:
+    body = "|".join(r"\s+".join(re.escape(w).replace("'", "['’]") for w in p.split())
+                    for p in phrases)
+    # not inside a longer word, not the tail of a contraction ("you" in "you're")
+    return rf"(?<![\w'’])(?:{body})(?![\w])(?!['’][^\W_])"
 
 
 @functools.cache
@@ -89,24 +138,16 @@ def lexicon() -> Lexicon:
                 not all(isinstance(v, str) and v for v in values):
             raise DataError(f"entry {key!r} needs a list of non-empty strings", path=path,
                             field="substitutions")
-        clean[" ".join(key.lower().split())] = tuple(values)
+        clean[_normalise(key)] = tuple(values)
     tags = data.get("tags") or {}
-    # Longest keys first: Python's alternation takes the first branch that matches, so
-    # "i don't know" must be tried before "don't know".
-    keys = sorted(clean, key=lambda k: (-len(k), k))
-    body = "|".join(_phrase_pattern(k) for k in keys)
-    pattern = re.compile(rf"(?<![\w'’])(?:{body})(?![\w])(?!['’][^\W_])", re.IGNORECASE)
     return Lexicon(
         substitutions=clean,
-        needs_verb=frozenset(" ".join(k.lower().split()) for k in data.get("needs_verb", ())),
+        needs_verb=frozenset(_normalise(k) for k in data.get("needs_verb", ())),
         not_verbs=frozenset(w.lower() for w in data.get("not_verbs", ())),
         prefix_tags=tuple(tags.get("prefix", ())),
         suffix_tags=tuple(tags.get("suffix", ())),
-        pattern=pattern,
+        matcher=PhraseMatcher(clean),
     )
-
-
-_SENTENCE_END = re.compile(r"[.?!:\n]\s*$")
 
 
 def _case_template(text: str, m: re.Match[str]) -> str:
@@ -120,7 +161,10 @@ def _case_template(text: str, m: re.Match[str]) -> str:
     if matched[:1] == "I" and (len(matched) == 1 or not matched[1].isalpha()) \
             and not matched.isupper():
         before = text[:m.start()]
-        if before.strip() and not _SENTENCE_END.search(before):
+        stripped = before.rstrip()
+        mid_sentence = (stripped and stripped[-1] not in ".?!:"
+                        and "\n" not in before[len(stripped):])
+        if mid_sentence:
             return "i" + matched[1:]
     return matched
 
@@ -166,7 +210,7 @@ class Slang(TextTransform):
                     protected: Sequence[tuple[int, int]], lex: Lexicon
                     ) -> tuple[str, list[tuple[int, int]]]:
         matches = []
-        for m in lex.pattern.finditer(text):
+        for m in lex.matcher.finditer(text):
             if _overlaps(m.start(), m.end(), protected):
                 continue
             key = lex.key_of(m.group())

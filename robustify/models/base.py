@@ -335,7 +335,7 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
         from .local import LocalBackend
 
         if concurrency not in (None, 1):
-            logger.warning("%s runs one in-process model: concurrency %d ignored (using 1)",
+            logger.info("%s runs one in-process model: concurrency %d ignored (using 1)",
                            spec.text, concurrency)
         return LocalBackend(spec.model, params=params, label=options.pop("label", spec.text),
                             **options)

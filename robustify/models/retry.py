@@ -34,7 +34,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type

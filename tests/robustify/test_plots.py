@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # tests only: no display here
+from perturbations.errors import ConfigError
+from robustify import analysis as A
+from robustify import plots as P
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.colors import to_hex  # noqa: E402
-from matplotlib.container import BarContainer, ErrorbarContainer  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from perturbations.errors import ConfigError  # noqa: E402
-from robustify import analysis as A  # noqa: E402
-from robustify import plots as P  # noqa: E402
-
-from .results_factory import make_results  # noqa: E402
+from .results_factory import make_results
 
 MODELS = ("local:smollm2", "openai:gpt-4o-mini", "python:pkg.mod:answer")
 TRANSFORMS = ("typos", "slang", "truncation")
