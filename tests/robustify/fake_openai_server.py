@@ -278,11 +278,12 @@ class FakeOpenAIServer:
         if isinstance(when, str):
             needle = when
 
-            def when(messages: list[dict[str, Any]]) -> bool:  # noqa: F811 - narrowing
+            def predicate(messages: list[dict[str, Any]]) -> bool:
                 return any(needle in str(m.get("content", "")) for m in messages)
-
+        else:
+            predicate = when
         with self._lock:
-            self._rules.append(_Rule(fault, when, times))
+            self._rules.append(_Rule(fault, predicate, times))
 
     def set_random_fault(self, fault: Fault | None, probability: float = 0.0,
                          seed: int = 0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import socket
 import sys
@@ -442,6 +443,12 @@ def test_local_smollm2_backend_shape(local_model_path: Path) -> None:
     assert str(local_model_path.parent) not in json.dumps(identity)  # location-independent
 
 
+def test_physical_cores_is_sane() -> None:
+    from robustify.models.local import physical_cores
+
+    assert 1 <= physical_cores() <= (os.cpu_count() or 1)
+
+
 def test_local_missing_dependency_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'robustify\[local\]'"):
@@ -451,3 +458,38 @@ def test_local_missing_dependency_says_how_to_install(monkeypatch: pytest.Monkey
 def test_every_error_is_a_robustify_error() -> None:
     for cls in (FatalModelError, TransientModelError, ModelCallError, RetryExhaustedError):
         assert issubclass(cls, RobustifyError)
+
+
+# ------------------------------------------------------------- the fake server itself
+def test_fake_server_random_faults_are_seeded_and_counted(fake_server_factory) -> None:
+    outcomes = []
+    for _ in range(2):
+        server = fake_server_factory()
+        server.set_random_fault(Fault.server_error(502), probability=0.3, seed=4)
+        backend = backend_for(server, retry=RetryPolicy.none())
+
+        async def many() -> list[bool]:
+            results = []
+            for i in range(40):  # sequential: the draw order is the request order
+                try:
+                    await backend.agenerate([{"role": "user", "content": str(i)}])
+                    results.append(True)
+                except RetryExhaustedError:
+                    results.append(False)
+            return results
+
+        outcomes.append(asyncio.run(many()))
+        assert server.stats()["faults"] == {"status": outcomes[-1].count(False)}
+    assert outcomes[0] == outcomes[1] and 4 <= outcomes[0].count(False) <= 20
+
+
+def test_fake_server_stats_endpoint_and_delay(fake_server: FakeOpenAIServer) -> None:
+    import httpx2
+
+    fake_server.enqueue(Fault.delay(0.2))
+    started = time.monotonic()
+    ask(backend_for(fake_server))
+    assert time.monotonic() - started >= 0.2
+    stats = httpx2.get(fake_server.base_url.replace("/v1", "/_fake/stats")).json()
+    assert stats["completions"] == 1 and stats["faults"] == {"delay": 1}
+    assert stats["requests"] == 2  # the stats request counts itself
