@@ -39,6 +39,7 @@ from perturbations.version import __version__
 from .atomic import write_json_atomic, write_jsonl_atomic
 from .job import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
+from .models.base import FatalModelError
 from .records import GenerationParams
 
 __all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult", "default_cache_path",
@@ -265,11 +266,20 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         messages: Callable[[Item], list[dict[str, str]]] = (
             (lambda item: build_messages(item, templates)) if templates else build_messages)
         cache = _open_cache(prep.cache_path)
+        fatal: FatalModelError | None = None
+        floor = None
         try:
-            results = run_queries(variants, prep.backends, build_messages=messages,
-                                  score=score_answer, cache=cache, max_calls=job.max_calls,
-                                  progress=progress)
-            floor = _noise_floor(prep, messages, cache, progress) if job.noise_floor else None
+            try:
+                results = run_queries(variants, prep.backends, build_messages=messages,
+                                      score=score_answer, cache=cache, max_calls=job.max_calls,
+                                      progress=progress)
+            except FatalModelError as exc:
+                # a permanent 401/404: keep what the other models (and this one) answered
+                if getattr(exc, "results", None) is None:
+                    raise
+                fatal, results = exc, exc.results
+            if job.noise_floor and fatal is None:
+                floor = _noise_floor(prep, messages, cache, progress)
         finally:
             if cache is not None:
                 cache.close()
@@ -284,6 +294,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                            noise_floor_rows=floor)
         if write:
             result.write_report(prep.out_dir)
+    if fatal is not None:
+        raise fatal
     return result
 
 

@@ -4,8 +4,8 @@
 into the results frame (one row per backend x variant, columns
 :data:`~robustify.records.RESULT_COLUMNS` plus ``meta.<key>``). How it saves calls:
 
-1. A variant with ``changed=False`` whose item equals its clean original reuses the
-   clean answer (no prompt is even built for it).
+1. A variant with ``changed=False`` whose item equals its clean original (given
+   earlier in the stream) reuses the clean answer (no prompt is even built for it).
 2. Identical messages for the same backend are sent once; the other rows share the
    answer (``cached=True``).
 3. The response cache answers everything asked before, by any earlier run
@@ -17,6 +17,12 @@ Each backend gets ``backend.max_concurrency`` workers pulling prompts from its q
 all backends run at once. An answer is handed to the cache as soon as it arrives, so
 an interrupted run (Ctrl-C, cancellation, even SIGKILL) loses at most the calls in
 flight, and a re-run asks only what is still unanswered.
+
+Memory: the variants are read once, as a stream (a generator is fine), and are not
+kept. Rows are stored column by column (shared strings, typed arrays) and become the
+frame at the end; an item is kept only until its rows are scored, and a variant that
+differs from its clean original only in its text keeps just that text. A run of
+millions of rows thus holds little more than its results frame (``docs/performance.md``).
 
 Failures: an error on one prompt is recorded on its rows (one line, no secrets, score
 NaN) and the run goes on. A :class:`~robustify.models.base.FatalModelError` (bad key,
