@@ -101,8 +101,9 @@ class Transform:
 
     @classmethod
     def summary(cls) -> str:
-        """First line of the docstring."""
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        """First paragraph of the docstring, on one line."""
+        first = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(first.split())
 
     def apply(self, item: Item, severity: float, rng: random.Random) -> Item:
         """Return the perturbed item (``item`` itself when severity is 0)."""

@@ -159,6 +159,9 @@ def _cmd_transforms(args: argparse.Namespace) -> int:
         options = ", ".join(
             f"{k}={'|'.join(o.choices) if o.choices else o.default}" for k, o in cls.OPTIONS.items()
             if k != "fields")
+        parts = getattr(cls, "PARTS", ())
+        if parts:  # profiles: show what they compose, with each part's severity factor
+            options = " + ".join(f"{p.spec()} x{p.scale:g}" for p in parts)
         rows.append((name, cls.family, cls.label_policy, cls.summary(), cls.severity_doc(), options))
     if args.markdown:
         print("| transform | family | label | what it does | severity means | options |")

@@ -54,18 +54,18 @@ from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
 from string import Template
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from perturbations import Item, Variant, perturb
-from perturbations.errors import ConfigError, MissingDependencyError, RobustifyError
+from perturbations.errors import ConfigError, MissingDependencyError
 from perturbations.records import choice_letter
 from perturbations.version import __version__
 
 from .atomic import write_bytes_atomic, write_text_atomic
-from .records import Completion, GenerationParams, Score
+from .records import GenerationParams, Score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -211,6 +211,11 @@ def _decap(text: str) -> str:
     return text
 
 
+def _verb_form(word: str) -> bool:
+    word = word.lower()
+    return len(word) > 4 and word.endswith(("ed", "ing", "en"))
+
+
 def reorder_clauses(text: str) -> str | None:
     """Reorder the clauses of a question without changing what it asks.
 
@@ -275,7 +280,14 @@ def reorder_clauses(text: str) -> str | None:
         if any(w.lower() in _CLAUSE_MARKERS or w.lower() in _SUBORDINATE
                for w in head_words[1:]):
             return None
-        if head_words[-1].lower() in _QUESTION_START:
+        if head_words[-1].lower() in _QUESTION_START or _verb_form(head_words[-1]):
+            # "spoken by most people", "located in": the phrase belongs to the verb
+            continue
+        if match.group(1).lower() == "by" and any(_verb_form(w) for w in head_words):
+            # "spoken in Mexico by most people": a passive's agent, not a circumstance
+            continue
+        if any(_verb_form(w) for w in rest):
+            # "in our solar system called": the phrase runs into a participle
             continue
         return f"{_cap(phrase)}, {_decap(head)}?"
     return None
@@ -1521,7 +1533,3 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
     print(f"leakage report: {files['html']}")
     return 0
-
-
-def _unused(*_: Any) -> None:  # pragma: no cover - keeps linters quiet about Completion
-    Completion("")

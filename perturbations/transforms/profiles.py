@@ -88,7 +88,7 @@ class MobileTyping(Profile):
     order: ``typos:kind=keyboard`` (x1.0), ``casing:mode=lower`` (x0.6),
     ``punctuation:mode=drop`` (x0.5).
 
-    Severity: the profile severity scales each part (the factor in brackets), so at 0.5
+    Severity: the profile severity scales each part by its xN factor, so at 0.5
     typos run at 0.5, casing at 0.3 and punctuation at 0.25.
     Label: preserves (every part preserves the gold answer).
     """
@@ -108,7 +108,7 @@ class CustomerChat(Profile):
     ``slang:style=mix`` (x0.6), ``contractions:mode=contract`` (x0.8),
     ``distractor`` (x0.5), ``casing:mode=lower`` (x0.5), ``typos:kind=mix`` (x0.4).
 
-    Severity: the profile severity scales each part (the factor in brackets).
+    Severity: the profile severity scales each part by its xN factor.
     Label: preserves (every part preserves the gold answer).
     """
 
@@ -129,7 +129,7 @@ class VoiceTranscript(Profile):
     Applies, in order: ``homophones`` (x1.0), ``fillers`` (x0.8),
     ``punctuation:mode=drop`` (x1.0), ``casing:mode=lower`` (x1.0).
 
-    Severity: the profile severity scales each part (the factor in brackets).
+    Severity: the profile severity scales each part by its xN factor.
     Label: preserves (every part preserves the gold answer).
     """
 
@@ -150,7 +150,7 @@ class NonNative(Profile):
     ``contractions:mode=expand`` (x1.0), ``typos:kind=misspell`` (x0.6),
     ``punctuation:mode=mix`` (x0.4), ``whitespace:mode=extra`` (x0.3).
 
-    Severity: the profile severity scales each part (the factor in brackets).
+    Severity: the profile severity scales each part by its xN factor.
     Label: preserves (every part preserves the gold answer).
     """
 
@@ -170,7 +170,7 @@ class Hurried(Profile):
     ``slang:style=mix`` (x0.7), ``typos:kind=mix`` (x0.8), ``casing:mode=lower`` (x0.5),
     ``truncation:mode=tail`` (x0.3, so at most 30% of the words are cut).
 
-    Severity: the profile severity scales each part (the factor in brackets).
+    Severity: the profile severity scales each part by its xN factor.
     Label: may_break, from the truncation part: the cut-off end may hold what the
     answer depends on.
     """
