@@ -108,6 +108,17 @@ class KeyMaker:
         digest.update(b"}")
         return digest.hexdigest()
 
+    def digest(self, messages_json: bytes) -> bytes:
+        """The same key as 32 raw bytes (``.hex()`` gives the key).
+
+        The runner holds one key per distinct prompt for the whole run; a 65-byte
+        ``bytes`` instead of a 113-byte ``str`` matters at millions of prompts.
+        """
+        digest = self._prefix.copy()
+        digest.update(messages_json)
+        digest.update(b"}")
+        return digest.digest()
+
 
 class _Flush:
     """Marker put on the write queue; set once everything queued before it is committed."""

@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 a gate failed (drop above threshold, too many errors),
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -72,6 +73,17 @@ def _float(name: str):
     return parse
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)  # numbers, booleans, lists
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="benchmark file, HF dataset folder, or 'sample' (built in; default)")
     p.add_argument("--format", help="format or preset (detected when omitted): "
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default OPENAI_API_KEY)")
     p.add_argument("--max-tokens", type=_positive("max-tokens"), help="answer budget per call")
     p.add_argument("--temperature", type=_float("temperature"), help="sampling temperature (default 0)")
+    p.add_argument("--param", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="generation parameter for every model, repeatable: top_p=0.9, "
+                        "stop=..., or a backend-specific one such as repeat_penalty=1.0")
     p.add_argument("--out", help="run folder (default reports/<data>__<model>)")
     p.add_argument("--cache", help="response cache file, or 'off' (default ~/.cache/robustify/responses.sqlite)")
     p.add_argument("--concurrency", type=_positive("concurrency"), help="parallel calls per model")
@@ -234,10 +249,18 @@ def _job_from_args(args: argparse.Namespace):
         params["max_tokens"] = args.max_tokens
     if args.temperature is not None:
         params["temperature"] = args.temperature
+    known = {"temperature", "seed", "max_tokens", "stop", "top_p"}
+    for key, value in args.param or ():
+        if key in known:
+            params[key] = value
+        else:
+            params.setdefault("extra", {})[key] = value
     if params or args.api_key_env:
         models = tuple(
             ModelConfig(spec=m.spec, api_key_env=args.api_key_env or m.api_key_env,
-                        params={**m.params, **params}, concurrency=m.concurrency, timeout=m.timeout)
+                        params={**m.params, **params,
+                                "extra": {**m.params.get("extra", {}), **params.get("extra", {})}},
+                        concurrency=m.concurrency, timeout=m.timeout)
             for m in models)
         changes["models"] = models
     if args.transforms:

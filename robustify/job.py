@@ -41,7 +41,7 @@ DEFAULT_TRANSFORMS = ("typos", "slang", "truncation", "ambiguity")
 DEFAULT_SEVERITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "local:smollm2"
 
-_MODEL_PARAM_KEYS = ("temperature", "seed", "max_tokens", "stop", "top_p")
+_MODEL_PARAM_KEYS = ("temperature", "seed", "max_tokens", "stop", "top_p", "extra")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ModelConfig:
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (never the key itself)."""
     params: Mapping[str, Any] = field(default_factory=dict)
-    """Generation parameters: temperature, seed, max_tokens, stop, top_p."""
+    """Generation parameters: temperature, seed, max_tokens, stop, top_p, extra."""
     concurrency: int | None = None
     """Parallel calls for this model (backend default when ``None``)."""
     timeout: float | None = None
@@ -203,6 +203,8 @@ def _models(value: Any, path: str) -> tuple[ModelConfig, ...]:
         allowed = {"spec", "api_key_env", "concurrency", "timeout", *_MODEL_PARAM_KEYS}
         _check_keys(entry, allowed, f"models[{i}].", path)
         params = {k: entry[k] for k in _MODEL_PARAM_KEYS if k in entry}
+        if "extra" in params and not isinstance(params["extra"], Mapping):
+            raise ConfigError(f"{path}: key models[{i}].extra must map parameter names to values")
         out.append(ModelConfig(spec=str(entry["spec"]), api_key_env=entry.get("api_key_env"),
                                params=params,
                                concurrency=_number(entry.get("concurrency"),

@@ -48,6 +48,7 @@ import os
 import random
 import re
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -414,7 +415,10 @@ def wilson_interval(successes: int, n: int, ci: float = 0.95) -> tuple[float, fl
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # exact bounds at the edges (the formula leaves rounding dust such as 3e-17)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return (low, high)
 
 
 _VERBATIM_ITEM_COLUMNS = (
@@ -467,9 +471,22 @@ def verbatim_item_stats(results: pd.DataFrame) -> pd.DataFrame:
                                                                and math.isnan(p)) else str(p)
                                         for p in rewrites.get("parsed", [])),
             "input": verbatim.get("input"),
-            "rewrite_input": rewrites.iloc[0].get("input"),
+            "rewrite_input": _rewrite_example(verbatim, rewrites),
         })
     return pd.DataFrame(rows, columns=list(_VERBATIM_ITEM_COLUMNS))
+
+
+def _rewrite_example(verbatim: pd.Series, rewrites: pd.DataFrame) -> str:
+    """One rewrite to show beside the question: a reworded one if any, with its spec.
+
+    A results row holds the question text but not the options, so a choice shuffle
+    (same text, options moved) is named as such rather than shown as an identical text.
+    """
+    reworded = rewrites.loc[rewrites["input"] != verbatim.get("input")]
+    if len(reworded):
+        first = reworded.iloc[0]
+        return f"[{first['spec']}] {first['input']}"
+    return f"[{rewrites.iloc[0]['spec']}] same wording, options reordered"
 
 
 def _item_rng(seed: int, *parts: Any) -> np.random.Generator:
@@ -635,8 +652,10 @@ def _strip_echo(prefix: list[str], continuation: list[str]) -> list[str]:
 
     Small chat models often repeat the text they were given before continuing it;
     that echo is not reproduction of the unseen remainder, so it is removed: the whole
-    prefix when the continuation opens with a close copy of it (rapidfuzz ratio >= 85),
-    else the longest tail of the prefix the continuation starts with (2+ words).
+    prefix when the continuation opens with a close copy of it (rapidfuzz ratio >= 85);
+    else everything up to the prefix's last three words when they reappear within the
+    first len(prefix) + 10 words (a framed or paraphrased echo); else the longest tail
+    of the prefix the continuation starts with (2+ words).
     """
     from rapidfuzz import fuzz
 
@@ -645,6 +664,13 @@ def _strip_echo(prefix: list[str], continuation: list[str]) -> list[str]:
     n = len(prefix)
     if len(continuation) >= n and fuzz.ratio(" ".join(continuation[:n]), " ".join(prefix)) >= 85:
         return continuation[n:]
+    # a framed or paraphrased echo ('The original text is: "... conceived in"'): the
+    # prefix's last three words reappear early on; continue from there
+    tail = prefix[-3:]
+    window = min(len(continuation), n + 10)
+    for j in range(0, window - len(tail) + 1):
+        if continuation[j:j + len(tail)] == tail:
+            return continuation[j + len(tail):]
     for m in range(min(n, len(continuation)), 1, -1):
         if continuation[:m] == prefix[-m:]:
             return continuation[m:]
@@ -824,13 +850,14 @@ def plot_suspects(summary: pd.DataFrame, ax: "Axes | None" = None, *,
         ax.annotate(f"{row.suspect_rate * 100:.1f}%", (row.suspect_rate * 100.0, y),
                     textcoords="offset points", xytext=(0, 9), ha="center", fontsize=8)
     ax.set_yticks(list(range(n)))
-    ax.set_yticklabels([str(m) for m in summary["model"]][::-1])
+    ax.set_yticklabels([textwrap.fill(str(m), 28, break_long_words=True)
+                        for m in summary["model"]][::-1], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     top = max([5.0, *(summary["ci_high"].fillna(0) * 100.0 + 5.0),
                *(summary["chance_high"].fillna(0) * 100.0 + 5.0)])
     ax.set_xlim(0, min(100.0, top))
     ax.set_xlabel("items right verbatim, wrong on every rewrite (%)")
-    ax.set_title(title or "Memorisation suspects vs chance (grey: 95% chance band)")
+    ax.set_title(title or "Memorisation suspects vs chance", fontsize=10)
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return ax
@@ -870,6 +897,7 @@ def plot_completion(summary: pd.DataFrame, ax: "Axes | None" = None, *,
     models = list(pd.unique(summary["model"]))
     ax = _axes(ax, (7.0, 3.8))
     width = 0.8 / max(1, len(models))
+    top = 0.0
     for m, model in enumerate(models):
         style = series_style(m)
         sub = summary.loc[summary["model"] == model].set_index("group")
@@ -885,11 +913,16 @@ def plot_completion(summary: pd.DataFrame, ax: "Axes | None" = None, *,
             highs.append(max(0.0, float(row[f"{short}_ci_high"]) * 100.0 - value))
         ax.bar(xs, heights, width=width * 0.95, color=style["color"], hatch=style["hatch"],
                edgecolor="white", label=str(model), yerr=[lows, highs], capsize=3)
+        for x, h, hi in zip(xs, heights, highs):
+            ax.annotate(f"{h:.1f}%", (x, h + hi), textcoords="offset points", xytext=(0, 3),
+                        ha="center", fontsize=7)
+            top = max(top, h + hi)
     labels = {"benchmark": "benchmark items", "shuffled": "same words shuffled",
               "fresh": "fresh items (unseen)", "known": "famous texts (seen)"}
     ax.set_xticks(list(range(len(groups))))
     ax.set_xticklabels([labels[g] for g in groups])
-    ax.set_ylim(0, 100)
+    # small values must stay visible: scale to the data, never past 100%
+    ax.set_ylim(0, min(100.0, max(5.0, top * 1.25)))
     what = "word n-grams of the true remainder reproduced" if metric == "ngram_overlap" \
         else "similarity to the true remainder"
     ax.set_ylabel(f"{what} (%)")
@@ -944,7 +977,10 @@ class ReportDoc:
 
     @classmethod
     def _md(cls, value: Any) -> str:
-        text = re.sub(r"([\\`*_\[\]|~#])", r"\\\1", cls._e(value))
+        # quotes are harmless in Markdown text (no attributes), so they stay readable
+        raw = html.escape("" if value is None else str(value), quote=False)
+        text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", raw)
+        text = re.sub(r"^(\s*)([#>+-])", r"\1\\\2", text)  # no accidental heading/quote/list
         return text.replace("\r\n", "\n").replace("\n", "<br>")
 
     def html(self) -> str:
@@ -1173,7 +1209,7 @@ def write_leakage_report(result: LeakageResult, out_dir: str | os.PathLike[str],
         if len(sus):
             doc.heading("Most suspect items", 3)
             doc.table(["model", "item", "rewrites (all wrong)", "completion overlap",
-                       "verbatim answer", "rewrite answers", "question", "a rewrite"],
+                       "verbatim answer", "rewrite answers", "question", "a rewrite [spec]"],
                       [[r["model"], r["item_id"], r["n_rewrites"],
                         _pct(r.get("completion_overlap")), _short(r["verbatim_parsed"], 40),
                         _short(r["rewrite_parsed"], 60), _short(r["input"]),
@@ -1279,7 +1315,8 @@ def _open_cache(cache: Any) -> tuple["ResponseCache | None", bool]:
     return ResponseCache(path), True
 
 
-def _backends(models: Sequence[Any], params: GenerationParams | None) -> tuple[list[Any], list[Any]]:
+def _backends(models: Sequence[Any], params: GenerationParams | None
+              ) -> tuple[list[Any], list[Any]]:
     """Backends for the models (strings built here, objects used as given) and those to close."""
     from .models import parse_model_spec
 
@@ -1297,7 +1334,8 @@ def _backends(models: Sequence[Any], params: GenerationParams | None) -> tuple[l
 def _score_completion(item: Item, text: str | None) -> Score:
     if text is None:
         return Score(math.nan)
-    metrics = completion_metrics("", item.target, text)
+    # the row's score is the similarity, so results files sort and plot like any run
+    metrics = completion_metrics(item.input, item.target, text)
     return Score(metrics["similarity"])
 
 
@@ -1351,6 +1389,12 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     if bad or not probes:
         raise ConfigError(f"unknown probe(s) {', '.join(bad) or '(none given)'}; choose from "
                           f"{', '.join(PROBES)}")
+    if not 0.0 < cut[0] <= cut[1] < 1.0:  # checked now, not after the verbatim probe ran
+        raise ConfigError(f"cut must satisfy 0 < low <= high < 1, got {cut!r}")
+    for persona in personas if rewriter is not None else ():
+        from .rewrite import parse_rewrite_spec
+
+        parse_rewrite_spec(f"rewrite:persona={persona}")
     if isinstance(models, str) or not isinstance(models, Sequence):
         models = [models]
     if isinstance(items, (str, os.PathLike)):
@@ -1472,7 +1516,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--format", help="format or preset (detected when omitted)")
     p.add_argument("--map", help="field mapping, e.g. input=question,target=answer")
     p.add_argument("--limit", type=int, help="seeded sample of N items")
-    p.add_argument("--model", action="append", help="model spec, repeatable (default local:smollm2)")
+    p.add_argument("--model", action="append",
+                   help="model spec, repeatable (default local:smollm2)")
     p.add_argument("--probes", default="verbatim,completion",
                    help="comma-separated: verbatim, completion (default both)")
     p.add_argument("--rewrites", help="comma-separated rewrite specs for the verbatim probe "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = ["GenerationParams", "Completion", "Response", "Score", "RESULT_COLUMNS"]
 
@@ -23,10 +23,15 @@ class GenerationParams:
     """Stop sequences."""
     top_p: float | None = None
     """Nucleus sampling cut-off; ``None`` leaves the backend default."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Backend-specific parameters sent as they are: ``extra_body`` for OpenAI-compatible
+    servers (e.g. ``{"repeat_penalty": 1.0}`` for llama.cpp's server), keyword arguments of
+    ``create_chat_completion`` for the local backend. Part of the cache key."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stop"] = list(self.stop)
+        d["extra"] = dict(self.extra)
         return d
 
 

@@ -40,7 +40,6 @@ import logging
 import math
 import time
 from array import array
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -66,7 +65,6 @@ BuildMessages = Callable[[Item], list[dict[str, str]]]
 ScoreFn = Callable[[Item, "str | None"], Score]
 
 _NAN = float("nan")
-_HEX = frozenset("0123456789abcdef")
 _LOOKUP_CHUNK = 2000
 """Keys per bulk cache lookup."""
 
@@ -93,13 +91,81 @@ class BackendStats:
 
 @dataclass
 class _Plan:
-    """Rows of one backend grouped by prompt: key -> row indices (first is the asker)."""
+    """One backend's side of the run: its cache keys and its bill."""
 
     backend: Backend
-    groups: dict[str, list[int]] = field(default_factory=dict)
+    keys: list[bytes] = field(default_factory=list)
+    """Raw cache key of each prompt group (``.hex()`` is the cache key)."""
     stats: BackendStats = field(default_factory=BackendStats)
-    chars: dict[str, int] | None = None
-    """Prompt characters per key (only kept for :func:`estimate_calls`)."""
+
+
+class _Groups:
+    """Rows grouped by prompt, for all backends at once.
+
+    Two rows share a prompt for one backend exactly when they share it for every
+    backend (the key hashes the backend identity with the same messages), so one
+    grouping serves all. Groups are numbered in order of first appearance; the rows of
+    a group form a linked list through typed arrays (``first``, ``last``, ``next``),
+    which costs 8 bytes per row and 16 per group instead of a list and an int object
+    for each.
+    """
+
+    def __init__(self) -> None:
+        self.number: dict[bytes, int] = {}
+        """Raw key (of the first backend) -> group number."""
+        self.first = array("q")
+        self.last = array("q")
+        self.next = array("q")
+        """Per row: the next row of its group, or -1."""
+        self.chars: array[int] | None = None
+        """Prompt characters per group (only kept for :func:`estimate_calls`)."""
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def new(self, row: int) -> int:
+        """Open a group whose first row (the asker) is ``row``; return its number."""
+        self.first.append(row)
+        self.last.append(row)
+        return len(self.first) - 1
+
+    def join(self, group: int, row: int) -> None:
+        """Add ``row`` (the newest row) to ``group``."""
+        self.next[self.last[group]] = row
+        self.last[group] = row
+
+    def rows(self, group: int) -> list[int]:
+        """Rows of ``group`` in order, the asker first."""
+        out = []
+        row = self.first[group]
+        nxt = self.next
+        while row >= 0:
+            out.append(row)
+            row = nxt[row]
+        return out
+
+
+def _arrow_strings() -> Any:
+    """pyarrow when pandas keeps ``str`` columns in Arrow (pandas 3 + pyarrow), else None.
+
+    Only then can the runner pack string columns into Arrow while it runs and hand them
+    to the frame as they are; elsewhere it keeps Python lists and lets pandas infer, so
+    the frame's dtypes never depend on this optimisation.
+    """
+    try:
+        import pyarrow
+    except ImportError:
+        return None
+    dtype = pd.Series(["x"]).dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pyarrow
+    return None
+
+
+_STRING_COLUMNS = ("item_id", "variant_id", "spec", "transform", "severity_label",
+                   "label_policy", "task", "input", "target")
+_SEAL_ROWS = 16384
+"""Rows per packed chunk of the string columns."""
 
 
 class _Rows:
@@ -107,68 +173,58 @@ class _Rows:
 
     One Python object per row would cost about 2 KB (a 25-key dict, its floats, the
     Variant and its Item, all held until the end); at a million rows that is gigabytes.
-    Here a row costs a few pointers to shared strings, typed-array slots, a packed
-    variant id and its own input text, close to what the frame itself needs.
+    Here numbers go to typed arrays, and every :data:`_SEAL_ROWS` rows the string
+    columns are packed into Arrow arrays, which become the frame's columns without a
+    copy (the per-row Python strings are freed as the run goes, instead of piling up
+    and then being converted all at once at the end).
 
     The item a row is scored against is kept until every backend has scored the row.
     A variant whose item equals its clean original except for ``input`` keeps only a
-    pointer to the original (its text is already in the ``input`` column) and gets its
-    item rebuilt on demand: most variants are exactly that.
+    pointer to the original (its text is in the ``input`` column) and gets its item
+    rebuilt on demand: most variants are exactly that.
     """
 
     def __init__(self) -> None:
-        self.item_id: list[str] = []
-        self._vid = array("Q")
-        self._vid_other: dict[int, str] = {}
-        self.spec: list[str] = []
-        self.transform: list[str] = []
+        self._pa = _arrow_strings()
+        self._open: dict[str, list[Any]] = {name: [] for name in _STRING_COLUMNS}
+        self._sealed: dict[str, list[Any]] = {name: [] for name in _STRING_COLUMNS}
+        self._loose: set[str] = set()  # columns with a non-string value: kept as Python lists
+        self._sealed_rows = 0
+        self._count = 0
         self.severity = array("d")
-        self.severity_label: list[str | None] = []
         self.replicate = array("q")
         self.changed = bytearray()
         self.edit_rate = array("d")
-        self.label_policy: list[str] = []
-        self.task: list[str] = []
-        self.input: list[str] = []
-        self.target: list[str] = []
         self.metadata: list[Any] = []
         self.meta_keys: dict[str, None] = {}
         self.source: list[Item | None] = []
         self.own_input = bytearray()
         # Equal short strings (spec, transform, ...) from different variants are often
-        # distinct objects; keeping one copy of each makes those columns pointer-sized.
+        # distinct objects; keeping one copy of each makes the open lists cheaper.
         self._shared: dict[Any, Any] = {}
         self._meta_seen: set[int] = set()
 
     def __len__(self) -> int:
-        return len(self.input)
-
-    def _one(self, value: Any) -> Any:
-        return self._shared.setdefault(value, value)
+        return self._count
 
     def add(self, variant: Variant, source: Item, own_input: bool) -> None:
         """Append one row; ``source`` is the item to score against (see class doc)."""
         item = variant.item
-        one = self._one
-        self.item_id.append(item.id)
-        vid = variant.variant_id
-        # Variant ids are 16 hex digits: packed into 8 bytes instead of a 65-byte str.
-        if len(vid) == 16 and _HEX.issuperset(vid):
-            self._vid.append(int(vid, 16))
-        else:
-            self._vid_other[len(self._vid)] = vid
-            self._vid.append(0)
-        self.spec.append(one(variant.spec))
-        self.transform.append(one(variant.transform))
+        shared = self._shared.setdefault
+        columns = self._open
+        columns["item_id"].append(item.id)
+        columns["variant_id"].append(variant.variant_id)
+        columns["spec"].append(shared(variant.spec, variant.spec))
+        columns["transform"].append(shared(variant.transform, variant.transform))
+        columns["severity_label"].append(variant.severity_label)
+        columns["label_policy"].append(shared(variant.label_policy, variant.label_policy))
+        columns["task"].append(shared(item.task, item.task))
+        columns["input"].append(item.input)
+        columns["target"].append(item.target)
         self.severity.append(variant.severity)
-        self.severity_label.append(one(variant.severity_label))
         self.replicate.append(variant.replicate)
         self.changed.append(1 if variant.changed else 0)
         self.edit_rate.append(variant.edit_rate)
-        self.label_policy.append(one(variant.label_policy))
-        self.task.append(one(item.task))
-        self.input.append(item.input)
-        self.target.append(item.target)
         metadata = item.metadata
         self.metadata.append(metadata)
         if metadata and id(metadata) not in self._meta_seen:
@@ -178,10 +234,38 @@ class _Rows:
                 self.meta_keys.setdefault(key, None)
         self.source.append(source)
         self.own_input.append(1 if own_input else 0)
+        self._count += 1
+        if self._pa is not None and self._count - self._sealed_rows >= _SEAL_ROWS:
+            self._seal()
 
-    def variant_id(self, index: int) -> str:
-        other = self._vid_other.get(index) if self._vid_other else None
-        return other if other is not None else f"{self._vid[index]:016x}"
+    def _seal(self) -> None:
+        """Pack the open rows of each string column into one Arrow array."""
+        pa = self._pa
+        for name, values in self._open.items():
+            if name in self._loose:
+                continue
+            try:
+                packed = pa.array(values, type=pa.large_string())
+            except (pa.ArrowTypeError, pa.ArrowInvalid):
+                # Not all strings (a hand-made Variant): keep this column in Python.
+                self._loose.add(name)
+                self._open[name] = self._unpacked(name) + values
+                continue
+            self._sealed[name].append(packed)
+            self._open[name] = []
+        self._sealed_rows = self._count
+
+    def _unpacked(self, name: str) -> list[Any]:
+        chunks, self._sealed[name] = self._sealed[name], []
+        return [value for chunk in chunks for value in chunk.to_pylist()]
+
+    def get(self, name: str, index: int) -> Any:
+        """One value of a string column."""
+        if name in self._loose or index >= self._sealed_rows:
+            offset = 0 if name in self._loose else self._sealed_rows
+            return self._open[name][index - offset]
+        chunk, position = divmod(index, _SEAL_ROWS)
+        return self._sealed[name][chunk][position].as_py()
 
     def item(self, index: int) -> Item:
         """The item of row ``index`` (rebuilt from its clean original when only the text differs)."""
@@ -189,52 +273,72 @@ class _Rows:
         if source is None:  # pragma: no cover - released rows are never asked again
             raise RuntimeError(f"row {index} was already scored")
         if self.own_input[index]:
-            return dataclasses.replace(source, input=self.input[index])
+            return dataclasses.replace(source, input=self.get("input", index))
         return source
 
     def base_row(self, index: int, label: str) -> dict[str, Any]:
         """The variant-side fields of one row as a plain dict (for ``on_result``)."""
+        get = self.get
         return {
             "model": label,
-            "item_id": self.item_id[index],
-            "variant_id": self.variant_id(index),
-            "spec": self.spec[index],
-            "transform": self.transform[index],
+            "item_id": get("item_id", index),
+            "variant_id": get("variant_id", index),
+            "spec": get("spec", index),
+            "transform": get("transform", index),
             "severity": self.severity[index],
-            "severity_label": self.severity_label[index],
+            "severity_label": get("severity_label", index),
             "replicate": self.replicate[index],
             "changed": bool(self.changed[index]),
             "edit_rate": self.edit_rate[index],
-            "label_policy": self.label_policy[index],
-            "task": self.task[index],
-            "input": self.input[index],
-            "target": self.target[index],
+            "label_policy": get("label_policy", index),
+            "task": get("task", index),
+            "input": get("input", index),
+            "target": get("target", index),
         }
 
-    def columns(self) -> dict[str, Any]:
-        """The variant-side columns, ready for :class:`pandas.DataFrame`."""
-        n = len(self)
-        variant_ids = [f"{v:016x}" for v in self._vid]
-        for index, vid in self._vid_other.items():
-            variant_ids[index] = vid
-        data: dict[str, Any] = {
-            "item_id": self.item_id,
-            "variant_id": variant_ids,
-            "spec": self.spec,
-            "transform": self.transform,
-            "severity": np.frombuffer(self.severity, dtype=np.float64) if n else [],
-            "severity_label": self.severity_label,
-            "replicate": np.frombuffer(self.replicate, dtype=np.int64) if n else [],
-            "changed": np.frombuffer(bytes(self.changed), dtype=np.bool_),
-            "edit_rate": np.frombuffer(self.edit_rate, dtype=np.float64) if n else [],
-            "label_policy": self.label_policy,
-            "task": self.task,
-            "input": self.input,
-            "target": self.target,
-        }
-        for key in self.meta_keys:
-            data[f"meta.{key}"] = [m.get(key, _NAN) if m else _NAN for m in self.metadata]
-        return data
+    def column(self, name: str) -> Any:
+        """One variant-side column, ready for :class:`pandas.DataFrame` (made on demand)."""
+        n = self._count
+        if name in self._open:
+            if self._pa is None or name in self._loose:
+                return self._open[name]
+            self._seal()
+            chunks = self._sealed[name]
+            if not n or all(chunk.null_count == len(chunk) for chunk in chunks):
+                # All missing (e.g. severity_label of clean rows): pandas makes that an
+                # object column of None, so hand it the same thing.
+                return [None] * n
+            packed = self._pa.chunked_array(chunks, type=self._pa.large_string())
+            return pd.array(packed, dtype="str")
+        if name in ("severity", "edit_rate"):
+            return np.frombuffer(getattr(self, name), dtype=np.float64) if n else []
+        if name == "replicate":
+            return np.frombuffer(self.replicate, dtype=np.int64) if n else []
+        if name == "changed":
+            return np.frombuffer(bytes(self.changed), dtype=np.bool_)
+        key = name.removeprefix("meta.")
+        return [m.get(key, _NAN) if m else _NAN for m in self.metadata]
+
+    def constant(self, text: str) -> Any:
+        """A string column holding ``text`` on every row (the model label).
+
+        Built straight from its buffers when Arrow is used: a generic conversion of a
+        million-element list goes through growing builders and costs twice the memory.
+        """
+        n = self._count
+        if self._pa is None:
+            return [text] * n
+        data = text.encode("utf-8")
+        offsets = np.arange(0, (n + 1) * len(data), len(data), dtype=np.int64)[:n + 1]
+        packed = self._pa.LargeStringArray.from_buffers(
+            n, self._pa.py_buffer(offsets), self._pa.py_buffer(data * n))
+        return pd.array(self._pa.chunked_array([packed]), dtype="str")
+
+    def release(self, name: str) -> None:
+        """Forget a column once the frame has it (only with a single backend)."""
+        if name in self._open:
+            self._open[name] = []
+            self._sealed[name] = []
 
 
 class _Results:
@@ -248,10 +352,12 @@ class _Results:
         self.error: list[str | None] = [None] * n
         self.latency = array("d", [0.0]) * n
         self.cached = bytearray(n)
-        self.tokens_in: list[int | None] = [None] * n
-        self.tokens_out: list[int | None] = [None] * n
+        # Token counts, -1 for unknown: 8 bytes a row instead of a list slot and an int.
+        self.tokens_in = array("q", [-1]) * n
+        self.tokens_out = array("q", [-1]) * n
 
     def row(self, index: int) -> dict[str, Any]:
+        tokens_in, tokens_out = self.tokens_in[index], self.tokens_out[index]
         return {
             "response": self.response[index],
             "parsed": self.parsed[index],
@@ -260,12 +366,17 @@ class _Results:
             "error": self.error[index],
             "latency": self.latency[index],
             "cached": bool(self.cached[index]),
-            "tokens_in": self.tokens_in[index],
-            "tokens_out": self.tokens_out[index],
+            "tokens_in": None if tokens_in < 0 else tokens_in,
+            "tokens_out": None if tokens_out < 0 else tokens_out,
         }
 
     def columns(self) -> dict[str, Any]:
         n = len(self.response)
+
+        def tokens(values: array[int]) -> Any:
+            data = np.frombuffer(values, dtype=np.int64) if n else np.zeros(0, np.int64)
+            return pd.arrays.IntegerArray(data.copy(), data < 0)
+
         return {
             "response": self.response,
             "parsed": self.parsed,
@@ -274,8 +385,8 @@ class _Results:
             "error": self.error,
             "latency": np.frombuffer(self.latency, dtype=np.float64) if n else [],
             "cached": np.frombuffer(bytes(self.cached), dtype=np.bool_),
-            "tokens_in": pd.array(self.tokens_in, dtype="Int64"),
-            "tokens_out": pd.array(self.tokens_out, dtype="Int64"),
+            "tokens_in": tokens(self.tokens_in),
+            "tokens_out": tokens(self.tokens_out),
         }
 
 
@@ -310,49 +421,56 @@ def _differs_only_in_input(item: Item, clean: Item) -> bool:
 
 def _plan(variants: Iterable[Variant], backends: Sequence[Backend],
           build_messages: BuildMessages, rows: _Rows | None = None,
-          count_chars: bool = False) -> tuple[list[_Plan], int, int]:
-    """Read the variants once and group each backend's rows by prompt key.
+          count_chars: bool = False) -> tuple[list[_Plan], _Groups, int, int]:
+    """Read the variants once and group the rows by prompt.
 
     Args:
         rows: Where to store the rows (``None``: only count, as :func:`estimate_calls` does).
-        count_chars: Keep the prompt length of every key (for the token estimate).
+        count_chars: Keep the prompt length of every group (for the token estimate).
 
     Returns:
-        The plans, the number of rows, and the number of variants reusing their clean
-        original's answer.
+        The plans, the groups, the number of rows, and the number of variants reusing
+        their clean original's answer.
     """
-    makers = [KeyMaker(b.identity()) for b in backends]
-    plans = [_Plan(b, chars={} if count_chars else None) for b in backends]
-    # item id -> (clean item, its key per backend): the first clean row of each item.
-    cleans: dict[str, tuple[Item, list[str]]] = {}
+    makers = [KeyMaker(b.identity()).digest for b in backends]
+    first_maker, other_makers = makers[0], makers[1:]
+    plans = [_Plan(b) for b in backends]
+    first_keys = plans[0].keys
+    other_keys = [plan.keys for plan in plans[1:]]
+    groups = _Groups()
+    numbers = groups.number
+    nxt = groups.next
+    chars = groups.chars = array("q") if count_chars else None
+    # item id -> (clean item, its group): the first clean row of each item.
+    cleans: dict[str, tuple[Item, int]] = {}
     reused = 0
     index = -1
     for index, variant in enumerate(variants):
+        nxt.append(-1)
         item = variant.item
         is_clean = variant.is_clean
         clean = None if is_clean else cleans.get(item.id)
         if clean is not None and not variant.changed and (item is clean[0] or item == clean[0]):
             reused += 1
-            for plan, key in zip(plans, clean[1]):
-                plan.groups[key].append(index)
+            groups.join(clean[1], index)
             if rows is not None:
                 rows.add(variant, clean[0], False)
             continue
         messages = build_messages(item)
         messages_json = canonical_json(messages)
-        keys = []
-        for maker, plan in zip(makers, plans):
-            key = maker(messages_json)
-            group = plan.groups.get(key)
-            if group is None:
-                plan.groups[key] = [index]
-                if plan.chars is not None:
-                    plan.chars[key] = sum(len(str(m.get("content", ""))) for m in messages)
-            else:
-                group.append(index)
-            keys.append(key)
+        key = first_maker(messages_json)
+        group = numbers.get(key)
+        if group is None:
+            group = numbers[key] = groups.new(index)
+            first_keys.append(key)
+            for maker, keys in zip(other_makers, other_keys):
+                keys.append(maker(messages_json))
+            if chars is not None:
+                chars.append(sum(len(str(m.get("content", ""))) for m in messages))
+        else:
+            groups.join(group, index)
         if is_clean and item.id not in cleans:
-            cleans[item.id] = (item, keys)
+            cleans[item.id] = (item, group)
         if rows is not None:
             if clean is not None and _differs_only_in_input(item, clean[0]):
                 rows.add(variant, clean[0], True)
@@ -361,19 +479,20 @@ def _plan(variants: Iterable[Variant], backends: Sequence[Backend],
     count = index + 1
     for plan in plans:
         plan.stats.rows = count
-        plan.stats.unique_prompts = len(plan.groups)
-    return plans, count, reused
+        plan.stats.unique_prompts = len(groups)
+    return plans, groups, count, reused
 
 
 class _Run:
     """State of one :func:`arun_queries` call."""
 
-    def __init__(self, rows: _Rows, plans: list[_Plan], *, score: ScoreFn,
+    def __init__(self, rows: _Rows, plans: list[_Plan], groups: _Groups, *, score: ScoreFn,
                  build_messages: BuildMessages, cache: ResponseCache | None,
                  max_calls: int | None, on_result: Callable[[dict[str, Any]], None] | None,
                  progress: CallProgress) -> None:
         self.rows = rows
         self.plans = plans
+        self.groups = groups
         self.score = score
         self.build_messages = build_messages
         self.cache = cache
@@ -386,6 +505,7 @@ class _Run:
         self.fatal: dict[int, FatalModelError] = {}
         self.over_budget = 0
         self.warned_score = False
+        self.parsed_values: dict[str, str] = {}
 
     # ----------------------------------------------------------------- rows
     def _score(self, item: Item, text: str) -> tuple[float, Any, bool, str | None]:
@@ -396,11 +516,21 @@ class _Run:
                 self.warned_score = True
                 logger.exception("scoring failed on item %r", item.id)
             return _NAN, None, False, one_line(f"scoring failed: {type(exc).__name__}: {exc}")
-        return float(result.value), result.parsed, bool(result.unparseable), None
+        parsed = result.parsed
+        if type(parsed) is str and len(parsed) <= 32:
+            # Short parsed answers repeat ("A", "yes", "42"): one copy each, not one per
+            # row. Long ones are mostly unique, where a table would only add memory.
+            parsed = self.parsed_values.setdefault(parsed, parsed)
+        return float(result.value), parsed, bool(result.unparseable), None
 
-    def finish(self, b: int, indices: list[int], *, completion: Completion | None,
-               error: str | None, latency: float, cached: bool) -> None:
-        """Fill and emit the rows of one prompt group (the first row is the asker)."""
+    def finish(self, b: int, group: int, *, completion: Completion | None,
+               error: str | None, latency: float, cached: bool) -> int:
+        """Fill and emit the rows of one prompt group (the first row is the asker).
+
+        Returns:
+            The number of rows filled.
+        """
+        indices = self.groups.rows(group)
         plan = self.plans[b]
         res = self.results[b]
         rows = self.rows
@@ -413,8 +543,10 @@ class _Run:
                 assert completion is not None
                 text = completion.text
                 res.response[index] = text
-                res.tokens_in[index] = completion.tokens_in
-                res.tokens_out[index] = completion.tokens_out
+                if completion.tokens_in is not None:
+                    res.tokens_in[index] = int(completion.tokens_in)
+                if completion.tokens_out is not None:
+                    res.tokens_out[index] = int(completion.tokens_out)
                 res.cached[index] = cached or position > 0
                 res.latency[index] = latency if (position == 0 and not cached) else 0.0
                 source = rows.source[index]
@@ -445,39 +577,41 @@ class _Run:
                 for key, value in (rows.metadata[index] or {}).items():
                     row[f"meta.{key}"] = value
                 self.on_result(row)
+        return len(indices)
 
     # ---------------------------------------------------------------- calls
-    async def run_backend(self, b: int, pending: deque[str]) -> None:
+    async def run_backend(self, b: int, queue: _Queue) -> None:
         plan = self.plans[b]
         backend = plan.backend
-        workers = min(int(backend.max_concurrency), len(pending))
+        workers = min(int(backend.max_concurrency), len(queue))
         if workers:
-            await _gather_or_cancel([self._worker(b, pending) for _ in range(workers)])
+            await _gather_or_cancel([self._worker(b, queue) for _ in range(workers)])
         fatal = self.fatal.get(b)
-        if fatal is not None and pending:
+        if fatal is not None and len(queue):
             message = one_line(fatal)
-            plan.stats.skipped += len(pending)
-            self.progress.skipped(len(pending))
-            while pending:
-                key = pending.popleft()
-                self.finish(b, plan.groups[key], completion=None, error=message, latency=0.0,
+            plan.stats.skipped += len(queue)
+            self.progress.skipped(len(queue))
+            while (group := queue.pop()) is not None:
+                self.finish(b, group, completion=None, error=message, latency=0.0,
                             cached=False)
 
-    async def _worker(self, b: int, pending: deque[str]) -> None:
+    async def _worker(self, b: int, queue: _Queue) -> None:
         plan = self.plans[b]
         backend = plan.backend
-        groups = plan.groups
+        keys = plan.keys
+        first = self.groups.first
         rows = self.rows
         cache = self.cache
-        while pending and b not in self.fatal:
-            key = pending.popleft()
-            indices = groups[key]
+        while b not in self.fatal:
+            group = queue.pop()
+            if group is None:
+                break
             if self.budget is not None:
                 if self.budget <= 0:
-                    self._over_budget(b, key)
+                    self._over_budget(b, group)
                     continue
                 self.budget -= 1
-            messages = self.build_messages(rows.item(indices[0]))
+            messages = self.build_messages(rows.item(first[group]))
             plan.stats.calls += 1
             started = time.perf_counter()
             try:
@@ -485,27 +619,58 @@ class _Run:
             except FatalModelError as exc:
                 self.fatal.setdefault(b, exc)
                 self.progress.call_done(error=True)
-                self.finish(b, indices, completion=None, error=one_line(exc),
+                self.finish(b, group, completion=None, error=one_line(exc),
                             latency=time.perf_counter() - started, cached=False)
                 return
             except Exception as exc:  # one failed prompt never stops the run
                 self.progress.call_done(error=True)
-                self.finish(b, indices, completion=None, error=_describe(exc),
+                self.finish(b, group, completion=None, error=_describe(exc),
                             latency=time.perf_counter() - started, cached=False)
                 continue
             latency = time.perf_counter() - started
             if cache is not None:
-                cache.put(key, completion)
+                cache.put(keys[group].hex(), completion)
             self.progress.call_done(error=False)
-            self.finish(b, indices, completion=completion, error=None, latency=latency,
+            self.finish(b, group, completion=completion, error=None, latency=latency,
                         cached=False)
 
-    def _over_budget(self, b: int, key: str) -> None:
+    def _over_budget(self, b: int, group: int) -> None:
         plan = self.plans[b]
         self.over_budget += 1
         plan.stats.skipped += 1
-        self.finish(b, plan.groups[key], completion=None, error=MAX_CALLS_ERROR, latency=0.0,
+        self.finish(b, group, completion=None, error=MAX_CALLS_ERROR, latency=0.0,
                     cached=False)
+
+
+class _Queue:
+    """The prompt groups one backend still has to ask, in plan order.
+
+    A cursor over the group numbers that skips those the cache answered: no deque of
+    a million keys. The workers of a backend share it (one event loop, no locks).
+    """
+
+    def __init__(self, answered: bytearray, misses: int) -> None:
+        self._answered = answered
+        self._cursor = 0
+        self._left = misses
+
+    def __len__(self) -> int:
+        return self._left
+
+    def pop(self) -> int | None:
+        """The next group to ask, or ``None`` when none is left."""
+        answered = self._answered
+        size = len(answered)
+        cursor = self._cursor
+        while cursor < size:
+            group = cursor
+            cursor += 1
+            if not answered[group]:
+                self._cursor = cursor
+                self._left -= 1
+                return group
+        self._cursor = cursor
+        return None
 
 
 async def _gather_or_cancel(coros: list[Any]) -> None:
@@ -547,34 +712,32 @@ def _empty_frame() -> pd.DataFrame:
 def _frame(rows: _Rows, plans: list[_Plan], results: list[_Results]) -> pd.DataFrame:
     """Assemble the results frame: backends in order, rows in variant order.
 
-    Columns are converted one at a time, and with one backend each source column is
-    dropped as soon as it is converted, so building the frame briefly needs only about
-    one extra column of memory rather than a second copy of the run.
+    Columns are made one at a time (string columns packed during the run are taken
+    as they are), and with one backend each source column is released once converted,
+    so building the frame needs little more memory than the frame itself.
     """
     n = len(rows)
     if not n:
         return _empty_frame()
-    base = rows.columns()
     meta = [f"meta.{key}" for key in rows.meta_keys]
     order = list(RESULT_COLUMNS) + meta
     last = len(plans) - 1
     frames = []
     for b, (plan, res) in enumerate(zip(plans, results)):
-        source = {"model": [plan.backend.label] * n, **res.columns()}
+        source = {"model": rows.constant(plan.backend.label), **res.columns()}
         converted: dict[str, Any] = {}
         for column in order:
-            values = source.pop(column) if column in source else (
-                base.pop(column) if b == last else base[column])
-            # One-column DataFrame construction applies the same type inference as a
-            # whole-frame build (str, float64 with NaN for missing meta, object ...).
-            converted[column] = pd.DataFrame({column: values})[column]
+            values = source.pop(column) if column in source else rows.column(column)
+            # A one-column DataFrame applies the same type inference as a whole-frame
+            # build (str, float64 with NaN for missing meta values, object ...).
+            converted[column] = pd.DataFrame({column: values}, copy=False)[column]
             del values
+            if b == last:
+                rows.release(column)
         results[b] = None  # type: ignore[call-overload]  # its lists were converted
-        frame = pd.DataFrame(converted, copy=False)
+        frames.append(pd.DataFrame(converted, copy=False))
         del converted
-        frames.append(frame)
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return frame
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend], *,
@@ -613,36 +776,34 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
     backends = list(backends)
     _check_backends(backends)
     rows = _Rows()
-    plans, count, reused = _plan(variants, backends, build_messages, rows)
+    plans, groups, count, reused = _plan(variants, backends, build_messages, rows)
 
-    queues: list[deque[str]] = []
+    queues: list[_Queue] = []
     planned = 0
     hit_rows = 0
-    run = _Run(rows, plans, score=score, build_messages=build_messages, cache=cache,
+    run = _Run(rows, plans, groups, score=score, build_messages=build_messages, cache=cache,
                max_calls=max_calls, on_result=on_result,
                progress=CallProgress(0, enabled=False))
     try:
         # Cache lookups happen before any call, in bulk; hits are emitted right away.
         # Chunks bound the memory of a re-run where nearly everything is a hit.
         for b, plan in enumerate(plans):
-            misses: deque[str] = deque()
-            keys = list(plan.groups)
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start:start + _LOOKUP_CHUNK]
+            answered = bytearray(len(groups))
+            for start in range(0, len(groups), _LOOKUP_CHUNK):
+                chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
                 hits = cache.get_many(chunk) if cache is not None else {}
+                if not hits:
+                    continue
                 plan.stats.cache_hits += len(hits)
-                for key in chunk:
+                for group, key in enumerate(chunk, start):
                     completion = hits.get(key)
-                    if completion is None:
-                        misses.append(key)
-                        continue
-                    indices = plan.groups[key]
-                    hit_rows += len(indices)
-                    run.finish(b, indices, completion=completion, error=None, latency=0.0,
-                               cached=True)
-            del keys
-            planned += len(misses)
-            queues.append(misses)
+                    if completion is not None:
+                        answered[group] = 1
+                        hit_rows += run.finish(b, group, completion=completion, error=None,
+                                               latency=0.0, cached=True)
+            misses = len(groups) - plan.stats.cache_hits
+            planned += misses
+            queues.append(_Queue(answered, misses))
         total = planned if max_calls is None else min(planned, max_calls)
         run.progress = CallProgress(total, enabled=progress_enabled(progress))
         run.progress.cache_hits(hit_rows)
@@ -713,28 +874,28 @@ def estimate_calls(variants: Iterable[Variant], backends: Sequence[Backend],
     """
     backends = list(backends)
     _check_backends(backends)
-    plans, count, _ = _plan(variants, backends, build_messages, count_chars=True)
+    plans, groups, count, _ = _plan(variants, backends, build_messages, count_chars=True)
+    chars = groups.chars
+    assert chars is not None
     per_model: dict[str, dict[str, Any]] = {}
     for plan in plans:
-        assert plan.chars is not None
-        keys = list(plan.groups)
         hits = 0
         calls = 0
         tokens_in = 0
-        for start in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[start:start + _LOOKUP_CHUNK]
+        for start in range(0, len(groups), _LOOKUP_CHUNK):
+            chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
             found = cache.get_many(chunk) if cache is not None else {}
             hits += len(found)
-            for key in chunk:
+            for group, key in enumerate(chunk, start):
                 if key not in found:
                     calls += 1
-                    tokens_in += math.ceil(plan.chars[key] / 4)
+                    tokens_in += math.ceil(chars[group] / 4)
         per_model[plan.backend.label] = {
             "rows": count,
-            "unique_prompts": len(plan.groups),
+            "unique_prompts": len(groups),
             "calls": calls,
             "cache_hits": hits,
-            "duplicates": count - len(plan.groups),
+            "duplicates": count - len(groups),
             "approx_tokens_in": tokens_in,
             "approx_tokens_out_max": calls * int(plan.backend.params.max_tokens),
         }

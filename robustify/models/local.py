@@ -154,6 +154,7 @@ class LocalBackend(BaseBackend):
             kwargs["seed"] = self.params.seed
         if self.params.top_p is not None:
             kwargs["top_p"] = self.params.top_p
+        kwargs.update(self.params.extra)
         self._kwargs = kwargs
 
     def identity(self) -> dict[str, Any]:

@@ -9,18 +9,21 @@ the real command line (``python -m robustify run`` and, where data is involved,
 * the line contains the file (or flag/key) and what is wrong;
 * the ``--out`` folder was not created (or is empty) and no cache file was made.
 
-The subprocesses run a few at a time from one module fixture, so the corpus costs a
-few seconds rather than one interpreter start after another.
+Most cases run as forked children of one warm interpreter, each executing
+``robustify/__main__.py`` exactly as ``python -m robustify`` would (see
+:mod:`tests.robustify.reliability_forkcli`), so the corpus costs seconds, not a minute of
+imports; the permission cases run as real ``python -m robustify`` processes without
+root's permission override.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import ctypes
 import json
 import os
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +160,7 @@ CASES: tuple[Case, ...] = (
     Case("data-unreadable-perturb", _perturb("--data", "{d}/secret.jsonl"),
          ("secret.jsonl", "permission denied"), unprivileged=True),
     Case("data-is-a-fifo", _data_run("fifo.jsonl"), ("fifo.jsonl", "not a regular file"),
-         timeout=8, xfail=FIFO_BUG),
+         timeout=4, xfail=FIFO_BUG),
     # ---- formats, transforms, severities
     Case("unknown-format", _run("--model", ECHO_MODEL, "--format", "mmlux"),
          ("unknown format 'mmlux'", "did you mean 'mmlu'")),
@@ -213,7 +216,7 @@ CASES: tuple[Case, ...] = (
     Case("job-unknown-model", _job("mb.yaml"), ("mb.yaml", "unknown kind 'foo'"),
          xfail=JOB_SOURCE_BUG),
     Case("job-is-a-fifo", _run("--config", "{d}/fifo.yaml"), ("fifo.yaml", "not a regular file"),
-         timeout=8, xfail=FIFO_BUG),
+         timeout=4, xfail=FIFO_BUG),
     Case("templates-unknown-key", _run("--model", ECHO_MODEL, "--templates", "{d}/tmpl.yaml"),
          ("tmpl.yaml", "multiple_choice.usr")),
     # ---- output paths and numbers
@@ -305,22 +308,46 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     port = _closed_port()
     can_enforce = _can_enforce_permissions()
 
-    def run(case: Case) -> Any:
-        if case.unprivileged and not can_enforce:
-            return None
+    def argv(case: Case) -> list[str]:
         out, cache = base / "out" / case.id, base / "cache" / f"{case.id}.sqlite"
-        args = [a.format(d=d, out=out, cache=cache, port=port) for a in case.args]
-        preexec = (_drop_file_capabilities if case.unprivileged and os.geteuid() == 0
-                   else None)
-        try:
-            return subprocess.run(cli_cmd(*args), cwd=str(base), env=cli_env(case.env),
-                                  text=True, capture_output=True, timeout=case.timeout,
-                                  stdin=subprocess.DEVNULL, preexec_fn=preexec)
-        except subprocess.TimeoutExpired as exc:
-            return exc
+        return [a.format(d=d, out=out, cache=cache, port=port) for a in case.args]
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        outcomes = dict(zip((c.id for c in CASES), pool.map(run, CASES)))
+    def run_unprivileged(case: Case) -> Any:
+        if not can_enforce:
+            return None
+        preexec = _drop_file_capabilities if os.geteuid() == 0 else None
+        return subprocess.run(cli_cmd(*argv(case)), cwd=str(base), env=cli_env(case.env),
+                              text=True, capture_output=True, timeout=case.timeout,
+                              stdin=subprocess.DEVNULL, preexec_fn=preexec)
+
+    # Most cases: forked children of one warm interpreter (see reliability_forkcli).
+    forked = [c for c in CASES if not c.unprivileged]
+    spec = [{"id": c.id, "argv": argv(c), "cwd": str(base), "env": c.env,
+             "timeout": c.timeout} for c in forked]
+    # control: a good invocation succeeds in the same harness
+    spec.append({"id": "_control", "argv": ["transforms"], "cwd": str(base), "env": {},
+                 "timeout": 60})
+    (base / "cases.json").write_text(json.dumps(spec), encoding="utf-8")
+    driver = subprocess.run(
+        [sys.executable, "-m", "tests.robustify.reliability_forkcli",
+         str(base / "cases.json"), str(base / "results.json")],
+        cwd=str(base), env=cli_env(), capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL)
+    assert driver.returncode == 0, driver.stderr
+    raw = json.loads((base / "results.json").read_text(encoding="utf-8"))
+    control = raw["_control"]
+    assert control["returncode"] == 0 and "typos" in control["stdout"], control
+    outcomes: dict[str, Any] = {}
+    for case in forked:
+        r = raw[case.id]
+        outcomes[case.id] = (subprocess.TimeoutExpired(case.args, case.timeout)
+                             if r["timed_out"] else
+                             subprocess.CompletedProcess(argv(case), r["returncode"],
+                                                         r["stdout"], r["stderr"]))
+    # Permission cases: real `python -m robustify` processes without root's override.
+    for case in CASES:
+        if case.unprivileged:
+            outcomes[case.id] = run_unprivileged(case)
     yield {"dir": d, "base": base, "port": port, "outcomes": outcomes}
     (d / "readonly").chmod(0o755)
 

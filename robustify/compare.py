@@ -1,0 +1,606 @@
+"""Run-to-run comparison: did the new release (or fine-tune) get more robust, or less?
+
+Benchmarks that never change hide regressions in robustness: a release can keep its
+clean score and lose several points under noise. :func:`compare_runs` takes two or more
+run folders written by ``python -m robustify run`` and reports, per model, transform and
+severity, how the clean score, the perturbed score and the paired drop changed.
+
+Pairing: a noisy row of run A is matched with the row of run B that has the same
+``item_id``, ``spec`` and ``replicate`` (the same severity is part of the spec), and
+each run's row keeps its *own* clean answer. The changes are then paired item by item,
+and their intervals come from a bootstrap that resamples items (all rows of an item
+together), as in :mod:`robustify.analysis`. When the runs share no row for a group
+(different data or specs) the group is compared unpaired: each run's items are
+resampled on their own, and the row says ``paired = False``.
+
+Models are matched by label when the runs share labels (the same model re-run on new
+data or a new robustify version), and otherwise when each run holds exactly one model
+(``openai:model-v1`` in A against ``openai:model-v2`` in B); pass ``models={"a": "b"}``
+(CLI ``--models a=b``) for anything else.
+
+>>> table = compare_runs(["reports/v1", "reports/v2"])                 # doctest: +SKIP
+>>> plot_comparison(table)                                             # doctest: +SKIP
+>>> write_comparison_report(table, "reports/v1-vs-v2")                  # doctest: +SKIP
+
+CLI: ``python -m robustify compare reports/v1 reports/v2 --out reports/v1-vs-v2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from perturbations.errors import ConfigError
+
+from .atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["COMPARE_COLUMNS", "ALL_PRESERVING", "CLEAN_ROW", "load_run", "compare_runs",
+           "compare_pair", "plot_comparison", "write_comparison_report", "add_parser"]
+
+log = logging.getLogger(__name__)
+
+ALL_PRESERVING = "(all label-preserving)"
+"""``transform`` of the pooled row over every label-preserving variant."""
+
+CLEAN_ROW = "clean"
+"""``transform`` of the row comparing clean scores item by item."""
+
+COMPARE_COLUMNS = (
+    "run_a", "run_b", "model_a", "model_b", "transform", "severity", "spec", "paired",
+    "n_items", "n_rows", "n_only_a", "n_only_b", "same_text",
+    "clean_a", "clean_b", "clean_change_pp", "clean_change_ci_low_pp", "clean_change_ci_high_pp",
+    "perturbed_a", "perturbed_b", "perturbed_change_pp", "perturbed_change_ci_low_pp",
+    "perturbed_change_ci_high_pp",
+    "drop_a_pp", "drop_b_pp", "drop_change_pp", "drop_change_ci_low_pp", "drop_change_ci_high_pp",
+    "p_value",
+)
+"""Columns of :func:`compare_runs` (scores are fractions; ``_pp`` columns percentage points).
+
+``drop_change_pp`` < 0 means run B lost less under this noise (more robust);
+``p_value`` is an exact sign test over items of the change in the perturbed outcome
+(paired rows only)."""
+
+_NAN = math.nan
+
+
+def load_run(run: Any) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """``(results, manifest, label)`` of a run folder, a :class:`RunResult` or a frame.
+
+    Raises:
+        ConfigError: a path that is not a run folder.
+    """
+    from .report import load_results
+
+    if isinstance(run, pd.DataFrame):
+        return run, {}, "run"
+    if hasattr(run, "results") and hasattr(run, "manifest"):
+        label = Path(run.out_dir).name if getattr(run, "out_dir", None) else "run"
+        return run.results, dict(run.manifest), label
+    if isinstance(run, tuple) and len(run) == 2:
+        return run[0], dict(run[1]), "run"
+    path = Path(run)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: not a run folder (expected a folder written by "
+                          f"'python -m robustify run')")
+    if not (path / "results.jsonl").is_file() and not (path / "results.parquet").is_file():
+        raise ConfigError(f"{path}: not a run folder (no results.jsonl)")
+    results, manifest = load_results(path)
+    return results, manifest, path.name
+
+
+def _rng(seed: int, *parts: Any) -> np.random.Generator:
+    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8")).digest()
+    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+
+
+def _unpaired_ci(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, *,
+                 rng: np.random.Generator, n_boot: int, ci: float) -> tuple[float, float]:
+    """Bootstrap interval of mean(b) - mean(a), resampling each run's items on its own."""
+    if not len(a) or not len(b) or n_boot <= 0:
+        return (_NAN, _NAN)
+
+    def draws(values: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+        codes = pd.factorize(pd.Series(clusters, dtype=object), sort=True)[0]
+        m = int(codes.max()) + 1
+        sums = np.bincount(codes, weights=values, minlength=m)
+        counts = np.bincount(codes, minlength=m).astype(float)
+        idx = rng.integers(0, m, size=(n_boot, m))
+        return sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+
+    stats = draws(b, cb) - draws(a, ca)
+    alpha = (1.0 - ci) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+def _sign_test(right_a: pd.Series, right_b: pd.Series, items: pd.Series) -> float:
+    from .analysis import mcnemar_exact
+
+    net = (right_b.astype(int).to_numpy() - right_a.astype(int).to_numpy())
+    per_item = pd.Series(net).groupby(items.to_numpy(), sort=False).sum()
+    return mcnemar_exact(int((per_item > 0).sum()), int((per_item < 0).sum()))
+
+
+def _group_row(ga: pd.DataFrame, gb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
+               ci: float) -> dict[str, Any]:
+    from .analysis import bootstrap_ci
+
+    keys = ["item_id", "spec", "replicate"]
+    cols = keys + ["clean_score", "score", "input"]
+    merged = ga[cols].merge(gb[cols], on=keys, how="inner", suffixes=("_a", "_b"))
+    row: dict[str, Any] = {"n_only_a": int(len(ga) - len(merged)),
+                           "n_only_b": int(len(gb) - len(merged))}
+    if len(merged):
+        items = merged["item_id"]
+        ca, cb = merged["clean_score_a"].to_numpy(float), merged["clean_score_b"].to_numpy(float)
+        pa, pb = merged["score_a"].to_numpy(float), merged["score_b"].to_numpy(float)
+        row.update(paired=True, n_items=int(items.nunique()), n_rows=int(len(merged)),
+                   same_text=float((merged["input_a"] == merged["input_b"]).mean()),
+                   clean_a=float(ca.mean()), clean_b=float(cb.mean()),
+                   perturbed_a=float(pa.mean()), perturbed_b=float(pb.mean()))
+        for name, diff in (("clean_change", cb - ca), ("perturbed_change", pb - pa),
+                           ("drop_change", (cb - pb) - (ca - pa))):
+            low, high = bootstrap_ci(diff, clusters=items.to_numpy(), n_boot=n_boot, seed=rng,
+                                     ci=ci)
+            row[f"{name}_ci_low_pp"], row[f"{name}_ci_high_pp"] = low * 100.0, high * 100.0
+        row["p_value"] = _sign_test(merged["score_a"] >= 0.5, merged["score_b"] >= 0.5, items)
+    else:
+        ca, cb = ga["clean_score"].to_numpy(float), gb["clean_score"].to_numpy(float)
+        pa, pb = ga["score"].to_numpy(float), gb["score"].to_numpy(float)
+        row.update(paired=False, n_items=int(pd.concat([ga["item_id"], gb["item_id"]]).nunique()),
+                   n_rows=int(len(ga) + len(gb)), same_text=_NAN,
+                   clean_a=float(ca.mean()) if len(ca) else _NAN,
+                   clean_b=float(cb.mean()) if len(cb) else _NAN,
+                   perturbed_a=float(pa.mean()) if len(pa) else _NAN,
+                   perturbed_b=float(pb.mean()) if len(pb) else _NAN, p_value=_NAN)
+        ia, ib = ga["item_id"].to_numpy(), gb["item_id"].to_numpy()
+        for name, va, vb in (("clean_change", ca, cb), ("perturbed_change", pa, pb),
+                             ("drop_change", ca - pa, cb - pb)):
+            low, high = _unpaired_ci(va, ia, vb, ib, rng=rng, n_boot=n_boot, ci=ci)
+            row[f"{name}_ci_low_pp"], row[f"{name}_ci_high_pp"] = low * 100.0, high * 100.0
+    row["clean_change_pp"] = (row["clean_b"] - row["clean_a"]) * 100.0
+    row["perturbed_change_pp"] = (row["perturbed_b"] - row["perturbed_a"]) * 100.0
+    row["drop_a_pp"] = (row["clean_a"] - row["perturbed_a"]) * 100.0
+    row["drop_b_pp"] = (row["clean_b"] - row["perturbed_b"]) * 100.0
+    row["drop_change_pp"] = row["drop_b_pp"] - row["drop_a_pp"]
+    return row
+
+
+def _clean_row(ra: pd.DataFrame, rb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
+               ci: float) -> dict[str, Any]:
+    """Clean score change over the items both runs answered."""
+    from .analysis import bootstrap_ci
+
+    def clean(frame: pd.DataFrame) -> pd.DataFrame:
+        c = frame.loc[(frame["spec"] == "clean") & frame["score"].notna(), ["item_id", "score",
+                                                                             "input"]]
+        return c.drop_duplicates("item_id")
+
+    a, b = clean(ra), clean(rb)
+    merged = a.merge(b, on="item_id", how="inner", suffixes=("_a", "_b"))
+    row: dict[str, Any] = {"transform": CLEAN_ROW, "severity": _NAN, "spec": CLEAN_ROW,
+                           "n_only_a": int(len(a) - len(merged)),
+                           "n_only_b": int(len(b) - len(merged))}
+    for column in ("perturbed_a", "perturbed_b", "perturbed_change_pp",
+                   "perturbed_change_ci_low_pp", "perturbed_change_ci_high_pp", "drop_a_pp",
+                   "drop_b_pp", "drop_change_pp", "drop_change_ci_low_pp",
+                   "drop_change_ci_high_pp"):
+        row[column] = _NAN
+    if len(merged):
+        sa, sb = merged["score_a"].to_numpy(float), merged["score_b"].to_numpy(float)
+        low, high = bootstrap_ci(sb - sa, n_boot=n_boot, seed=rng, ci=ci)
+        row.update(paired=True, n_items=int(len(merged)), n_rows=int(len(merged)),
+                   same_text=float((merged["input_a"] == merged["input_b"]).mean()),
+                   clean_a=float(sa.mean()), clean_b=float(sb.mean()),
+                   clean_change_pp=float((sb - sa).mean()) * 100.0,
+                   clean_change_ci_low_pp=low * 100.0, clean_change_ci_high_pp=high * 100.0,
+                   p_value=_sign_test(merged["score_a"] >= 0.5, merged["score_b"] >= 0.5,
+                                      merged["item_id"]))
+    else:
+        sa, sb = a["score"].to_numpy(float), b["score"].to_numpy(float)
+        low, high = _unpaired_ci(sa, a["item_id"].to_numpy(), sb, b["item_id"].to_numpy(),
+                                 rng=rng, n_boot=n_boot, ci=ci)
+        ma = float(sa.mean()) if len(sa) else _NAN
+        mb = float(sb.mean()) if len(sb) else _NAN
+        row.update(paired=False, n_items=int(len(a) + len(b)), n_rows=int(len(a) + len(b)),
+                   same_text=_NAN, clean_a=ma, clean_b=mb, clean_change_pp=(mb - ma) * 100.0,
+                   clean_change_ci_low_pp=low * 100.0, clean_change_ci_high_pp=high * 100.0,
+                   p_value=_NAN)
+    return row
+
+
+def compare_pair(results_a: pd.DataFrame, results_b: pd.DataFrame, *, model_a: str,
+                 model_b: str, run_a: str = "A", run_b: str = "B", n_boot: int = 2000,
+                 seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """Compare one model of run A with one model of run B (see :func:`compare_runs`).
+
+    Returns:
+        Rows: ``clean`` (item-level clean scores), the pooled label-preserving row
+        (:data:`ALL_PRESERVING`), then one row per transform x severity (may_break
+        transforms included, never pooled), in the order they appear in run A (then B).
+    """
+    from .analysis import LABEL_PRESERVING, pair_with_clean
+
+    ra = results_a.loc[results_a["model"] == model_a]
+    rb = results_b.loc[results_b["model"] == model_b]
+    pa, pb = pair_with_clean(ra), pair_with_clean(rb)
+    pa, pb = pa.loc[pa["paired"]], pb.loc[pb["paired"]]
+    base = {"run_a": run_a, "run_b": run_b, "model_a": model_a, "model_b": model_b}
+    rows = [{**base, **_clean_row(ra, rb, rng=_rng(seed, run_a, run_b, model_a, "clean"),
+                                  n_boot=n_boot, ci=ci)}]
+    keep_a = pa.loc[pa["label_policy"].isin(LABEL_PRESERVING)]
+    keep_b = pb.loc[pb["label_policy"].isin(LABEL_PRESERVING)]
+    if len(keep_a) or len(keep_b):
+        stats = _group_row(keep_a, keep_b, rng=_rng(seed, run_a, run_b, model_a, "all"),
+                           n_boot=n_boot, ci=ci)
+        rows.append({**base, "transform": ALL_PRESERVING, "severity": _NAN, "spec": None,
+                     **stats})
+    groups: list[tuple[str, float]] = []
+    for frame in (pa, pb):
+        for key in zip(frame["transform"], frame["severity"]):
+            if key not in groups:
+                groups.append(key)
+    for transform, severity in groups:
+        ga = pa.loc[(pa["transform"] == transform) & (pa["severity"] == severity)]
+        gb = pb.loc[(pb["transform"] == transform) & (pb["severity"] == severity)]
+        specs = list(dict.fromkeys([*ga["spec"].astype(str), *gb["spec"].astype(str)]))
+        stats = _group_row(ga, gb, rng=_rng(seed, run_a, run_b, model_a, transform, severity),
+                           n_boot=n_boot, ci=ci)
+        rows.append({**base, "transform": transform, "severity": float(severity),
+                     "spec": ",".join(specs), **stats})
+    out = pd.DataFrame(rows)
+    return out.reindex(columns=list(COMPARE_COLUMNS))
+
+
+def _model_pairs(a: pd.DataFrame, b: pd.DataFrame, models: Mapping[str, str] | None,
+                 label_a: str, label_b: str) -> list[tuple[str, str]]:
+    ma, mb = list(pd.unique(a["model"])), list(pd.unique(b["model"]))
+    if models:
+        pairs = []
+        for x, y in models.items():
+            if x not in ma or y not in mb:
+                raise ConfigError(f"--models {x}={y}: {label_a} has models {', '.join(ma)}; "
+                                  f"{label_b} has {', '.join(mb)}")
+            pairs.append((x, y))
+        return pairs
+    common = [m for m in ma if m in mb]
+    if common:
+        missing = [m for m in ma + mb if m not in common]
+        if missing:
+            log.info("models in only one run are not compared: %s", ", ".join(missing))
+        return [(m, m) for m in common]
+    if len(ma) == 1 and len(mb) == 1:
+        return [(ma[0], mb[0])]
+    raise ConfigError(f"{label_a} ({', '.join(ma)}) and {label_b} ({', '.join(mb)}) share no "
+                      f"model; say which to compare with models={{'A': 'B'}} "
+                      f"(CLI: --models A=B)")
+
+
+def compare_runs(runs: Sequence[Any], labels: Sequence[str] | None = None, *,
+                 consecutive: bool = False, models: Mapping[str, str] | None = None,
+                 n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """Compare runs: each later run against the first (or against the one before it).
+
+    Args:
+        runs: Run folders, :class:`~robustify.api.RunResult` objects or results frames;
+            at least two.
+        labels: Names of the runs (default: folder names, made unique).
+        consecutive: Compare run i with run i-1 instead of with the first run (watch a
+            model across a chain of releases).
+        models: Explicit model matching ``{model label in A: model label in B}``.
+        n_boot, seed, ci: Bootstrap over items, as in :mod:`robustify.analysis`.
+
+    Returns:
+        One row per run pair x model pair x group (:data:`COMPARE_COLUMNS`);
+        ``attrs["notes"]`` lists what the reader should know (different data, seeds,
+        specs, models left out).
+
+    Raises:
+        ConfigError: fewer than two runs, unreadable runs, no model to match.
+    """
+    if len(runs) < 2:
+        raise ConfigError("compare needs at least two runs")
+    loaded = [load_run(r) for r in runs]
+    names = list(labels) if labels else [label for _, _, label in loaded]
+    if len(names) != len(loaded):
+        raise ConfigError(f"{len(names)} labels for {len(loaded)} runs")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):  # two folders called "run" must stay apart
+        if name in seen:
+            seen[name] += 1
+            names[i] = f"{name}#{seen[name]}"
+        else:
+            seen[name] = 1
+    notes: list[str] = []
+    frames = []
+    for j in range(1, len(loaded)):
+        i = j - 1 if consecutive else 0
+        (ra, man_a, _), (rb, man_b, _) = loaded[i], loaded[j]
+        notes += _manifest_notes(man_a, man_b, names[i], names[j])
+        for model_a, model_b in _model_pairs(ra, rb, models, names[i], names[j]):
+            frames.append(compare_pair(ra, rb, model_a=model_a, model_b=model_b,
+                                       run_a=names[i], run_b=names[j], n_boot=n_boot,
+                                       seed=seed, ci=ci))
+        only = sorted(set(ra["model"]) ^ set(rb["model"]))
+        if only and not models and set(ra["model"]) & set(rb["model"]):
+            notes.append(f"{names[i]} vs {names[j]}: models in only one run are not compared: "
+                         f"{', '.join(map(str, only))}")
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=list(COMPARE_COLUMNS))
+    unpaired = out.loc[~out["paired"].astype(bool)]
+    if len(unpaired):
+        notes.append(f"{len(unpaired)} group(s) share no item and spec between the runs and "
+                     f"are compared unpaired (wider intervals): "
+                     + ", ".join(sorted({str(t) for t in unpaired["transform"]})))
+    out.attrs["notes"] = notes
+    return out
+
+
+def _manifest_notes(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str,
+                    name_b: str) -> list[str]:
+    notes = []
+    if a.get("dataset_hash") and b.get("dataset_hash") and a["dataset_hash"] != b["dataset_hash"]:
+        notes.append(f"{name_a} and {name_b} used different data: only items in both are "
+                     f"paired")
+    if "seed" in a and "seed" in b and a["seed"] != b["seed"]:
+        notes.append(f"{name_a} (seed {a['seed']}) and {name_b} (seed {b['seed']}) drew "
+                     f"different noise: rows are paired by item and spec, but the noisy texts "
+                     f"differ (see same_text)")
+    if a.get("specs") and b.get("specs") and set(a["specs"]) != set(b["specs"]):
+        only = sorted(set(a["specs"]) ^ set(b["specs"]))
+        notes.append(f"specs run in only one of {name_a}, {name_b}: {', '.join(only)}")
+    va, vb = a.get("robustify_version"), b.get("robustify_version")
+    if va and vb and va != vb:
+        notes.append(f"{name_a} ran robustify {va}, {name_b} ran {vb}")
+    return notes
+
+
+# ------------------------------------------------------------------------ chart
+
+def _label(row: Mapping[str, Any]) -> str:
+    if row["transform"] == ALL_PRESERVING:
+        return "all label-preserving"
+    sev = row.get("severity")
+    return row["transform"] if sev is None or (isinstance(sev, float) and math.isnan(sev)) \
+        else f"{row['transform']}@{sev:g}"
+
+
+def plot_comparison(comparison: pd.DataFrame, ax: "Axes | None" = None, *,
+                    title: str | None = None) -> "Axes":
+    """Drop under each noise in run A (hollow) and run B (filled), per transform.
+
+    One line per transform x severity (and the pooled label-preserving row on top): the
+    hollow circle is the drop in A, the filled square the drop in B, and the text on the
+    right is the change with its 95% interval. A square left of its circle means B lost
+    less (more robust). With several run or model pairs each gets its own colour.
+
+    Args:
+        comparison: Output of :func:`compare_runs` (the ``clean`` rows are skipped).
+        ax: Axes to draw on; a new figure when ``None``.
+        title: Overrides the default title.
+
+    Returns:
+        The Axes.
+    """
+    from .plots import series_style
+
+    for column in ("transform", "drop_a_pp", "drop_b_pp", "drop_change_pp", "run_a", "run_b"):
+        if column not in comparison.columns:
+            raise ConfigError(f"plot_comparison needs column {column!r}; pass the output of "
+                              f"compare_runs")
+    rows = comparison.loc[comparison["transform"] != CLEAN_ROW].to_dict("records")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(8.0, 1.2 + 0.42 * max(1, len(rows))), layout="constrained")
+    pairs = list(dict.fromkeys((r["run_a"], r["run_b"], r["model_a"], r["model_b"])
+                               for r in rows))
+    n = len(rows)
+    labels = []
+    xmax = 1.0
+    xmin = 0.0
+    for k, r in enumerate(rows):
+        y = n - 1 - k
+        style = series_style(pairs.index((r["run_a"], r["run_b"], r["model_a"], r["model_b"])))
+        a, b = r["drop_a_pp"], r["drop_b_pp"]
+        ax.plot([a, b], [y, y], color=style["color"], lw=1.5, alpha=0.6)
+        ax.plot([a], [y], "o", mfc="white", mec=style["color"], ms=7)
+        ax.plot([b], [y], "s", color=style["color"], ms=7)
+        lo, hi = r["drop_change_ci_low_pp"], r["drop_change_ci_high_pp"]
+        ci_text = "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else \
+            f" [{lo:+.1f}, {hi:+.1f}]"
+        ax.annotate(f"{r['drop_change_pp']:+.1f} pp{ci_text}", xy=(1.0, y),
+                    xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+        name = _label(r)
+        if len(pairs) > 1:
+            name += f"\n{r['model_b']}" if r["model_a"] == r["model_b"] else \
+                f"\n{r['model_a']} → {r['model_b']}"
+        labels.append(name)
+        finite = [v for v in (a, b) if v is not None and not math.isnan(v)]
+        xmax, xmin = max([xmax, *finite]), min([xmin, *finite])
+    ax.set_yticks(list(range(n)))
+    ax.set_yticklabels(labels[::-1], fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    span = xmax - xmin
+    ax.set_xlim(xmin - 0.08 * span - 1, xmax + 0.08 * span + 1)
+    ax.axvline(0, color="#888888", lw=0.8)
+    ax.set_xlabel("score drop under noise (pp): ○ first run, ■ later run")
+    if title is None:
+        runs = sorted({f"{r['run_a']} → {r['run_b']}" for r in rows})
+        title = "Change in robustness: " + "; ".join(runs) if runs else "Change in robustness"
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+# ------------------------------------------------------------------------ report
+
+def _pct(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x * 100:.1f}%"
+
+
+def _pp(x: Any) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.1f}"
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    return "–" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else \
+        f"[{lo:+.1f}, {hi:+.1f}]"
+
+
+def _p(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def write_comparison_report(comparison: pd.DataFrame, out_dir: str | os.PathLike[str], *,
+                            title: str | None = None) -> dict[str, Path]:
+    """Write ``compare.html``, ``compare.md``, ``compare.csv`` and ``charts/compare*.png``.
+
+    Every file is written atomically; text is escaped; the page runs no script.
+    """
+    from .leakage import ReportDoc, figure_png
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = list(dict.fromkeys(zip(comparison["run_a"], comparison["run_b"])))
+    title = title or "Run comparison: " + "; ".join(f"{a} → {b}" for a, b in pairs)
+    doc = ReportDoc(title)
+    for (run_a, run_b) in pairs:
+        part = comparison.loc[(comparison["run_a"] == run_a) & (comparison["run_b"] == run_b)]
+        doc.heading(f"{run_a} → {run_b}")
+        for (model_a, model_b), g in part.groupby(["model_a", "model_b"], sort=False):
+            who = model_a if model_a == model_b else f"{model_a} → {model_b}"
+            clean = g.loc[g["transform"] == CLEAN_ROW]
+            pooled = g.loc[g["transform"] == ALL_PRESERVING]
+            text = f"{who}:"
+            if len(clean):
+                c = clean.iloc[0]
+                text += (f" clean score {_pct(c['clean_a'])} → {_pct(c['clean_b'])} "
+                         f"({_pp(c['clean_change_pp'])} pp, 95% CI "
+                         f"{_ci(c['clean_change_ci_low_pp'], c['clean_change_ci_high_pp'])});")
+            if len(pooled):
+                p = pooled.iloc[0]
+                better = ("more robust" if p["drop_change_ci_high_pp"] < 0 else "less robust"
+                          if p["drop_change_ci_low_pp"] > 0 else
+                          "no clear change in robustness")
+                text += (f" drop under label-preserving noise {_pp(p['drop_a_pp'])} → "
+                         f"{_pp(p['drop_b_pp'])} pp ({_pp(p['drop_change_pp'])} pp, 95% CI "
+                         f"{_ci(p['drop_change_ci_low_pp'], p['drop_change_ci_high_pp'])}): "
+                         f"{better}.")
+            doc.para(text, "headline")
+        doc.table(["model", "transform", "paired", "items", "clean A → B", "Δ clean pp (CI)",
+                   "noisy A → B", "Δ noisy pp (CI)", "drop A → B (pp)", "Δ drop pp (CI)",
+                   "p"],
+                  [[r["model_b"] if r["model_a"] == r["model_b"] else
+                    f"{r['model_a']} → {r['model_b']}", _label(r),
+                    "yes" if r["paired"] else "no", r["n_items"],
+                    f"{_pct(r['clean_a'])} → {_pct(r['clean_b'])}",
+                    f"{_pp(r['clean_change_pp'])} "
+                    f"{_ci(r['clean_change_ci_low_pp'], r['clean_change_ci_high_pp'])}",
+                    f"{_pct(r['perturbed_a'])} → {_pct(r['perturbed_b'])}",
+                    f"{_pp(r['perturbed_change_pp'])} "
+                    f"{_ci(r['perturbed_change_ci_low_pp'], r['perturbed_change_ci_high_pp'])}",
+                    f"{_pp(r['drop_a_pp'])} → {_pp(r['drop_b_pp'])}",
+                    f"{_pp(r['drop_change_pp'])} "
+                    f"{_ci(r['drop_change_ci_low_pp'], r['drop_change_ci_high_pp'])}",
+                    _p(r["p_value"])] for r in part.to_dict("records")],
+                  numeric=range(3, 11))
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"compare_{run_a}_{run_b}").strip("-")
+        n_rows = int((part["transform"] != CLEAN_ROW).sum())
+        if n_rows:
+            doc.chart(slug, figure_png(lambda ax, part=part: plot_comparison(part, ax=ax),
+                                       (8.0, 1.4 + 0.42 * n_rows)),
+                      f"Score drop per transform, {run_a} vs {run_b}",
+                      "Hollow circle: drop in the first run; filled square: drop in the later "
+                      "run; text: the change with its 95% bootstrap interval (items "
+                      "resampled). Negative changes mean the later run lost less under "
+                      "that noise.")
+    doc.para("Method: every noisy row is paired with its own run's clean answer; rows of the "
+             "two runs are matched on item, spec (transform and severity) and replicate, so "
+             "each change is measured on the same items. Intervals resample items (all rows "
+             "of an item together). p is an exact sign test over items of the change in the "
+             "noisy outcome. Groups the runs share no row for are compared unpaired.", "note")
+    for note in comparison.attrs.get("notes", []):
+        doc.para(note, "note")
+    files = doc.write(out, "compare")
+    files["csv"] = write_text_atomic(out / "compare.csv", comparison.to_csv(index=False))
+    return files
+
+
+# ------------------------------------------------------------------------ CLI
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``compare`` verb to the CLI's subparsers (``handler=`` is set)."""
+    p = subparsers.add_parser(
+        "compare", help="compare runs: how clean score, noisy score and drop changed",
+        description="Compare two or more run folders written by 'run', per transform and "
+                    "severity, paired on item and spec, with bootstrap intervals.",
+        epilog="example: python -m robustify compare reports/v1 reports/v2 --out reports/v1-v2")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the first is the baseline)")
+    p.add_argument("--out", help="folder for compare.html/.md/.csv (default "
+                                 "reports/compare__<first>__<last>)")
+    p.add_argument("--labels", help="comma-separated names for the runs (default folder names)")
+    p.add_argument("--consecutive", action="store_true",
+                   help="compare each run with the one before it instead of with the first")
+    p.add_argument("--models", help="model matching when labels differ: A=B[,C=D]")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="print only the report path")
+    p.set_defaults(handler=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    if len(args.runs) < 2:
+        raise ConfigError("compare needs at least two run folders")
+    if args.n_boot < 0:
+        raise ConfigError(f"--n-boot must be >= 0, got {args.n_boot}")
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    models = None
+    if args.models:
+        models = {}
+        for pair in args.models.split(","):
+            a, sep, b = pair.partition("=")
+            if not sep or not a.strip() or not b.strip():
+                raise ConfigError(f"--models expects A=B pairs, got {pair!r}")
+            models[a.strip()] = b.strip()
+    table = compare_runs(args.runs, labels, consecutive=args.consecutive, models=models,
+                         n_boot=args.n_boot, seed=args.seed)
+    names = labels or [Path(r).name for r in args.runs]
+    out = Path(args.out) if args.out else Path("reports") / re.sub(
+        r"[^A-Za-z0-9._-]+", "-", f"compare__{names[0]}__{names[-1]}")
+    from .api import _check_writable
+
+    _check_writable(out)
+    files = write_comparison_report(table, out)
+    if not args.quiet:
+        for r in table.to_dict("records"):
+            if r["transform"] == CLEAN_ROW:
+                print(f"\n{r['run_a']} → {r['run_b']}  {r['model_b']}: clean "
+                      f"{_pct(r['clean_a'])} → {_pct(r['clean_b'])} "
+                      f"({_pp(r['clean_change_pp'])} pp)")
+                continue
+            print(f"  {_label(r):<28} drop {_pp(r['drop_a_pp']):>6} → {_pp(r['drop_b_pp']):>6} pp"
+                  f"  change {_pp(r['drop_change_pp']):>6} "
+                  f"{_ci(r['drop_change_ci_low_pp'], r['drop_change_ci_high_pp'])}"
+                  f"{'' if r['paired'] else '  (unpaired)'}")
+        for note in table.attrs.get("notes", []):
+            print(f"note: {note}", file=sys.stderr)
+    print(f"comparison report: {files['html']}")
+    return 0
