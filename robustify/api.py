@@ -36,7 +36,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
-from .atomic import write_json_atomic, write_jsonl_atomic
+from .atomic import sweep_temp_files, write_json_atomic, write_jsonl_atomic
 from .job import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
 from .models.base import FatalModelError
@@ -111,11 +111,20 @@ class PreparedJob:
 
 
 def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
-    identity = dict(backend.identity())
-    identity.pop("api_key", None)  # defensive: identities never carry keys
+    identity = _redact_tree(dict(backend.identity()))  # defensive: identities carry no keys
     return {"label": backend.label, "kind": backend.kind, "identity": identity,
             "api_key_env": config.api_key_env,
             "max_concurrency": getattr(backend, "max_concurrency", None)}
+
+
+def _redact_tree(obj: Any, key: str = "") -> Any:
+    from .report import redact
+
+    if isinstance(obj, dict):
+        return {k: _redact_tree(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_tree(v, key) for v in obj]
+    return redact(obj, key)
 
 
 def _dataset_hash(items: Sequence[Item]) -> str:
@@ -182,6 +191,18 @@ def _build_backends(job: JobConfig) -> list[Any]:
     return backends
 
 
+@contextlib.contextmanager
+def _blame(job: JobConfig, key: str) -> Iterator[None]:
+    """Prefix errors about a value with the job file and key it came from."""
+    try:
+        yield
+    except RobustifyError as exc:
+        where = job.where(key)
+        if not where:
+            raise
+        raise ConfigError(f"{where}{exc}") from None
+
+
 def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     """Validate a job completely before any model call.
 
@@ -193,9 +214,11 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         RobustifyError: the first problem found, with the file/line/key it concerns.
     """
     job = job.validate()
-    for sev in job.severity:
-        parse_severity(sev, where="severity")
-    specs = [str(s) for s in expand_specs(parse_spec_list(list(job.transforms)), job.severity)]
+    with _blame(job, "severity"):
+        for sev in job.severity:
+            parse_severity(sev, where="severity")
+    with _blame(job, "transforms"):
+        specs = [str(s) for s in expand_specs(parse_spec_list(list(job.transforms)), job.severity)]
     items = _load_data(job)
     templates = None
     if job.templates:
@@ -204,7 +227,8 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         templates = load_templates(job.templates)
     out_dir = Path(job.out) if job.out else _default_out(job)
     _check_writable(out_dir)
-    backends = _build_backends(job)
+    with _blame(job, "models"):
+        backends = _build_backends(job)
     if preflight:
         for backend in backends:
             check = getattr(backend, "preflight", None)
@@ -228,6 +252,9 @@ def _run_lock(out_dir: Path) -> Iterator[None]:
         raise ConfigError(f"{out_dir}: another robustify run is writing to this folder; wait "
                           f"for it to finish or choose another --out") from None
     try:
+        # a run killed mid-write leaves its temporary files; we hold the lock, so they are stale
+        sweep_temp_files(out_dir)
+        sweep_temp_files(out_dir / "charts")
         yield
     finally:
         lock.release()

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_jsonl_atomic"]
+__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_jsonl_atomic",
+           "sweep_temp_files"]
 
 
 def _read_umask() -> int:
@@ -64,3 +65,22 @@ def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[Any]) -> Pat
     lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, default=str)
              for r in rows]
     return write_text_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def sweep_temp_files(folder: str | os.PathLike[str], name: str = "*") -> int:
+    """Delete temporary files a killed writer left in ``folder``; return how many.
+
+    Only call this while holding the folder's lock: a live writer's temp file looks the same.
+    ``name`` limits the sweep to one destination (``variants.jsonl``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -72,7 +72,7 @@ CLARIFICATION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGN
     rf"\b(?:is|seems|appears|looks) (?:to be )?(?:incomplete|cut off|unfinished|truncated)\b",
     r"\bthe rest of (?:your|the) (?:question|sentence|message)\b",
     # "I need more context", "more information is needed", "without more details"
-    rf"\bi (?:would |will |'d |’d )?need (?:a (?:bit|little) )?(?:more|additional|further|some more) "
+    rf"\b(?:i|we)(?: would| will|'d|’d)? need (?:a (?:bit|little) )?(?:more|additional|further|some more) "
     rf"{_DETAILS}\b",
     rf"\b(?:more|additional|further) {_DETAILS} (?:is|are|would be|will be) "
     rf"(?:needed|required|necessary)\b",

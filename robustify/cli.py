@@ -30,9 +30,21 @@ log = logging.getLogger("robustify")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit code 2."""
+    """argparse that reports usage errors as one line and exit code 2.
+
+    Abbreviations are off: ``--api-key sk-...`` must not silently become
+    ``--api-key-env sk-...`` (and then be echoed in an error).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments:"):
+            # list only the flags: a stray value may be a secret typed on the command line
+            flags = [t for t in message.split(":", 1)[1].split() if t.startswith("-")]
+            message = "unrecognized arguments: " + (" ".join(flags) or "(values without a flag)")
         raise ConfigError(f"{self.prog}: {message}")
 
 
@@ -74,9 +86,15 @@ def _float(name: str):
 
 
 def _key_value(text: str) -> tuple[str, Any]:
+    from .job import check_param_name
+
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError("expected KEY=VALUE")
+    try:
+        check_param_name(key.strip())
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     try:
         value = json.loads(raw)  # numbers, booleans, lists
     except ValueError:
@@ -323,8 +341,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_summary(result)
     counts = result.manifest.get("counts", {})
     if counts.get("failed"):
-        print(f"{counts['failed']} of {counts['rows']} model calls failed; see "
-              f"{result.out_dir / 'results.csv'} (column 'error')", file=sys.stderr)
+        print(f"{counts['failed']} of {counts['rows']} rows failed (their model call gave up); "
+              f"see {result.out_dir / 'results.csv'} (column 'error')", file=sys.stderr)
     print(f"report: {result.out_dir / 'report.html'}")
     failures = result.check_gates(job.gates)
     for message in failures:
@@ -367,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    from .models.base import one_line
+
+    return one_line(exc, limit=4000)  # also masks anything shaped like an API key
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,13 +28,15 @@ Example (``examples/job.yaml`` in the repository)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from perturbations.errors import ConfigError
 
-__all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "DEFAULT_TRANSFORMS",
+__all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "check_param_name",
+           "DEFAULT_TRANSFORMS",
            "DEFAULT_SEVERITIES", "DEFAULT_MODEL"]
 
 DEFAULT_TRANSFORMS = ("typos", "slang", "truncation", "ambiguity")
@@ -108,6 +110,12 @@ class JobConfig:
     gates: Gates = Gates()
     source: str | None = None
     """The job file this came from (for error messages)."""
+    file_keys: frozenset[str] = frozenset()
+    """Keys whose values were read from ``source`` (flags that override them drop out)."""
+
+    def where(self, key: str) -> str:
+        """``"job.yaml: key 'transforms': "`` when ``key`` came from the job file, else ``""``."""
+        return f"{self.source}: key {key!r}: " if self.source and key in self.file_keys else ""
 
     def validate(self) -> "JobConfig":
         """Check value ranges; raise ConfigError naming the key (and file)."""
@@ -133,10 +141,27 @@ class JobConfig:
 
     def override(self, **changes: Any) -> "JobConfig":
         """Return a copy with the non-``None`` changes applied (flags over file)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        applied = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **applied, file_keys=self.file_keys - set(applied))
 
 
 _TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source"}
+
+
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization",
+                 "auth", "credential", "credentials", "bearer"}
+
+
+def check_param_name(name: str) -> None:
+    """Refuse generation parameters that look like credentials (they would be recorded).
+
+    The name is split into words (``api_key`` -> api, key), so ``max_tokens`` passes.
+    """
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    if words & _SECRET_WORDS:
+        raise ConfigError(f"parameter {name!r} looks like a credential: keys never go in "
+                          f"parameters; put the key in an environment variable and name it "
+                          f"with --api-key-env (api_key_env in a job file)")
 
 
 def _check_keys(obj: Mapping[str, Any], allowed: set[str], where: str, path: str) -> None:
@@ -205,6 +230,11 @@ def _models(value: Any, path: str) -> tuple[ModelConfig, ...]:
         params = {k: entry[k] for k in _MODEL_PARAM_KEYS if k in entry}
         if "extra" in params and not isinstance(params["extra"], Mapping):
             raise ConfigError(f"{path}: key models[{i}].extra must map parameter names to values")
+        for name in params.get("extra", {}):
+            try:
+                check_param_name(str(name))
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: key models[{i}].extra: {exc}") from None
         out.append(ModelConfig(spec=str(entry["spec"]), api_key_env=entry.get("api_key_env"),
                                params=params,
                                concurrency=_number(entry.get("concurrency"),
@@ -257,6 +287,8 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"{path}: is a directory, expected a job file")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"{path}: not a regular file (a FIFO, socket or device), expected a job file")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -277,7 +309,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: a job file must be a mapping of keys to values")
     _check_keys(raw, _TOP_KEYS, "", path)
-    kwargs: dict[str, Any] = {"source": path}
+    kwargs: dict[str, Any] = {"source": path, "file_keys": frozenset(raw)}
     if "data" in raw:
         kwargs["data"] = _data(raw["data"], path)
     if "models" in raw:

@@ -41,8 +41,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDERS = frozenset({"input", "context_block", "choices_block", "labels",
-                          "answer_instruction"})
+PLACEHOLDERS = frozenset({"input", "context_block", "choices_block", "choices_inline",
+                          "labels", "answer_instruction"})
 """Names a ``user`` or ``system`` template may use in ``{braces}``."""
 
 _SHOT_PLACEHOLDERS = frozenset({"target", "letter", "choice"})
@@ -55,7 +55,8 @@ class PromptTemplate:
     ``system`` and ``user`` are :meth:`str.format` templates. Placeholders:
     ``{input}`` (the question), ``{context_block}`` (``"Passage: ...\\n\\n"`` or empty),
     ``{choices_block}`` (one ``"A. option"`` line per choice, preceded by a newline, or
-    empty), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
+    empty), ``{choices_inline}`` (``"Venus, Mars, Jupiter or Neptune"``; semicolons when an
+    option itself has a comma), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
     ``{answer_instruction}``. When ``user`` does not place ``{answer_instruction}``
     itself, the instruction is appended to the user message after a blank line.
     """
@@ -206,6 +207,15 @@ def _labels(item: Item) -> list[str]:
     return []
 
 
+def _inline(choices: tuple[str, ...]) -> str:
+    if not choices:
+        return ""
+    if len(choices) == 1:
+        return choices[0]
+    sep = "; " if any("," in c for c in choices) else ", "
+    return sep.join(choices[:-1]) + " or " + choices[-1]
+
+
 def _fields(item: Item, template: PromptTemplate) -> dict[str, str]:
     context_block = f"Passage: {item.context.strip()}\n\n" if item.context else ""
     if item.choices:
@@ -217,6 +227,7 @@ def _fields(item: Item, template: PromptTemplate) -> dict[str, str]:
         "input": item.input,
         "context_block": context_block,
         "choices_block": choices_block,
+        "choices_inline": _inline(item.choices or ()),
         "labels": ", ".join(_labels(item)),
         "answer_instruction": template.answer_instruction,
     }
@@ -339,6 +350,8 @@ def load_templates(path: str | Path) -> dict[str, PromptTemplate]:
             template field or placeholder; the message names the file and the key.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file, expected a prompt template file")
     try:
         raw = _read_mapping(path)
     except OSError as exc:

@@ -134,6 +134,14 @@ class _Groups:
         self.next[self.last[group]] = row
         self.last[group] = row
 
+    def release(self) -> None:
+        """Forget the grouping (once every call is done)."""
+        self.number = {}
+        self.first = array("q")
+        self.last = array("q")
+        self.next = array("q")
+        self.chars = None
+
     def rows(self, group: int) -> list[int]:
         """Rows of ``group`` in order, the asker first."""
         out = []
@@ -318,6 +326,11 @@ class _Rows:
             return np.frombuffer(bytes(self.changed), dtype=np.bool_)
         key = name.removeprefix("meta.")
         return [m.get(key, _NAN) if m else _NAN for m in self.metadata]
+
+    def drop_sources(self) -> None:
+        """Forget the items kept for scoring (once every row is scored)."""
+        self.source = []
+        self.own_input = bytearray()
 
     def constant(self, text: str) -> Any:
         """A string column holding ``text`` on every row (the model label).
@@ -827,6 +840,13 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         logger.warning("max_calls=%d reached: %d prompts were not sent (their rows carry the "
                        "error %r; a re-run with a higher cap asks only those)", max_calls,
                        run.over_budget, MAX_CALLS_ERROR)
+    # The grouping (a key and a few slots per prompt) has done its job: free it before
+    # the frame is built, so the frame's memory can reuse it.
+    del queues
+    groups.release()
+    rows.drop_sources()
+    for plan in plans:
+        plan.keys = []
     frame = _frame(rows, plans, run.results)
     stats = {}
     for b, plan in enumerate(plans):

@@ -335,6 +335,8 @@ def score_numeric(item: Item, text: str) -> Score:
 _YES_WORDS = {"yes", "yeah", "yep", "yup", "true", "correct", "right", "affirmative",
               "certainly", "sure"}
 _NO_WORDS = {"no", "nope", "nah", "false", "incorrect", "wrong", "negative"}
+_YES_STRONG = {"yes", "yeah", "yep", "yup", "true", "correct", "affirmative"}
+_NO_STRONG = {"no", "nope", "nah", "false", "incorrect", "negative"}
 _YN_PREFIX = re.compile(
     r"^(?:(?:final\s+)?answer\s*[:\-]|a\s*:|the\s+(?:correct\s+)?answer\s+is\s*:?|"
     r"my\s+answer\s+is\s*:?|i\s+(?:would\s+)?say\s*:?)\s*", re.IGNORECASE)
@@ -362,14 +364,12 @@ def _parse_yes_no(text: str) -> str | None:
     first = re.match(r"[A-Za-z]+", answer)
     if first:
         word = first.group().lower()
-        # "right"/"sure"/"certainly" lead sentences too ("Right now ...", "Sure! Here");
-        # they count only when they are the whole first clause.
-        if word in _YES_WORDS and (word in {"yes", "yeah", "yep", "yup", "true", "correct",
-                                            "affirmative"}
-                                   or re.match(r"[A-Za-z]+\s*(?:[.!,]|$)", answer)):
+        # "right", "sure", "wrong" ... also open sentences ("Sure! Here is ...", "Right
+        # now ..."); they count only when they are the whole answer.
+        alone = re.fullmatch(r"[A-Za-z]+\W*", answer) is not None
+        if word in _YES_STRONG or (word in _YES_WORDS and alone):
             return "yes"
-        if word in _NO_WORDS and (word in {"no", "nope", "nah", "false", "incorrect", "negative"}
-                                  or re.match(r"[A-Za-z]+\s*(?:[.!,]|$)", answer)):
+        if word in _NO_STRONG or (word in _NO_WORDS and alone):
             return "no"
     m = _YN_ANSWER_IS.search(answer)
     if m:
@@ -478,6 +478,9 @@ def score_multiple_choice(item: Item, text: str) -> Score:
     if not text.strip():
         return _unparseable(reason="empty")
     strong = list(dict.fromkeys(_mc_strong_letters(text, letters)))
+    if strong:
+        # "A is wrong; the answer is B" names two letters even though only B is marked.
+        strong += [w for w in _mc_weak_letters(text, letters) if w not in strong]
     if len(strong) > 1:
         return _unparseable(reason="several letters", letters=strong)
     by_text = _mc_text_matches(text, item.choices)
@@ -492,9 +495,12 @@ def score_multiple_choice(item: Item, text: str) -> Score:
     answer = normalize_text(text)
     if len(by_text) > 1:
         # Several options quoted: the one the answer is, or starts with, is the answer.
+        # ... but not "Venus or Mars", which hedges between two.
         leading = [i for i in by_text
                    if answer == normalize_text(item.choices[i])
-                   or answer.startswith(normalize_text(item.choices[i]) + " ")]
+                   or (answer.startswith(normalize_text(item.choices[i]) + " ")
+                       and answer[len(normalize_text(item.choices[i])):].split()[0]
+                       not in ("or", "and", "nor"))]
         by_text = leading if len(leading) == 1 else by_text
     if len(by_text) == 1:
         letter = choice_letter(by_text[0])
@@ -548,8 +554,14 @@ def score_classification(item: Item, text: str) -> Score:
               if any(answer.startswith(s + " ") for s in spellings)]
     if len(starts) == 1:
         return _graded(starts[0] == item.target, starts[0], source="leading")
-    mentioned = [label for label, spellings in names.items()
-                 if any(_contains_phrase(answer, s) for s in spellings)]
+    hits = {label: [s for s in spellings if _contains_phrase(answer, s)]
+            for label, spellings in names.items()}
+    hits = {label: found for label, found in hits.items() if found}
+    # "billing" inside "billing issue" is not a second label: keep the longest reading.
+    mentioned = [label for label, found in hits.items()
+                 if not all(any(other != label and f != g and _contains_phrase(g, f)
+                                for other, gs in hits.items() for g in gs)
+                            for f in found)]
     if len(mentioned) == 1:
         return _graded(mentioned[0] == item.target, mentioned[0], source="mention")
     return _unparseable(reason="several labels" if mentioned else "no label",

@@ -283,6 +283,9 @@ def _detect(path: Path, *, presets: bool) -> str:
                         "holds dataset_info.json or dataset_dict.json)", path=str(path))
     if not path.exists():
         raise DataError("file not found", path=str(path))
+    if not path.is_file():
+        raise DataError("not a regular file (a FIFO, socket or device); robustify reads data "
+                        "only from regular files", path=str(path))
     suffix = path.suffix.lower()
     head = _read_head(path)
     if suffix in _PARQUET_EXT or head.startswith(b"PAR1"):

@@ -954,6 +954,9 @@ def _read(path: Path, display: str, reader: str, info: FormatInfo) -> _Table:
         raise DataError("file not found", path=display)
     if path.is_dir():
         raise DataError("is a directory, expected a file", path=display)
+    if not path.is_file():
+        raise DataError("not a regular file (a FIFO, socket or device); robustify reads data "
+                        "only from regular files", path=display)
     if reader == "parquet":
         return _read_parquet(path, display)
     if path.stat().st_size == 0:

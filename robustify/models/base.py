@@ -259,6 +259,11 @@ def split_model_spec(text: str) -> ModelSpec:
             if not model:
                 raise _unknown(spec, "missing model name before '@'")
             parts = urlsplit(base_url)
+            if parts.username or parts.password:
+                # never echo the URL: its user-info is a credential
+                raise ConfigError(f"model spec openai:{model}@...: the base URL carries a user "
+                                  f"name or password; put the key in an environment variable "
+                                  f"and name it with --api-key-env")
             if not parts.hostname:
                 raise _unknown(spec, f"base URL {base_url!r} has no host")
             try:

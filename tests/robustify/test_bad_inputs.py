@@ -88,7 +88,6 @@ class Case:
     unprivileged: bool = False
     """Run without root's permission override (for permission cases)."""
     timeout: float = 60.0
-    xfail: str | None = None
 
 
 def _run(*args: str) -> tuple[str, ...]:
@@ -106,11 +105,6 @@ def _perturb(*args: str) -> tuple[str, ...]:
 def _job(name: str) -> tuple[str, ...]:
     return _run("--config", "{d}/" + name)
 
-
-FIFO_BUG = ("robustify/data/loaders.py and formats.py open a FIFO and block forever; "
-            "non-regular files must be refused (see the reliability report)")
-JOB_SOURCE_BUG = ("api.prepare_job does not name the job file in errors about values read "
-                  "from it (transforms, severity, model specs)")
 
 CASES: tuple[Case, ...] = (
     # ---- benchmark files: run and perturb
@@ -160,7 +154,7 @@ CASES: tuple[Case, ...] = (
     Case("data-unreadable-perturb", _perturb("--data", "{d}/secret.jsonl"),
          ("secret.jsonl", "permission denied"), unprivileged=True),
     Case("data-is-a-fifo", _data_run("fifo.jsonl"), ("fifo.jsonl", "not a regular file"),
-         timeout=4, xfail=FIFO_BUG),
+         timeout=4),
     # ---- formats, transforms, severities
     Case("unknown-format", _run("--model", ECHO_MODEL, "--format", "mmlux"),
          ("unknown format 'mmlux'", "did you mean 'mmlu'")),
@@ -212,11 +206,11 @@ CASES: tuple[Case, ...] = (
     Case("job-not-found", _run("--config", "{d}/nojob.yaml"), ("nojob.yaml", "not found")),
     Case("job-out-escapes", _job("out1.yaml"), ("out1.yaml", "'out'", "../escape")),
     Case("job-unknown-transform", _job("tz.yaml"), ("tz.yaml", "unknown transform 'typoz'"),
-         xfail=JOB_SOURCE_BUG),
+         ),
     Case("job-unknown-model", _job("mb.yaml"), ("mb.yaml", "unknown kind 'foo'"),
-         xfail=JOB_SOURCE_BUG),
+         ),
     Case("job-is-a-fifo", _run("--config", "{d}/fifo.yaml"), ("fifo.yaml", "not a regular file"),
-         timeout=4, xfail=FIFO_BUG),
+         timeout=4),
     Case("templates-unknown-key", _run("--model", ECHO_MODEL, "--templates", "{d}/tmpl.yaml"),
          ("tmpl.yaml", "multiple_choice.usr")),
     # ---- output paths and numbers
@@ -353,11 +347,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _params() -> list[Any]:
-    marks = []
-    for case in CASES:
-        mark = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        marks.append(pytest.param(case, id=case.id, marks=mark))
-    return marks
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 def test_the_corpus_is_large_enough():

@@ -154,6 +154,8 @@ def test_manifest_counts_the_failures(fault_run):
     assert manifest["counts"]["rows"] == len(rows)
     assert manifest["counts"]["failed"] == sum(r["error"] is not None for r in rows)
     assert manifest["counts"]["failed"] == len(fault_run["result"].failures())
+    print("rows:", manifest["counts"], "requests:", fault_run["stats"]["completions"],
+          "retries:", fault_run["policy"].retries, "give-ups:", fault_run["policy"].give_ups)
     assert (out / "report.html").is_file() and not temp_files(out)
 
 

@@ -121,10 +121,6 @@ def test_a_401_quoting_the_key_does_not_leak_it(tmp_path, where):
     assert _leaks(key, texts) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a key typed on the command line is echoed in the error: argparse abbreviates "
-    "--api-key to --api-key-env and OpenAICompatBackend quotes the value; cli.main prints "
-    "messages without masking key-shaped values (see the reliability report)"))
 @pytest.mark.parametrize("flag", ["--api-key", "--apikey"])
 def test_a_key_typed_on_the_command_line_is_not_echoed(tmp_path, flag):
     key = _new_key()
@@ -134,10 +130,6 @@ def test_a_key_typed_on_the_command_line_is_not_echoed(tmp_path, flag):
     assert _leaks(key, {"stderr": proc.stderr.encode(), "stdout": proc.stdout.encode()}) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "--param api_key=KEY is accepted as a generation parameter and written to "
-    "manifest.json (models[].identity.params.extra); cli._job_from_args / job._models "
-    "should refuse secret-named parameters (see the reliability report)"))
 def test_a_key_passed_as_a_generation_parameter_is_refused(tmp_path):
     key = _new_key()
     proc = run_cli("run", "--param", f"api_key={key}", "--model", ECHO_MODEL, "--limit", "2",
@@ -149,10 +141,6 @@ def test_a_key_passed_as_a_generation_parameter_is_refused(tmp_path):
     assert_one_line_error(proc, "api_key", "environment variable")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "credentials in a base URL (http://user:KEY@host/v1) are accepted and the URL, key "
-    "included, becomes the model label in results, manifest and error messages; "
-    "split_model_spec should refuse userinfo in URLs (see the reliability report)"))
 def test_credentials_in_a_base_url_are_refused(tmp_path):
     key = _new_key()
     proc = run_cli("run", "--model", f"openai:m@http://user:{key}@127.0.0.1:9/v1",

