@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -51,7 +52,10 @@ def _prompts(n: int) -> tuple[list[Any], list[list[dict[str, str]]]]:
     from robustify.prompts import build_messages
     from benchmarks.perturb_throughput import build_items
 
-    variants = [Variant.clean(item) for item in build_items(n)]
+    # A reference number keeps every prompt distinct, so the runner (which sends each
+    # distinct prompt once) and the bare loops make the same N requests.
+    variants = [Variant.clean(dataclasses.replace(item, input=f"{item.input} (ref {i})"))
+                for i, item in enumerate(build_items(n))]
     return variants, [build_messages(v.item) for v in variants]
 
 
@@ -135,41 +139,54 @@ def _one_level(n: int, concurrency: int, rounds: int, workdir: Path) -> dict[str
     return out
 
 
-_BUCKETS = (
-    ("robustify/runner.py", "runner bookkeeping"),
+_PACKAGES = (
+    ("robustify/runner.py", "runner: planning, rows, frame"),
     ("robustify/scoring.py", "scoring"),
     ("robustify/prompts.py", "prompt building"),
-    ("robustify/cache.py", "cache keys + writes"),
-    ("sqlite3", "cache keys + writes"),
-    ("json/", "JSON encode/decode"),
-    ("robustify/models/", "backend + retry"),
-    ("openai/", "openai SDK (request build, response parse)"),
-    ("pydantic", "openai SDK (request build, response parse)"),
-    ("httpx", "HTTP stack (httpx2/httpcore2/h11/anyio)"),
-    ("httpcore", "HTTP stack (httpx2/httpcore2/h11/anyio)"),
-    ("h11/", "HTTP stack (httpx2/httpcore2/h11/anyio)"),
-    ("anyio/", "HTTP stack (httpx2/httpcore2/h11/anyio)"),
-    ("sniffio", "HTTP stack (httpx2/httpcore2/h11/anyio)"),
-    ("asyncio/", "event loop + socket syscalls"),
-    ("selectors", "event loop + socket syscalls"),
-    ("typing.py", "openai SDK (request build, response parse)"),
-    ("pandas", "results frame"),
-    ("numpy", "results frame"),
+    ("robustify/cache.py", "cache keys (sha256 of canonical JSON)"),
+    ("robustify/models/", "backend + retry wrapper"),
+    ("openai/", "openai SDK: request build, response parse"),
+    ("pydantic", "openai SDK: request build, response parse"),
+    ("httpx", "HTTP stack: httpx2, httpcore2, h11, anyio"),
+    ("httpcore", "HTTP stack: httpx2, httpcore2, h11, anyio"),
+    ("h11/", "HTTP stack: httpx2, httpcore2, h11, anyio"),
+    ("anyio/", "HTTP stack: httpx2, httpcore2, h11, anyio"),
+    ("sniffio", "HTTP stack: httpx2, httpcore2, h11, anyio"),
+    ("pandas", "runner: planning, rows, frame"),
+    ("numpy", "runner: planning, rows, frame"),
+    ("pyarrow", "runner: planning, rows, frame"),
 )
 
 
-def _bucket(frame: str) -> str:
-    for needle, name in _BUCKETS:
-        if needle in frame:
-            return name
-    return "other (stdlib, GC, ...)"
+def _bucket(frames: list[str]) -> str | None:
+    """Where one sample's CPU went, or None for an idle wait.
+
+    The innermost frame that belongs to a known package names the part; stdlib helpers
+    (asyncio, json, typing, ipaddress ...) count for whoever called them.
+    """
+    leaf = frames[-1]
+    if "EpollSelector.select" in leaf or "BaseSelector" in leaf:
+        return None  # the loop waiting for sockets: idle
+    if "SocketTransport.write" in leaf or "sock_send" in leaf:
+        return "socket writes (send syscalls on loopback)"
+    for frame in reversed(frames):
+        if frame.startswith(("run_queries (", "run_sync (")):
+            break  # the root of the thread: only the event loop runs between it and here
+        for needle, name in _PACKAGES:
+            if needle in frame:
+                return name
+    if "asyncio/" in leaf:
+        return "event loop (asyncio) itself"
+    return "other (imports, GC ...)"
 
 
 def profile_runner(base_url: str, n: int, concurrency: int, workdir: Path) -> dict[str, Any] | None:
-    """Sample the runner with py-spy in a child process; CPU share per bucket.
+    """Sample the runner with py-spy in a child process; CPU share per part.
 
-    Returns ``None`` when py-spy is not installed. Only samples of the thread running
-    the event loop and of the cache writer thread count (idle pool threads are noise).
+    Returns ``None`` when py-spy is not installed. Counted: samples of the thread that
+    runs the event loop (not while it waits in ``select``) and the cache writer's
+    commits; sleeping or waiting pool threads are left out (py-spy reports some of them
+    as busy).
     """
     pyspy = shutil.which("py-spy")
     if pyspy is None:
@@ -183,18 +200,20 @@ def profile_runner(base_url: str, n: int, concurrency: int, workdir: Path) -> di
     if done.returncode != 0 or not raw.exists():
         return {"error": (done.stderr or done.stdout)[-500:]}
     buckets: collections.Counter[str] = collections.Counter()
-    total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if "arun_queries" not in stack and "_write_loop" not in stack:
-            continue
         frames = stack.split(";")
-        leaf = frames[-1]
-        if "run_forever" in leaf or "_run_once" in leaf and "select" in leaf:
+        if "_write_loop" in stack:
+            if "_write_loop" in frames[-1]:
+                continue  # the writer sleeping or waiting for answers
+            bucket: str | None = "cache writer thread (SQLite commits)"
+        elif "run_queries (" in stack and "_profile_child" in stack:
+            bucket = _bucket(frames)
+        else:
             continue
-        bucket = "cache writer thread" if "_write_loop" in stack else _bucket(leaf)
-        buckets[bucket] += int(count)
-        total += int(count)
+        if bucket is not None:
+            buckets[bucket] += int(count)
+    total = sum(buckets.values())
     return {"samples": total,
             "shares": {k: v / total for k, v in buckets.most_common()} if total else {}}
 
@@ -208,7 +227,7 @@ def _profile_child(base_url: str, n: int, concurrency: int) -> None:
 def measure(quick: bool = False, profile: bool = True) -> tuple[dict[str, Any], list[Figure]]:
     """Run both concurrency levels (and the profile); return raw numbers and figures."""
     n = 500 if quick else 2000
-    levels = ((64, 1 if quick else 2), (256, 1 if quick else 3))
+    levels = ((64, 1 if quick else 2), (256, 1 if quick else 2))
     raw: dict[str, Any] = {}
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,7 +261,7 @@ def measure(quick: bool = False, profile: bool = True) -> tuple[dict[str, Any], 
                 prof = profile_runner(server.base_url, n, 64, workdir)
             raw["profile"] = prof
             if prof and prof.get("shares"):
-                top = ", ".join(f"{k} {v:.0%}" for k, v in list(prof["shares"].items())[:6])
+                top = "; ".join(f"{k} {v:.0%}" for k, v in prof["shares"].items() if v >= 0.02)
                 figures.append(Figure("remote", "where the runner's CPU goes (py-spy, C=64)",
                                       None, note=top, extra=prof))
     return raw, figures

@@ -1415,6 +1415,14 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     c_summary = pd.DataFrame()
     all_owned: list[Any] = []
     try:
+        # every backend is built (and so checked) before the first call of any probe
+        if "verbatim" in probes:
+            v_backends, owned = _backends(models, None)
+            all_owned += owned
+        if "completion" in probes:
+            c_backends, owned = _backends(models, GenerationParams(
+                max_tokens=int(completion_max_tokens)))
+            all_owned += owned
         if "verbatim" in probes:
             variants = verbatim_variants(items, rewrites, seed=seed, replicates=replicates,
                                          notes=notes)
@@ -1429,9 +1437,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                         [rejections, rejected], ignore_index=True)
                     notes.append(f"model-written rewrites ({persona}): {len(extra)} used, "
                                  f"{len(rejected)} rejected by the checks")
-            backends, owned = _backends(models, None)
-            all_owned += owned
-            rows = run_queries(variants, backends, build_messages=build_messages,
+            rows = run_queries(variants, v_backends, build_messages=build_messages,
                                score=score_answer, cache=cache_obj, progress=progress)
             rows["probe"] = "verbatim"
             frames.append(rows)
@@ -1446,10 +1452,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                 items, seed=seed, cut=cut, include_choices=include_choices,
                 fresh=FRESH_CONTROLS if fresh_controls else None,
                 known=KNOWN_TEXTS if known_texts else None)
-            params = GenerationParams(max_tokens=int(completion_max_tokens))
-            backends, owned = _backends(models, params)
-            all_owned += owned
-            rows = run_queries(probes_v, backends, build_messages=completion_messages,
+            rows = run_queries(probes_v, c_backends, build_messages=completion_messages,
                                score=_score_completion, cache=cache_obj, progress=progress)
             rows["probe"] = "completion"
             frames.append(rows)

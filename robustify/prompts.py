@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from perturbations.records import TASK_KINDS, Item, choice_letter
 
 __all__ = [
     "PromptTemplate",
+    "INTENT_LABELS",
     "DEFAULT_TEMPLATES",
     "PLACEHOLDERS",
     "build_messages",
@@ -45,7 +47,7 @@ PLACEHOLDERS = frozenset({"input", "context_block", "choices_block", "choices_in
                           "labels", "answer_instruction"})
 """Names a ``user`` or ``system`` template may use in ``{braces}``."""
 
-_SHOT_PLACEHOLDERS = frozenset({"target", "letter", "choice"})
+_SHOT_PLACEHOLDERS = frozenset({"target", "letter", "choice", "metadata"})
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ class PromptTemplate:
     ``system`` and ``user`` are :meth:`str.format` templates. Placeholders:
     ``{input}`` (the question), ``{context_block}`` (``"Passage: ...\\n\\n"`` or empty),
     ``{choices_block}`` (one ``"A. option"`` line per choice, preceded by a newline, or
-    empty), ``{choices_inline}`` (``"Venus, Mars, Jupiter or Neptune"``; semicolons when an
-    option itself has a comma), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
+    empty), ``{choices_inline}`` (``"Venus, Mars, Jupiter or Neptune"``; every option in
+    double quotes when one of them has a comma), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
     ``{answer_instruction}``. When ``user`` does not place ``{answer_instruction}``
     itself, the instruction is appended to the user message after a blank line.
     """
@@ -72,7 +74,8 @@ class PromptTemplate:
     """Worked examples shown as earlier user/assistant turns, always unperturbed."""
     shot_answer: str = "{target}"
     """Template of an example's assistant turn: ``{target}``, ``{letter}`` (the target
-    letter) and ``{choice}`` (the text of the target option, multiple choice only)."""
+    letter), ``{choice}`` (the text of the target option, multiple choice only) and
+    ``{metadata[key]}`` (a field of the example's metadata, e.g. a worked solution)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.few_shot, tuple):
@@ -92,7 +95,9 @@ class PromptTemplate:
 
 def _placeholders(template: str, field_name: str) -> set[str]:
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        # "{metadata[solution]}" is the field "metadata" indexed
+        return {re.split(r"[.\[]", name, maxsplit=1)[0]
+                for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:  # unbalanced braces
         raise ConfigError(f"prompt template field {field_name!r} is not a valid format "
                           f"string: {exc}") from None
@@ -100,11 +105,14 @@ def _placeholders(template: str, field_name: str) -> set[str]:
 
 # --- default templates -------------------------------------------------------------
 #
-# The embedded default model is SmolLM2-135M-Instruct. Measured with
-# scripts/calibrate_sample.py, two things matter most for a model that small: a system
-# message that states the output format, and two or three clean worked examples whose
-# assistant turns already have that format. The examples below are written for this
-# project and deliberately do not overlap the built-in sample.
+# The embedded default model is SmolLM2-135M-Instruct; these templates were chosen with
+# scripts/calibrate_sample.py (see docs/sample-and-scoring.md) and stay ordinary prompts
+# that any chat model answers well. What mattered for the small model: worked examples
+# whose assistant turns already have the wanted format; for multiple choice, options
+# listed inline *before* the question and answered by their text (letters it picks
+# near chance); for arithmetic, writing the calculation before the result; for intents,
+# one example per label. The examples are written for this project and do not overlap
+# the built-in sample.
 
 _MC_SHOTS = (
     Item(id="shot-mc-1", task="multiple_choice",
@@ -119,35 +127,49 @@ _YN_SHOTS = (
     Item(id="shot-yn-1", task="yes_no",
          context="The library opens at nine in the morning and closes at six in the "
                  "evening, Monday to Saturday. It is closed on Sundays.",
-         input="Is the library open on Sunday afternoons for visitors?", target="no"),
+         input="Is the library open on Sunday afternoons for visitors?", target="No"),
     Item(id="shot-yn-2", task="yes_no",
          context="Our bakery sells fresh bread every morning. All of our loaves are "
                  "baked on site before the shop opens.",
-         input="Is the bread at this bakery baked on site?", target="yes"),
+         input="Is the bread at this bakery baked on site?", target="Yes"),
 )
 
 _NUM_SHOTS = (
     Item(id="shot-num-1", task="numeric",
          input="A box holds 6 eggs. How many eggs are in 3 boxes altogether?",
-         target="18"),
+         target="18", metadata={"solution": "6 x 3 = 18"}),
     Item(id="shot-num-2", task="numeric",
          input="I had 20 dollars and spent 5 dollars on lunch. How many dollars do I have left?",
-         target="15"),
+         target="15", metadata={"solution": "20 - 5 = 15"}),
+    Item(id="shot-num-3", task="numeric",
+         input="Sam has 4 pens and buys 3 more pens. How many pens does Sam have now?",
+         target="7", metadata={"solution": "4 + 3 = 7"}),
 )
 
-_INTENT_LABELS = ("billing", "cancel_subscription", "reset_password", "shipping_status",
-                  "refund", "technical_issue", "update_account")
+INTENT_LABELS = ("billing", "cancel_subscription", "reset_password", "shipping_status",
+                 "refund", "technical_issue", "update_profile")
+"""The customer-support intents of the built-in sample (and of the default examples)."""
 
+
+def _intent_shot(n: int, text: str, label: str) -> Item:
+    return Item(id=f"shot-intent-{n}", task="classification", input=text, target=label,
+                metadata={"labels": list(INTENT_LABELS)})
+
+
+# One example per label; the order was measured: the label of a late example is the one
+# a small model over-predicts, so the most specific labels come last.
 _INTENT_SHOTS = (
-    Item(id="shot-intent-1", task="classification",
-         input="Where is my package? It was supposed to arrive yesterday.",
-         target="shipping_status", metadata={"labels": list(_INTENT_LABELS)}),
-    Item(id="shot-intent-2", task="classification",
-         input="I want to stop my membership and not be charged again next month.",
-         target="cancel_subscription", metadata={"labels": list(_INTENT_LABELS)}),
-    Item(id="shot-intent-3", task="classification",
-         input="The app crashes every time I open the settings page.",
-         target="technical_issue", metadata={"labels": list(_INTENT_LABELS)}),
+    _intent_shot(1, "Where is my package? It was supposed to arrive yesterday.",
+                 "shipping_status"),
+    _intent_shot(2, "The app crashes every time I open the settings page.", "technical_issue"),
+    _intent_shot(3, "Why was I charged 30 dollars on my card this month?", "billing"),
+    _intent_shot(4, "I can't remember my password, please help me get back into my account.",
+                 "reset_password"),
+    _intent_shot(5, "The blender arrived broken, I would like my money back.", "refund"),
+    _intent_shot(6, "Please change the email address on my profile to my new one.",
+                 "update_profile"),
+    _intent_shot(7, "I want to stop my membership and not be charged again next month.",
+                 "cancel_subscription"),
 )
 
 _FACT_SHOTS = (
@@ -157,25 +179,24 @@ _FACT_SHOTS = (
 
 DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
     "multiple_choice": PromptTemplate(
-        system="You answer multiple-choice questions. Reply with the letter and the "
-               "text of the one correct option, nothing else.",
-        user="{input}{choices_block}",
-        answer_instruction="Answer:",
+        system="Answer with one of the given options.",
+        user="Choose from: {choices_inline}.\n{input}",
+        answer_instruction="",
         few_shot=_MC_SHOTS,
-        shot_answer="{letter}. {choice}",
+        shot_answer="{choice}",
     ),
     "yes_no": PromptTemplate(
         system="You read a passage and answer a question about it. Reply with Yes or No.",
         user="{context_block}Question: {input}",
         answer_instruction="Answer with Yes or No.",
         few_shot=_YN_SHOTS,
-        shot_answer="{target}",
     ),
     "numeric": PromptTemplate(
-        system="You solve short math word problems. Reply with the final number only.",
+        system="You solve short math word problems. Write the calculation, then the result.",
         user="{input}",
-        answer_instruction="Give the final number only.",
+        answer_instruction="",
         few_shot=_NUM_SHOTS,
+        shot_answer="{metadata[solution]}",
     ),
     "classification": PromptTemplate(
         system="You sort customer messages into categories. The categories are: "
@@ -212,8 +233,10 @@ def _inline(choices: tuple[str, ...]) -> str:
         return ""
     if len(choices) == 1:
         return choices[0]
-    sep = "; " if any("," in c for c in choices) else ", "
-    return sep.join(choices[:-1]) + " or " + choices[-1]
+    if any("," in c for c in choices):
+        # an option with its own comma would blur the list: quote every option
+        choices = tuple(f'"{c}"' for c in choices)
+    return ", ".join(choices[:-1]) + " or " + choices[-1]
 
 
 def _fields(item: Item, template: PromptTemplate) -> dict[str, str]:
@@ -248,7 +271,12 @@ def render_shot_answer(item: Item, template: PromptTemplate) -> str:
         index = ord(item.target.upper()) - ord("A")
         if 0 <= index < len(item.choices):
             choice = item.choices[index]
-    return template.shot_answer.format(target=item.target, letter=item.target, choice=choice)
+    try:
+        return template.shot_answer.format(target=item.target, letter=item.target,
+                                           choice=choice, metadata=dict(item.metadata))
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(f"few-shot example {item.id!r}: shot_answer "
+                          f"{template.shot_answer!r} needs {exc} in its metadata") from None
 
 
 def _shot_fits(shot: Item, item: Item) -> bool:

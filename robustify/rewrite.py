@@ -500,10 +500,12 @@ def rewrite_variants(items: Sequence[Item], spec: str | RewriteSpec, backend: An
 
     Returns:
         ``(variants, rejected)``: one :class:`~perturbations.Variant` per accepted
-        rewrite (``spec`` = the canonical spec, ``transform`` = ``rewrite_<persona>``,
-        severity 1, the persona's label policy; only the question is rewritten, options
-        and context are kept), and a DataFrame with one row per rejected item
-        (:data:`REJECTION_COLUMNS`; ``reason`` is the first reason, ``reasons`` all).
+        rewrite (``spec`` = the canonical spec naming the rewriter really used, a
+        passed backend by its label; ``transform`` = ``rewrite_<persona>``; severity 1;
+        the persona's label policy; only the question is rewritten, options and context
+        are kept), and a DataFrame with one row per rejected item
+        (:data:`REJECTION_COLUMNS`; ``reason`` is the gravest reason, ``reasons`` all).
+        ``rejected.attrs["rewriter_identity"]`` holds the rewriter's cache identity.
     """
     rs = _effective(parse_rewrite_spec(spec), backend, judge)
     persona = PERSONAS[rs.persona]

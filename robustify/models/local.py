@@ -171,8 +171,14 @@ class LocalBackend(BaseBackend):
                 logger.info("loading %s (n_ctx=%d, n_threads=%d)", self.path.name, self.n_ctx,
                             self.n_threads)
                 try:
+                    # n_threads_batch too: llama-cpp-python otherwise evaluates prompts
+                    # with one thread per logical CPU whatever n_threads says, and on a
+                    # busy machine those threads wait on each other (a 0.3 s prompt took
+                    # 12 s here with n_threads=1); prompt evaluation is most of the
+                    # work for short answers.
                     llm = llama_cpp.Llama(
                         model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
                         seed=self.params.seed if self.params.seed is not None else 0,
                         verbose=False, logits_all=False)
                 except Exception as exc:

@@ -20,6 +20,7 @@ Use them as ``python:tests.robustify.beyond_models:memorised_half``.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from perturbations import Item
 from perturbations.records import choice_letter
@@ -88,10 +89,16 @@ def _is_completion(messages: list[dict[str, str]]) -> bool:
 
 
 def _read(content: str) -> tuple[Item, list[str], bool] | None:
-    """(item, options in shown order, verbatim?) for a question prompt."""
+    """(item, options in shown order, verbatim?) for a question prompt, in any layout.
+
+    The options are found by their text (none of them occurs in any question), so the
+    fake works whether the template lists them as "A. text" lines or inline.
+    """
     for item in ITEMS:
-        positions = [content.find(f". {choice}\n") if f". {choice}\n" in content
-                     else content.find(f". {choice}") for choice in item.choices]
+        positions = []
+        for choice in item.choices:
+            match = re.search(r"(?<!\w)" + re.escape(choice) + r"(?!\w)", content)
+            positions.append(match.start() if match else -1)
         if min(positions) < 0:
             continue
         shown = [c for _, c in sorted(zip(positions, item.choices))]
@@ -106,8 +113,8 @@ def _answer(messages: list[dict[str, str]], right: bool | None) -> str:
         return "I am not sure."
     item, shown, _ = found
     gold = item.choices[ord(item.target) - ord("A")]
-    index = shown.index(gold) if right else (shown.index(gold) + 1) % len(shown)
-    return f"{choice_letter(index)}. {shown[index]}"
+    # the option's text: what a model says whatever the template (letters or none)
+    return gold if right else shown[(shown.index(gold) + 1) % len(shown)]
 
 
 def _continue(messages: list[dict[str, str]], memorised: frozenset[str]) -> str:

@@ -356,6 +356,14 @@ def _domain_frame() -> pd.DataFrame:
     return frame(rows)
 
 
+def test_slice_columns_keep_categorical_scalar_columns_only():
+    df = _domain_frame()
+    df["meta.labels"] = [["a", "b"]] * len(df)            # lists cannot be grouped
+    df["meta.solution"] = [f"text {i}" for i in range(len(df))]  # one value per row
+    df["task"] = ["numeric" if i % 2 else "yes_no" for i in range(len(df))]
+    assert A.slice_columns(df) == ["task", "meta.domain"]
+
+
 def test_slices_pool_label_preserving_rows():
     s = A.slices(_domain_frame(), "domain", n_boot=0)   # "domain" -> meta.domain
     assert list(s["meta.domain"]) == ["math", "law", "art"]
@@ -367,9 +375,12 @@ def test_slices_pool_label_preserving_rows():
 
 def test_weakest_slices_respects_min_items():
     w = A.weakest_slices(_domain_frame(), k=5, min_items=2, n_boot=0)
-    assert list(w["value"]) == ["law", "x", "math"]     # "art" has 1 item < min_items
-    assert list(w["column"]) == ["meta.domain", "meta.level", "meta.domain"]
-    assert list(w["drop_pp"]) == pytest.approx([100.0, 6 / 9 * 100, 50.0])
+    # "art" has 1 item < min_items; meta.level has a single value, so it is no slice
+    assert list(w["value"]) == ["law", "math"]
+    assert list(w["column"]) == ["meta.domain", "meta.domain"]
+    assert list(w["drop_pp"]) == pytest.approx([100.0, 50.0])
+    forced = A.weakest_slices(_domain_frame(), ["meta.level"], k=5, min_items=2, n_boot=0)
+    assert list(forced["value"]) == ["x"] and forced["drop_pp"].iloc[0] == pytest.approx(6 / 9 * 100)
     top = A.weakest_slices(_domain_frame(), ["meta.domain"], k=1, min_items=1, n_boot=0)
     assert list(top["value"]) == ["law"]  # tie with art (1 item): first appearance wins
 
