@@ -79,6 +79,8 @@ class PreparedJob:
     cache_path: Path | None
     templates: Any
     dataset_hash: str
+    rewrites: list[Any] = field(default_factory=list)
+    """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
 
     def variants(self) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order."""
@@ -218,7 +220,11 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         for sev in job.severity:
             parse_severity(sev, where="severity")
     with _blame(job, "transforms"):
-        specs = [str(s) for s in expand_specs(parse_spec_list(list(job.transforms)), job.severity)]
+        from .rewrite import split_rewrite_specs
+
+        regular, rewrites = split_rewrite_specs(job.transforms)
+        specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
+                 if regular else [])
     items = _load_data(job)
     templates = None
     if job.templates:
@@ -237,7 +243,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     cache_path = None if job.cache == "off" else Path(job.cache) if job.cache else default_cache_path()
     return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
                        cache_path=cache_path, templates=templates,
-                       dataset_hash=_dataset_hash(items))
+                       dataset_hash=_dataset_hash(items), rewrites=rewrites)
 
 
 @contextlib.contextmanager
@@ -295,7 +301,19 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         cache = _open_cache(prep.cache_path)
         fatal: FatalModelError | None = None
         floor = None
+        rewritten = None
         try:
+            if prep.rewrites:
+                from .rewrite import run_rewrite_specs
+
+                rewritten = run_rewrite_specs(prep.items, prep.rewrites, seed=job.seed,
+                                              cache=cache, replicates=job.replicates,
+                                              progress=progress)
+                variants += rewritten.variants
+                if write:
+                    write_jsonl_atomic(prep.out_dir / "variants.jsonl",
+                                       (v.to_json() for v in variants))
+                    rewritten.write(prep.out_dir)
             try:
                 results = run_queries(variants, prep.backends, build_messages=messages,
                                       score=score_answer, cache=cache, max_calls=job.max_calls,
@@ -314,6 +332,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 backend.close()
         manifest = prep.manifest(
             n_variants=len(variants) - len(prep.items),
+            rewrites=rewritten.manifest if rewritten is not None else [],
             counts=_counts(results),
             duration_s=round(time.time() - started, 2),
         )

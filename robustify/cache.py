@@ -159,6 +159,9 @@ class ResponseCache:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        # Set by flush()/close() to cut the writer's batch wait short: a run's final
+        # flush need not wait out the batch interval. put() never touches it.
+        self._wake = threading.Event()
         self._closed = False
         self.hits = 0
         """Successful :meth:`get` lookups in this process."""
@@ -290,9 +293,11 @@ class ResponseCache:
             item = self._queue.get()
             if self.batch_interval > 0 and not isinstance(item, _Flush) and item is not _STOP:
                 # Let answers arriving together share one commit. While this thread
-                # sleeps, put() is a plain queue append that wakes nobody, which keeps
-                # the event loop thread fast at thousands of answers per second.
-                time.sleep(self.batch_interval)
+                # waits, put() is a plain queue append that wakes nobody, which keeps
+                # the event loop thread fast at thousands of answers per second; only
+                # flush() and close() end the wait early.
+                self._wake.wait(self.batch_interval)
+                self._wake.clear()
             while True:
                 if item is _STOP:
                     stop = True
@@ -344,6 +349,7 @@ class ResponseCache:
             return
         marker = _Flush()
         self._queue.put(marker)
+        self._wake.set()
         if not marker.done.wait(timeout):
             logger.warning("response cache %s: flush timed out after %ss", self.path, timeout)
 
@@ -356,6 +362,7 @@ class ResponseCache:
         writer = self._writer
         if writer is not None and writer.is_alive():
             self._queue.put(_STOP)
+            self._wake.set()
             writer.join(10)
         with self._conns_lock:
             conns, self._conns = self._conns, []

@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
     p.set_defaults(handler=_cmd_run)
 
+    from . import compare, leakage
+
+    leakage.add_parser(sub)
+    compare.add_parser(sub)
+
     p = sub.add_parser("report", help="rebuild a run's report from its saved results (no model calls)")
     p.add_argument("run_dir", help="a run folder written by 'run'")
     p.set_defaults(handler=_cmd_report)

@@ -453,10 +453,19 @@ def _mc_weak_letters(text: str, letters: str) -> list[str]:
     return out
 
 
+def _singular(text: str) -> str:
+    return " ".join(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+                    for w in text.split())
+
+
 def _mc_text_matches(text: str, choices: tuple[str, ...]) -> list[int]:
     answer = normalize_text(text)
     norm = [normalize_text(c) for c in choices]
     hits = [i for i, c in enumerate(norm) if _contains_phrase(answer, c)]
+    if not hits:
+        # "Root" for the option "Roots": retry with plural endings stripped on both sides
+        answer, norm = _singular(answer), [_singular(c) for c in norm]
+        hits = [i for i, c in enumerate(norm) if _contains_phrase(answer, c)]
     # "Paris" is inside "Paris, Texas": keep only the longest of nested matches.
     return [i for i in hits
             if not any(j != i and norm[i] != norm[j] and _contains_phrase(norm[j], norm[i])
