@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/run_all.py` puts benchmarks/ first
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["ROOT", "Figure", "FakeServerProcess", "cpu_seconds", "load_average", "machine",
-           "timed", "fmt"]
+__all__ = ["ROOT", "Figure", "FakeServerProcess", "alternate", "check", "cpu_seconds",
+           "load_average", "machine", "timed"]
 
 
 @dataclass
@@ -57,17 +57,6 @@ def check(value: float | None, target: str) -> bool | None:
     limit = float(number)
     return {">=": value >= limit, ">": value > limit, "<=": value <= limit,
             "<": value < limit, "==": value == limit}[op]
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    """A compact number for the table (``-`` for missing)."""
-    if value is None:
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.{digits}g}"
 
 
 def cpu_seconds() -> float:

@@ -47,7 +47,7 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
         return {"error": str(exc)}, [Figure("local", "runner / bare llama.cpp", None,
                                             note=f"skipped: {exc}")]
     items = load_items("sample")
-    block, blocks = (4, 2) if quick else (10, len(items) // 10)
+    block, blocks = (4, 2) if quick else (10, 6)
     chosen = items[: block * blocks]
     variants = [Variant.clean(item) for item in chosen]
     messages = [build_messages(item) for item in chosen]

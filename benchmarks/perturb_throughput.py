@@ -14,7 +14,8 @@ Last, one whole perturbation job (items x 4 transforms x 3 severities) runs thro
 ``perturbations.perturb_items`` with ``workers=1`` and ``workers=2`` and the two outputs
 are checked to be identical.
 
-Run from the repository root: ``python benchmarks/perturb_throughput.py [n_items]``.
+Run from the repository root: ``python benchmarks/perturb_throughput.py [n_items]``; the
+suite (``python -m benchmarks``) runs it through :func:`figures`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from perturbations import Item, get_transform, perturb, perturb_items  # noqa: E
 from perturbations.engine import variant_rng  # noqa: E402
 from perturbations.spec import parse_spec  # noqa: E402
 
-__all__ = ["build_items", "measure", "perturb_job", "main"]
+__all__ = ["build_items", "measure", "perturb_job", "figures", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +317,29 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if not job["identical"]:
         raise SystemExit("workers=1 and workers=2 produced different variants")
     return rows
+
+
+def figures(n_items: int = 5000) -> tuple[dict, list]:
+    """The measurements above as rows of the suite's table (``benchmarks/run_all.py``)."""
+    from benchmarks.common import Figure
+
+    rows = measure(n_items)
+    job = perturb_job(n_items)
+    out = []
+    for r in rows:
+        if r["ours_us"] is None:
+            continue
+        note = f"{r['ours_us']:.0f} us/item, perturb() {r['perturb_us']:.0f} us"
+        if r["ratio"] is not None:
+            note += f"; {r['nlpaug']} {r['nlpaug_us']:.0f} us: ours/nlpaug {r['ratio']:.2f}"
+        out.append(Figure("perturb", f"{r['spec']} items/s", r["items_per_s"], "items/s",
+                          note=note, extra=r))
+    out.append(Figure("perturb", "perturb_items job, variants/s (1 worker)",
+                      1e6 / job["us_per_variant_w1"], "var/s",
+                      note=f"{job['variants']} variants ({', '.join(job['transforms'])} x 3 "
+                           f"severities); 2 workers x{job['speedup']:.2f}; identical: "
+                           f"{job['identical']}", extra=job))
+    return {"specs": rows, "job": job}, out
 
 
 if __name__ == "__main__":

@@ -248,6 +248,8 @@ class _Rows:
 
     def _seal(self) -> None:
         """Pack the open rows of each string column into one Arrow array."""
+        if self._count == self._sealed_rows:
+            return
         pa = self._pa
         for name, values in self._open.items():
             if name in self._loose:
@@ -514,7 +516,7 @@ class _Run:
         self.progress = progress
         self.results = [_Results(len(rows)) for _ in plans]
         # Backends still to score each row; its item is dropped when this reaches 0.
-        self.unscored = bytearray([min(len(plans), 255)]) * len(rows)
+        self.unscored = array("B" if len(plans) < 256 else "L", [len(plans)]) * len(rows)
         self.fatal: dict[int, FatalModelError] = {}
         self.over_budget = 0
         self.warned_score = False

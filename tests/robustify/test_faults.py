@@ -215,7 +215,7 @@ def test_bad_request_fails_the_item_not_the_run(tmp_path):
     bad = [r for r in rows if r["error"]]
     assert bad and all("HTTP 400: maximum context length exceeded" == r["error"] for r in bad)
     assert all(r["item_id"] == "q0007" for r in bad)
-    assert f"{len(bad)} of {len(rows)} model calls failed" in proc.stderr
+    assert f"{len(bad)} of {len(rows)} rows failed (their model call gave up)" in proc.stderr
 
 
 # ----------------------------------------------------------------------- error-rate gate
@@ -248,6 +248,6 @@ def test_max_error_rate_gate_fails_after_saving_everything(tmp_path, where):
     failed = sum(r["error"] is not None for r in rows)
     assert len(rows) == 60 and failed >= 10
     assert f"{failed / len(rows):.1%} of model calls failed" in gate[0]
-    assert f"{failed} of {len(rows)} model calls failed" in proc.stderr
+    assert f"{failed} of {len(rows)} rows failed (their model call gave up)" in proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["failed"] == failed

