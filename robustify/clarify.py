@@ -34,14 +34,14 @@ CLARIFICATION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGN
     r"restate|explain what you mean|explain what you are asking|be more specific|tell me more|"
     r"tell me what you mean|tell me which|tell me what (?:\w+ ){0,2}you|let me know which|"
     r"let me know what you mean|complete (?:your|the) (?:question|sentence))",
-    rf"\b(?:could|can|would) you (?:please |kindly )?(?:provide|give|share|add|offer) "
+    r"\b(?:could|can|would) you (?:please |kindly )?(?:provide|give|share|add|offer) "
     rf"(?:me )?(?:a (?:bit|little) )?(?:more|some more|additional|further|some) {_DETAILS}",
-    rf"\bif you (?:could|can) (?:please )?(?:provide|give|share|clarify|specify|tell me|"
-    rf"explain|rephrase)\b",
-    rf"^(?:please |kindly )?(?:clarify|specify|rephrase|elaborate)\b",
+    r"\bif you (?:could|can) (?:please )?(?:provide|give|share|clarify|specify|tell me|"
+    r"explain|rephrase)\b",
+    r"^(?:please |kindly )?(?:clarify|specify|rephrase|elaborate)\b",
     rf"\bplease (?:clarify|specify|rephrase|elaborate|provide more {_DETAILS}|"
     rf"provide (?:some )?(?:additional|further) {_DETAILS}|complete your (?:question|sentence)|"
-    rf"finish your (?:question|sentence))",
+    r"finish your (?:question|sentence))",
     # "what do you mean by ...", "which one do you mean?", "what is 'it' referring to?"
     r"\bwhat (?:exactly )?do you mean\b",
     r"\bwhat (?:exactly )?(?:are|were) you (?:referring|refering|asking|talking)\b",
@@ -52,33 +52,36 @@ CLARIFICATION_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p, re.IGN
     r"\b(?:who|what|which) (?:\w+ ){0,2}(?:is|are) ['\"“‘]?(?:it|they|he|she|this|that|them)"
     r"['\"”’]? (?:in your question|here)\b",
     # "I'm not sure what you're referring to", "I don't understand what you're asking"
-    rf"\bi(?:'m| am|’m) (?:not sure|unsure|not certain|uncertain|confused about) "
-    rf"(?:what|which|who|whom|whether|exactly what) (?:\w+ ){{0,4}}?(?:you(?:'re| are|’re)? )?{_REFER}\b",
-    rf"\bi (?:don't|do not|don’t|can't|cannot|can’t) (?:quite )?(?:understand|tell|work out|"
+    r"\bi(?:'m| am|’m) (?:not sure|unsure|not certain|uncertain|confused about) "
+    rf"(?:what|which|who|whom|whether|exactly what) (?:\w+ ){{0,4}}?"
+    rf"(?:you(?:'re| are|’re)? )?{_REFER}\b",
+    r"\bi (?:don't|do not|don’t|can't|cannot|can’t) (?:quite )?(?:understand|tell|work out|"
     rf"figure out|determine) (?:what|which|who|exactly what) (?:\w+ ){{0,4}}?"
     rf"(?:you(?:'re| are|’re)? )?(?:{_REFER}|refers to|is meant)",
-    r"\bi (?:don't|do not|don’t) (?:quite )?understand (?:your|the) (?:question|request|message)\b",
+    r"\bi (?:don't|do not|don’t) (?:quite )?understand (?:your|the) "
+    r"(?:question|request|message)\b",
     r"\bnot sure what ['\"“‘]?\w+['\"”’]? refers to\b",
     # "Your question seems to be cut off", "the question is ambiguous"
     rf"\b(?:your|the|this) {_SUBJECT}\b[^.?!]{{0,40}}?\b(?:is|was|seems|appears|looks|got|"
     rf"has been|might be|may be)\b[^.?!]{{0,25}}?\b{_PROBLEM}",
-    rf"\b(?:it|this) (?:seems|looks|appears) (?:like|as if|as though|that) (?:your|the) "
+    r"\b(?:it|this) (?:seems|looks|appears) (?:like|as if|as though|that) (?:your|the) "
     rf"{_SUBJECT} [^.?!]{{0,40}}\b(?:{_PROBLEM}|(?:was|got) cut|didn't finish|did not finish|"
-    rf"ends? (?:abruptly|mid))",
+    r"ends? (?:abruptly|mid))",
     r"\b(?:you|your (?:message|question)) (?:didn't|did not|haven't|have not|never) "
     r"(?:finish|complete|specify|mention|say|tell me|state|include)\b",
     r"\b(?:the|your) (?:question|message) (?:doesn't|does not|didn't|did not) "
     r"(?:specify|say|mention|include|make clear|state)\b",
-    rf"\b(?:is|seems|appears|looks) (?:to be )?(?:incomplete|cut off|unfinished|truncated)\b",
+    r"\b(?:is|seems|appears|looks) (?:to be )?(?:incomplete|cut off|unfinished|truncated)\b",
     r"\bthe rest of (?:your|the) (?:question|sentence|message)\b",
     # "I need more context", "more information is needed", "without more details"
-    rf"\b(?:i|we)(?: would| will|'d|’d)? need (?:a (?:bit|little) )?(?:more|additional|further|some more) "
+    r"\b(?:i|we)(?: would| will|'d|’d)? need (?:a (?:bit|little) )?"
+    r"(?:more|additional|further|some more) "
     rf"{_DETAILS}\b",
     rf"\b(?:more|additional|further) {_DETAILS} (?:is|are|would be|will be) "
-    rf"(?:needed|required|necessary)\b",
+    r"(?:needed|required|necessary)\b",
     rf"\b(?:without|with no) (?:more|additional|further|any|enough) {_DETAILS}\b",
     rf"\b(?:not enough|insufficient|missing) {_DETAILS}\b",
-    rf"\b(?:is|it's|it is|it’s) (?:unclear|not clear) (?:what|which|who|whether|from your)\b",
+    r"\b(?:is|it's|it is|it’s) (?:unclear|not clear) (?:what|which|who|whether|from your)\b",
     # "It depends on which ..."
     r"\bit (?:really )?depends (?:on )?(?:which|what|who|whom|whether|exactly)\b",
 ))

@@ -58,7 +58,8 @@ class PromptTemplate:
     ``{input}`` (the question), ``{context_block}`` (``"Passage: ...\\n\\n"`` or empty),
     ``{choices_block}`` (one ``"A. option"`` line per choice, preceded by a newline, or
     empty), ``{choices_inline}`` (``"Venus, Mars, Jupiter or Neptune"``; every option in
-    double quotes when one of them has a comma), ``{labels}`` (the item's ``metadata["labels"]`` joined by ", ") and
+    double quotes when one of them has a comma), ``{labels}`` (the item's
+    ``metadata["labels"]`` joined by ", ") and
     ``{answer_instruction}``. When ``user`` does not place ``{answer_instruction}``
     itself, the instruction is appended to the user message after a blank line.
     """
@@ -280,12 +281,13 @@ def render_shot_answer(item: Item, template: PromptTemplate) -> str:
 
 
 def _shot_fits(shot: Item, item: Item) -> bool:
-    # A classification example only helps when it uses the item's own label set; the
-    # built-in intent examples would mislead a model on, say, a sentiment data set.
+    # A classification example that declares its label set only helps items with that
+    # same set: the built-in intent examples would mislead a model on, say, a sentiment
+    # data set. An example without declared labels (a user's own) is always shown.
     if item.task != "classification":
         return True
-    item_labels = set(_labels(item))
-    return not item_labels or set(_labels(shot)) == item_labels
+    shot_labels = set(_labels(shot))
+    return not shot_labels or shot_labels == set(_labels(item))
 
 
 def build_messages(item: Item,
@@ -299,10 +301,11 @@ def build_messages(item: Item,
             :data:`DEFAULT_TEMPLATES`.
 
     Returns:
-        ``[{"role": "system", ...}, ({"role": "user"}, {"role": "assistant"})*, {"role": "user", ...}]``:
+        ``[system, (user, assistant)*, user]`` as ``{"role": ..., "content": ...}`` dicts:
         the system message (left out when the template's is empty), one clean
         user/assistant pair per few-shot example, then the item's own user turn.
-        Classification examples whose label set differs from the item's are skipped.
+        Classification examples that declare a label set different from the item's
+        are skipped.
     """
     template = (templates or {}).get(item.task) or DEFAULT_TEMPLATES[item.task]
     messages: list[dict[str, str]] = []

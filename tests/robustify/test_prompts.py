@@ -64,7 +64,8 @@ def test_answer_instruction_can_be_placed_by_the_user_template() -> None:
     template = PromptTemplate(system="", user="{answer_instruction}\n{input}",
                               answer_instruction="One word:")
     item = Item(id="f", input="Capital of Peru?", target="Lima")
-    assert build_messages(item, {"short_answer": template})[-1]["content"] == "One word:\nCapital of Peru?"
+    last = build_messages(item, {"short_answer": template})[-1]
+    assert last["content"] == "One word:\nCapital of Peru?"
 
 
 def test_few_shot_examples_stay_clean_when_the_item_is_perturbed() -> None:
@@ -98,12 +99,20 @@ def test_classification_examples_with_another_label_set_are_skipped() -> None:
     messages = build_messages(item)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert "positive, negative" in messages[0]["content"]
+    unlabelled = Item(id="u", task="classification", input="Meh.", target="neutral")
+    assert len(build_messages(unlabelled)) == 2  # the intent examples need the intent labels
+    own = dataclasses.replace(DEFAULT_TEMPLATES["classification"],
+                              few_shot=(Item(id="s1", task="classification", input="Awful film.",
+                                             target="negative"),))
+    assert [m["content"] for m in build_messages(item, {"classification": own})][1:3] == [
+        "Message: Awful film.\n\nCategory:", "negative"]  # undeclared labels: always shown
 
 
 def test_empty_system_is_left_out_and_missing_kinds_fall_back() -> None:
     bare = PromptTemplate(system="", user="{input}", answer_instruction="")
     item = Item(id="f", input="Capital of Peru?", target="Lima")
-    assert build_messages(item, {"short_answer": bare}) == [{"role": "user", "content": "Capital of Peru?"}]
+    assert build_messages(item, {"short_answer": bare}) == [
+        {"role": "user", "content": "Capital of Peru?"}]
     assert build_messages(YN, {"short_answer": bare}) == build_messages(YN)
 
 

