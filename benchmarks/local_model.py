@@ -49,14 +49,18 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
         return {"error": str(exc)}, [Figure("local", "runner / bare llama.cpp", None,
                                             note=f"skipped: {exc}")]
     items = load_items("sample")
-    block, blocks = (4, 2) if quick else (5, 14)
+    block, blocks = (4, 2) if quick else (5, 12)
     chosen = items[: block * blocks]
     variants = [Variant.clean(item) for item in chosen]
     messages = [build_messages(item) for item in chosen]
     llm, lock = backend._model()  # the very model the backend uses: same weights, same state
     kwargs = dict(backend._kwargs)  # the backend's own generation parameters
-    # Warm-up: the first call pays for loading and for the shared prompt prefix.
-    llm.create_chat_completion(messages=messages[0], **kwargs)
+    # Warm-up, untimed, over every prompt: llama.cpp's first evaluation of a prompt
+    # longer than any before re-plans its compute buffers and takes up to 4x longer.
+    # Without this, whoever ran a block first paid for that (seen here: 1.2 s instead of
+    # 0.35 s on the same prompt), not a cost of either contender.
+    for prompt in messages:
+        llm.create_chat_completion(messages=prompt, **kwargs)
 
     # Time spent inside the model during runner runs: wall minus this is the runner's
     # own cost, a figure that does not depend on how busy the machine was.

@@ -143,8 +143,11 @@ def test_retries_are_bounded(fault_run):
     unique_prompts = len(mix.history)
     assert stats["completions"] <= unique_prompts * MAX_ATTEMPTS
     assert max(len(h) for h in mix.history.values()) <= MAX_ATTEMPTS
-    # each failed attempt was retried at most once: requests = prompts + retries
-    assert stats["completions"] == unique_prompts + fault_run["policy"].retries
+    # each failed attempt was retried at most once: requests <= prompts + retries. Not "==":
+    # a retry can follow a request that never reached the server (a pooled keep-alive
+    # connection the server had just closed after a hang), which the server cannot count.
+    retries = fault_run["policy"].retries
+    assert unique_prompts + 0.95 * retries <= stats["completions"] <= unique_prompts + retries
 
 
 def test_manifest_counts_the_failures(fault_run):
