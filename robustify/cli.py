@@ -52,37 +52,25 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _positive(name: str):
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
     return parse
 
 
-def _nonneg_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-        return value
-    return parse
-
-
-def _float(name: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    return parse
+def _number(text: str) -> float:
+    """argparse type: any number."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -108,7 +96,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                                     "jsonl json csv tsv parquet hf mmlu gsm8k boolq arc intent")
     p.add_argument("--map", help="field mapping, e.g. input=question,target=answer,meta.subject=topic")
     p.add_argument("--task", choices=TASK_KINDS, help="task kind for every row (inferred when omitted)")
-    p.add_argument("--limit", type=_positive("limit"), help="seeded sample of N items")
+    p.add_argument("--limit", type=_int_at_least(1), help="seeded sample of N items")
 
 
 def _add_transform_args(p: argparse.ArgumentParser) -> None:
@@ -119,7 +107,7 @@ def _add_transform_args(p: argparse.ArgumentParser) -> None:
                    help="severities for specs without one: numbers in [0,1] or low,medium,high "
                         "(default: low,medium,high)")
     p.add_argument("--seed", type=int, help="seed for every variant (default 0)")
-    p.add_argument("--replicates", type=_positive("replicates"),
+    p.add_argument("--replicates", type=_int_at_least(1),
                    help="independent variants per item and spec (default 1)")
 
 
@@ -142,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     _add_transform_args(p)
     p.add_argument("--out", required=True, help="variants JSONL to write (atomically)")
-    p.add_argument("--workers", type=_positive("workers"), default=1,
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
                    help="processes to use (output is identical for any number)")
     p.set_defaults(handler=_cmd_perturb)
 
@@ -157,23 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "openai:NAME@http://host:port/v1, python:pkg.mod:func")
     p.add_argument("--api-key-env", help="variable holding the key for openai: models "
                                          "(default OPENAI_API_KEY)")
-    p.add_argument("--max-tokens", type=_positive("max-tokens"), help="answer budget per call")
-    p.add_argument("--temperature", type=_float("temperature"), help="sampling temperature (default 0)")
+    p.add_argument("--max-tokens", type=_int_at_least(1), help="answer budget per call")
+    p.add_argument("--temperature", type=_number, help="sampling temperature (default 0)")
     p.add_argument("--param", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="generation parameter for every model, repeatable: top_p=0.9, "
                         "stop=..., or a backend-specific one such as repeat_penalty=1.0")
     p.add_argument("--out", help="run folder (default reports/<data>__<model>)")
     p.add_argument("--cache", help="response cache file, or 'off' (default ~/.cache/robustify/responses.sqlite)")
-    p.add_argument("--concurrency", type=_positive("concurrency"), help="parallel calls per model")
-    p.add_argument("--max-calls", type=_nonneg_int("max-calls"), help="make at most N model calls")
+    p.add_argument("--concurrency", type=_int_at_least(1), help="parallel calls per model")
+    p.add_argument("--max-calls", type=_int_at_least(0), help="make at most N model calls")
     p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
-    p.add_argument("--noise-floor", type=_nonneg_int("noise-floor"),
+    p.add_argument("--noise-floor", type=_int_at_least(0),
                    help="re-ask clean items K times to measure flips without noise")
     p.add_argument("--estimate", action="store_true",
                    help="print how many calls and tokens the job needs, then stop")
-    p.add_argument("--fail-on-drop", type=_float("fail-on-drop"), metavar="PP",
+    p.add_argument("--fail-on-drop", type=_number, metavar="PP",
                    help="exit 1 when a drop's 95%% interval lies above PP percentage points")
-    p.add_argument("--max-error-rate", type=_float("max-error-rate"), metavar="RATE",
+    p.add_argument("--max-error-rate", type=_number, metavar="RATE",
                    help="exit 1 when more than RATE (0-1) of the calls failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
     p.set_defaults(handler=_cmd_run)
