@@ -10,17 +10,22 @@ Re-running a finished or interrupted job asks no question twice. Design points:
   at once, and two processes may share the file: SQLite serialises their commits.
   The WAL switch at creation happens under a file lock, because two processes
   creating the file together could otherwise see ``database is locked``.
-* **Durability**: ``put`` hands the row to the writer thread, which commits everything
-  queued within ``batch_interval`` (20 ms by default) of the first answer in one
-  transaction. A killed process (even SIGKILL) loses only rows still in that queue, the
-  last 20 ms or so of answers; :meth:`ResponseCache.flush` and
-  :meth:`ResponseCache.close` (and interpreter exit) drain it. ``synchronous=NORMAL``: a commit survives a process kill; only a
-  power cut can lose the last transactions.
+* **Durability**: ``put`` hands the row to the writer thread, which commits whatever
+  has queued up in one transaction (group commit: answers that arrive while a commit
+  runs share the next one). :meth:`ResponseCache.aput`, which the runner uses, returns
+  only once its row is committed (inline when the file is free, through the writer
+  thread when another connection holds the lock), so an answer counts as done only once
+  it is in the file and a killed process (even SIGKILL) loses only calls still in
+  flight, at most the concurrency. :meth:`ResponseCache.flush` and
+  :meth:`ResponseCache.close` (and interpreter exit) drain the queue.
+  ``synchronous=NORMAL``: a commit survives a process kill; only a power cut can lose
+  the last transactions.
 * Errors are never cached: the runner only ``put`` s successful completions.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import hashlib
 import json
@@ -32,7 +37,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from filelock import FileLock
 
@@ -129,6 +134,40 @@ class _Flush:
         self.done = threading.Event()
 
 
+class _Waiter:
+    """An :meth:`ResponseCache.aput` waiting for its commit: a future and its loop."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: "asyncio.Future[bool]") -> None:
+        self.loop = loop
+        self.future = future
+
+
+def _resolve(futures: list["asyncio.Future[bool]"], ok: bool) -> None:
+    for future in futures:
+        if not future.done():  # cancelled meanwhile
+            future.set_result(ok)
+
+
+def _notify(callbacks: list[Any], ok: bool) -> None:
+    """Tell the waiters of one commit: one wake-up per event loop, then plain callbacks."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = {}
+    for callback in callbacks:
+        if isinstance(callback, _Waiter):
+            by_loop.setdefault(callback.loop, []).append(callback.future)
+            continue
+        try:
+            callback(ok)
+        except Exception as exc:  # a callback never stops the writer
+            logger.debug("cache commit callback failed: %s", exc)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futures, ok)
+        except RuntimeError:  # the loop closed meanwhile; nobody is waiting
+            pass
+
+
 class ResponseCache:
     """SQLite response cache, safe across threads and processes.
 
@@ -136,7 +175,9 @@ class ResponseCache:
         path: The SQLite file (created with its parent folders if missing).
         busy_timeout: Seconds a statement waits for another writer's lock.
         batch_interval: Seconds the writer waits after the first queued answer so that
-            answers arriving together share one commit (the most a SIGKILL can lose).
+            more answers share one commit (default 0: commit at once; answers that
+            arrive during a commit still share the next one). A wait delays every
+            :meth:`aput`, so it only pays off for bulk :meth:`put` from many threads.
         write_retries: Commit attempts for a batch before it is dropped with a warning
             (the answers are then simply asked again next run).
 
@@ -145,7 +186,7 @@ class ResponseCache:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0,
-                 batch_interval: float = 0.02, write_retries: int = 5) -> None:
+                 batch_interval: float = 0.0, write_retries: int = 5) -> None:
         self.path = Path(path).expanduser()
         self.busy_timeout = float(busy_timeout)
         self.batch_interval = max(0.0, float(batch_interval))
@@ -265,17 +306,73 @@ class ResponseCache:
         return int(self._reader().execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
     # --------------------------------------------------------------- writing
-    def put(self, key: str, completion: Completion) -> None:
-        """Store a successful completion; committed by the writer thread right away."""
+    def put(self, key: str, completion: Completion,
+            on_commit: Callable[[bool], None] | None = None) -> None:
+        """Store a successful completion; committed by the writer thread right away.
+
+        Args:
+            key: The cache key.
+            completion: The answer.
+            on_commit: Called from the writer thread once the row's transaction ends,
+                with ``True`` if it was committed, ``False`` if it was given up.
+        """
         if self._closed:
             raise ConfigError(f"response cache {self.path} is closed")
         if not isinstance(completion, Completion):
             raise TypeError(f"expected a Completion, got {type(completion).__name__}")
         with self._pending_lock:
             self._pending[key] = completion
-        self._queue.put((key, completion))
+        self._queue.put((key, completion, on_commit))
         if self._writer is None:
             self._start_writer()
+
+    async def aput(self, key: str, completion: Completion) -> bool:
+        """Store a completion and return once it is committed to the file.
+
+        The row is committed right here, in the caller's thread, when the file is free
+        (a one-row transaction takes some 20 microseconds; no hand-off to the writer
+        thread, which on a busy event loop waits for the GIL). When another
+        connection holds the write lock, the row goes to the writer thread instead and
+        this coroutine waits for that commit without blocking the event loop.
+
+        Returns ``True`` once committed, ``False`` if the commit was given up after
+        ``write_retries`` attempts (the answer is then asked again next run).
+        """
+        if self._closed:
+            raise ConfigError(f"response cache {self.path} is closed")
+        if not isinstance(completion, Completion):
+            raise TypeError(f"expected a Completion, got {type(completion).__name__}")
+        if self._commit_now(key, completion):
+            return True
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self.put(key, completion, on_commit=_Waiter(loop, done))
+        return await done
+
+    def _commit_now(self, key: str, completion: Completion) -> bool:
+        """Commit one row without waiting for any lock; ``False`` if the file is busy."""
+        conn = getattr(self._local, "quick", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA busy_timeout = 0")
+            self._local.quick = conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False  # another writer holds the lock: let the writer thread wait
+        try:
+            conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                         (key, completion.text, completion.tokens_in, completion.tokens_out,
+                          time.time()))
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return False
+        self.writes += 1
+        return True
 
     def _start_writer(self) -> None:
         with self._writer_lock:
@@ -288,7 +385,7 @@ class ResponseCache:
         conn = self._connect()
         stop = False
         while not stop:
-            batch: list[tuple[str, Completion]] = []
+            batch: list[tuple[str, Completion, Callable[[bool], None] | None]] = []
             markers: list[_Flush] = []
             item = self._queue.get()
             if self.batch_interval > 0 and not isinstance(item, _Flush) and item is not _STOP:
@@ -310,13 +407,22 @@ class ResponseCache:
                 except queue.Empty:
                     break
             if batch:
-                self._commit(conn, batch)
+                try:
+                    ok = self._commit(conn, batch)
+                except Exception as exc:  # the writer must outlive any error: aput waits
+                    self.dropped += len(batch)
+                    logger.warning("response cache %s: could not store %d answers (%s); they "
+                                   "will be asked again next run", self.path, len(batch), exc)
+                    ok = False
+                _notify([entry[2] for entry in batch if entry[2] is not None], ok)
             for marker in markers:
                 marker.done.set()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[str, Completion]]) -> None:
+    def _commit(self, conn: sqlite3.Connection,
+                batch: list[tuple[str, Completion, Any]]) -> bool:
+        """Commit one batch; ``False`` if it was given up after ``write_retries`` tries."""
         now = time.time()
-        rows = [(k, c.text, c.tokens_in, c.tokens_out, now) for k, c in batch]
+        rows = [(k, c.text, c.tokens_in, c.tokens_out, now) for k, c, _ in batch]
         for attempt in range(1, self.write_retries + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -335,13 +441,14 @@ class ResponseCache:
                 self.dropped += len(rows)
                 logger.warning("response cache %s: could not store %d answers (%s); they "
                                "will be asked again next run", self.path, len(rows), exc)
-                return
+                return False
             break
         self.writes += len(rows)
         with self._pending_lock:
-            for key, completion in batch:
+            for key, completion, _ in batch:
                 if self._pending.get(key) is completion:
                     del self._pending[key]
+        return True
 
     def flush(self, timeout: float | None = 60.0) -> None:
         """Block until every ``put`` so far is committed (or ``timeout`` seconds pass)."""

@@ -644,7 +644,9 @@ class _Run:
                 continue
             latency = time.perf_counter() - started
             if cache is not None:
-                cache.put(keys[group].hex(), completion)
+                # counted done only once it is in the file: a kill repeats only calls
+                # still in flight, never an answer already reported
+                await cache.aput(keys[group].hex(), completion)
             self.progress.call_done(error=False)
             self.finish(b, group, completion=completion, error=None, latency=latency,
                         cached=False)

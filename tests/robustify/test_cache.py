@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -85,6 +86,46 @@ def test_puts_are_committed_without_flush(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert rows(tmp_path / "c.sqlite")["k"] == ("v", None, None)
     cache.close()
+
+
+def test_aput_returns_only_once_the_row_is_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+
+    async def store() -> list[tuple[bool, dict[str, tuple]]]:
+        cache = ResponseCache(path)
+        seen = []
+        for i in range(30):
+            ok = await cache.aput(f"k{i}", Completion(text=f"v{i}", tokens_out=i))
+            # another connection sees it the moment aput returns: nothing waits in a queue
+            seen.append((ok, rows(path)))
+        # many at once share commits and all come back True
+        results = await asyncio.gather(*(cache.aput(f"g{i}", Completion(text="x"))
+                                         for i in range(200)))
+        assert results == [True] * 200
+        assert len(rows(path)) == 230
+        cache.close()
+        return seen
+
+    seen = asyncio.run(store())
+    for i, (ok, stored) in enumerate(seen):
+        assert ok and stored[f"k{i}"] == (f"v{i}", None, i) and len(stored) == i + 1
+
+
+def test_aput_reports_a_commit_it_gave_up(tmp_path: Path) -> None:
+    """A locked database: the commit is retried, then given up; aput says so, no hang."""
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path, busy_timeout=0.05, write_retries=2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        ok = asyncio.run(asyncio.wait_for(cache.aput("k", Completion(text="v")), 30))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert ok is False and cache.dropped == 1
+    assert cache.get("k") == Completion(text="v")  # this process still has the answer
+    cache.close()
+    assert "k" not in rows(path)
 
 
 def test_get_many_chunks_large_requests(tmp_path: Path) -> None:

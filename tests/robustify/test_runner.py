@@ -391,10 +391,14 @@ def test_cancelled_run_resumes_without_repeating_answered_prompts(
     first_run = server.completion_count
     server.reset()
     with ResponseCache(tmp_path / "c.sqlite") as cache:
+        stored = len(cache)
         frame = run(variants, [openai_backend(server, concurrency=4)], cache)
     resent = set(server.prompts)
     assert not resent & set(answered)  # nothing answered before is asked again
-    assert len(resent) == 60 - len(answered)
+    # every reported answer was in the file; an answer still being stored at the
+    # cancel is kept too (it was committed, just not reported), never asked again
+    assert len(answered) <= stored <= len(answered) + 4
+    assert len(resent) == 60 - stored
     assert first_run + server.completion_count <= 60 + 4  # at most the in-flight calls twice
     assert frame["error"].isna().all()
 
