@@ -10,6 +10,8 @@ so adding a part never shifts the noise of the others.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -130,6 +132,19 @@ def perturb_items(items: Sequence[Item], specs: Sequence[TransformSpec | str], *
             yield from _chunk(chunk)
         return
     workers = min(workers, os.cpu_count() or 1, len(chunks))
+    # At most two chunks per worker are submitted ahead, so variants do not pile up in
+    # memory when the consumer is slower than the pool.
+    todo = iter(chunks)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(_chunk, chunks):
-            yield from result
+        pending = collections.deque(pool.submit(_chunk, c)
+                                    for c in itertools.islice(todo, 2 * workers))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append(pool.submit(_chunk, following))
+                yield from result
+        finally:
+            for future in pending:  # closed early: do not compute what nobody reads
+                future.cancel()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
-from .atomic import sweep_temp_files, write_json_atomic, write_jsonl_atomic
+from .atomic import sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
 from .job import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
 from .models.base import FatalModelError
@@ -292,9 +293,6 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     started = time.time()
     lock = _run_lock(prep.out_dir) if write else contextlib.nullcontext()
     with lock:
-        variants = list(prep.variants())
-        if write:
-            write_jsonl_atomic(prep.out_dir / "variants.jsonl", (v.to_json() for v in variants))
         templates = prep.templates
         messages: Callable[[Item], list[dict[str, str]]] = (
             (lambda item: build_messages(item, templates)) if templates else build_messages)
@@ -302,6 +300,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
+        written = _Counted(prep.variants())
+        stream: Iterator[Variant] = written
         try:
             if prep.rewrites:
                 from .rewrite import run_rewrite_specs
@@ -309,13 +309,17 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 rewritten = run_rewrite_specs(prep.items, prep.rewrites, seed=job.seed,
                                               cache=cache, replicates=job.replicates,
                                               progress=progress)
-                variants += rewritten.variants
                 if write:
-                    write_jsonl_atomic(prep.out_dir / "variants.jsonl",
-                                       (v.to_json() for v in variants))
                     rewritten.write(prep.out_dir)
+                written = _Counted(itertools.chain(stream, rewritten.variants))
+                stream = written
+            if write:
+                # streamed: the runner reads every variant (planning) before its first
+                # call, so the file is complete and in place before any question is asked
+                stream = tee_jsonl_atomic(prep.out_dir / "variants.jsonl", stream,
+                                          Variant.to_json)
             try:
-                results = run_queries(variants, prep.backends, build_messages=messages,
+                results = run_queries(stream, prep.backends, build_messages=messages,
                                       score=score_answer, cache=cache, max_calls=job.max_calls,
                                       progress=progress)
             except FatalModelError as exc:
@@ -331,7 +335,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             for backend in prep.backends:
                 backend.close()
         manifest = prep.manifest(
-            n_variants=len(variants) - len(prep.items),
+            n_variants=written.count - len(prep.items),
             rewrites=rewritten.manifest if rewritten is not None else [],
             counts=_counts(results),
             duration_s=round(time.time() - started, 2),
@@ -343,6 +347,22 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     if fatal is not None:
         raise fatal
     return result
+
+
+class _Counted:
+    """An iterator that counts what went through it."""
+
+    def __init__(self, items: Iterable[Variant]) -> None:
+        self._items = iter(items)
+        self.count = 0
+
+    def __iter__(self) -> "_Counted":
+        return self
+
+    def __next__(self) -> Variant:
+        item = next(self._items)
+        self.count += 1
+        return item
 
 
 def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataFrame:

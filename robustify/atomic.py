@@ -7,14 +7,17 @@ destination (``os.replace`` is atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_jsonl_atomic",
-           "sweep_temp_files"]
+__all__ = ["atomic_file", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
+           "write_jsonl_atomic", "tee_jsonl_atomic", "sweep_temp_files"]
+
+T = TypeVar("T")
 
 
 def _read_umask() -> int:
@@ -27,14 +30,20 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the path."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Write ``path`` through a binary file object; it appears only if the block succeeds.
+
+    The bytes go to ``.NAME.XXXXXXXX.tmp`` in the same folder, which is flushed to disk
+    and renamed over ``path`` when the block ends normally; on an exception (or a
+    generator closed early) the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates 0600 files; give the result the mode a plain open() would
@@ -46,7 +55,13 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
-    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the path."""
+    with atomic_file(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -60,11 +75,38 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
                                               ensure_ascii=False, default=str) + "\n")
 
 
+def _json_line(row: Any) -> str:
+    return row if isinstance(row, str) else json.dumps(row, ensure_ascii=False, default=str)
+
+
+def tee_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[T],
+                     line: Callable[[T], str] = _json_line) -> Iterator[T]:
+    """Yield ``rows`` unchanged while writing ``line(row)`` for each to ``path``.
+
+    The file appears, complete, when the rows are exhausted; a generator closed early
+    (its consumer failed) leaves no file. Lines are written in chunks of a thousand, so
+    memory does not grow with the file.
+    """
+    with atomic_file(path) as fh:
+        chunk: list[str] = []
+        for row in rows:
+            chunk.append(line(row))
+            if len(chunk) >= 1000:
+                fh.write(("\n".join(chunk) + "\n").encode("utf-8"))
+                chunk.clear()
+            yield row
+        if chunk:
+            fh.write(("\n".join(chunk) + "\n").encode("utf-8"))
+
+
 def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[Any]) -> Path:
-    """Write one JSON document per line atomically; rows may be dicts or JSON strings."""
-    lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False, default=str)
-             for r in rows]
-    return write_text_atomic(path, "".join(line + "\n" for line in lines))
+    """Write one JSON document per line atomically; rows may be dicts or JSON strings.
+
+    Streams: ``rows`` may be a generator of any length.
+    """
+    for _ in tee_jsonl_atomic(path, rows):
+        pass
+    return Path(path)
 
 
 def sweep_temp_files(folder: str | os.PathLike[str], name: str = "*") -> int:

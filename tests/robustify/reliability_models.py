@@ -66,3 +66,19 @@ def hostile_flip(messages: list[dict[str, Any]]) -> str:
     if any(question in text for question in _CLEAN_QUESTIONS):
         return "blue"
     return HOSTILE_ANSWERS[sum(map(ord, text)) % len(HOSTILE_ANSWERS)]
+
+
+SEEN_AT_FIRST_CALL: dict[str, Any] = {}
+"""What :func:`variants_file_watcher` saw when it was first called (set by the test)."""
+
+
+def variants_file_watcher(messages: list[dict[str, Any]]) -> str:
+    """Echo, and on the first call record the lines of ``SEEN_AT_FIRST_CALL['path']``."""
+    path = SEEN_AT_FIRST_CALL.get("path")
+    if path is not None and "lines" not in SEEN_AT_FIRST_CALL:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                SEEN_AT_FIRST_CALL["lines"] = fh.read().splitlines()
+        except FileNotFoundError:
+            SEEN_AT_FIRST_CALL["lines"] = None
+    return echo(messages)

@@ -103,8 +103,13 @@ def _stored_answers(cache: Path) -> int:
     """Answers committed to a (killed) run's cache file; 0 if it was never created."""
     if not cache.exists():
         return 0
-    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as conn:
+    conn = sqlite3.connect(cache)  # read-write: replays the killed process's WAL
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'responses'").fetchone() is None:
+            return 0  # killed while the cache file was being created
         return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _kill_when(proc, server: FakeOpenAIServer, moment: str, ready: Callable[[], bool],

@@ -183,3 +183,44 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     # the old versions were seen before the new ones replaced them
     assert any(old[name] in seen.get(name, ()) for name in OUTPUTS)
     assert not temp_files(out)
+
+
+def test_variants_file_is_complete_before_the_first_model_call(tmp_path):
+    """variants.jsonl is streamed while the runner plans, and in place before any call."""
+    from tests.robustify import reliability_models
+
+    out = tmp_path / "run"
+    seen = reliability_models.SEEN_AT_FIRST_CALL
+    seen.clear()
+    seen["path"] = str(out / "variants.jsonl")
+    job = JobConfig(models=(ModelConfig(
+        spec="python:tests.robustify.reliability_models:variants_file_watcher"),),
+        transforms=("typos", "slang@high"), limit=7, out=str(out), cache="off")
+    result = run_job(job, progress=False)
+    final = (out / "variants.jsonl").read_text(encoding="utf-8").splitlines()
+    # 7 clean + 7 x (typos at low, medium, high + slang@high)
+    assert len(final) == 7 + 7 * 4 == result.manifest["n_variants"] + 7
+    assert seen["lines"] == final  # the whole file, already there at the first call
+    assert not temp_files(out)
+
+
+def test_a_failure_while_perturbing_leaves_no_variants_file(tmp_path, monkeypatch):
+    import robustify.api as api
+
+    real = api.perturb_items
+
+    def failing(*args, **kwargs):
+        for n, variant in enumerate(real(*args, **kwargs)):
+            if n == 9:
+                raise RuntimeError("transform blew up")
+            yield variant
+
+    monkeypatch.setattr(api, "perturb_items", failing)
+    out = tmp_path / "run"
+    job = JobConfig(models=(ModelConfig(spec=ECHO_MODEL),), transforms=("typos",), limit=6,
+                    out=str(out), cache=str(tmp_path / "c.sqlite"))
+    with pytest.raises(RuntimeError, match="transform blew up"):
+        run_job(job, progress=False)
+    assert not (out / "variants.jsonl").exists()
+    assert not temp_files(out)
+    assert not (out / "results.jsonl").exists()
