@@ -59,8 +59,10 @@ _SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|hf_[A-Za-z0-9]{20,}|"
     r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|"
     r"xox[abprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{30,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})")
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|password|passwd|token|authorization|credential)",
-                         re.IGNORECASE)
+# Matched against the last part of a key, as whole words: "access_token", "x-api-key",
+# "client_secret" are secrets; "max_tokens" and "tokens_in" are counts.
+_SECRET_KEY = re.compile(r"(?:^|[_\-])(?:api[_\-]?key|secret|password|passwd|token|"
+                         r"authorization|credentials?)(?:$|[_\-])", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
 
 
@@ -73,8 +75,12 @@ def _e(value: Any) -> str:
 
 
 def _md(value: Any) -> str:
-    """Escape text for Markdown: HTML first, then the inline Markdown metacharacters."""
-    text = _e(value)
+    """Escape text for Markdown: HTML first, then the inline Markdown metacharacters.
+
+    Quotes stay as they are (no tag can start without ``<``, which is escaped), so the
+    Markdown reads "the model's answer", not "the model&#x27;s answer".
+    """
+    text = html.escape("" if value is None else str(value), quote=False)
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
     return text.replace("\r\n", "\n").replace("\n", "<br>")
 
@@ -135,7 +141,8 @@ def redact(value: Any, key: str = "") -> Any:
     ``api_key_env`` style keys hold the *name* of an environment variable and are kept.
     """
     if isinstance(value, str):
-        if key and _SECRET_KEY.search(key) and not key.lower().endswith(("_env", "_var")):
+        last = key.rsplit(".", 1)[-1]
+        if last and _SECRET_KEY.search(last) and not last.lower().endswith(("_env", "_var")):
             return "[redacted]"
         return _URL_USERINFO.sub("[redacted]@", _SECRET_VALUE.sub("[redacted]", value))
     return value
@@ -144,7 +151,8 @@ def redact(value: Any, key: str = "") -> Any:
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(obj, Mapping):
-        for key in obj:
+        # sorted like manifest.json, so a rebuilt report is identical to the run's own
+        for key in sorted(obj, key=str):
             out += _flatten(obj[key], f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(obj, (list, tuple)):
         if all(not isinstance(v, (Mapping, list, tuple)) for v in obj):

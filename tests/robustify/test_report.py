@@ -13,6 +13,7 @@ import pytest
 
 from robustify import analysis as A
 from robustify import report as R
+from robustify.atomic import write_json_atomic
 
 from .results_factory import HOSTILE_TEXTS, frame, make_results, row
 
@@ -104,6 +105,9 @@ def test_headline_matches_model_overview(written):
                 f"{first['overestimation_ci_high_pp']:.1f} pp).")
     assert first["overestimation_pp"] > 0
     assert f'<p class="headline">{sentence}' in page
+    md = (out / "report.md").read_text()
+    headline = next(line for line in md.splitlines() if "clean score of" in line)
+    assert "'s clean score of" in headline  # Markdown text keeps its quotes
     assert "Realistic noise here: typos, slang." in page   # truncation is may_break
 
 
@@ -203,12 +207,25 @@ def test_results_jsonl_round_trip(written):
     assert len(csv) == len(df) and list(csv.columns) == list(df.columns)
 
 
+def test_redaction_hides_credentials_not_token_counts():
+    for key in ("api_key", "models.0.api_key", "x-api-key", "access_token", "client_secret",
+                "password", "credentials", "Authorization", "apikey"):
+        assert R.redact("abc123", key) == "[redacted]", key
+    for key in ("models.0.identity.params.max_tokens", "tokens_in", "api_key_env",
+                "secretary", "keyboard", "seed"):
+        assert R.redact("48", key) == "48", key
+    assert R.redact("sk-" + "a" * 24, "note") == "[redacted]"  # by its shape, any key
+
+
 def test_rebuild_report_is_identical(tmp_path):
     df = make_results(MODELS, n_items=10, seed=9)
-    manifest = {"seed": 0, "title": "robustify report: sample"}
+    # insertion order differs from manifest.json's sorted keys, as in a real run
+    manifest = {"title": "robustify report: sample", "seed": 0,
+                "models": [{"label": "m", "identity": {"params": {"top_p": None, "seed": 0}}}],
+                "counts": {"rows": 20, "failed": 0}}
     first = tmp_path / "run"
     files = R.write_report(df, first, title=manifest["title"], manifest=manifest, n_boot=200)
-    (first / "manifest.json").write_text(json.dumps(manifest))
+    write_json_atomic(first / "manifest.json", manifest)
     original = {k: p.read_bytes() for k, p in files.items()}
     rebuilt = R.rebuild_report(first, out_dir=tmp_path / "again", n_boot=200)
     assert set(rebuilt) == set(files)
