@@ -16,12 +16,11 @@ Run: ``python -m benchmarks.cache_and_calls [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import FakeServerProcess, Figure, check, load_average, timed
+from benchmarks.common import FakeServerProcess, Figure, check, load_average, section_main, timed
 
 __all__ = ["measure", "main"]
 
@@ -102,13 +101,7 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: ``--quick`` (same work: the default job is small)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    _, figures = measure(args.quick)
-    for fig in figures:
-        value = "-" if fig.value is None else f"{fig.value:.3f}"
-        print(f"{fig.name:45s} {value:>8s} {fig.target:8s} {fig.note}")
+    section_main(__doc__, measure, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run_all.py` puts benchmarks/
     sys.path.insert(0, str(ROOT))
 
 __all__ = ["ROOT", "Figure", "FakeServerProcess", "alternate", "check", "cpu_seconds",
-           "load_average", "machine", "timed"]
+           "load_average", "machine", "print_figures", "section_main", "timed"]
 
 
 @dataclass
@@ -47,6 +47,25 @@ class Figure:
     """Context: sizes, load, what the contenders were."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Raw numbers behind the figure (written to the JSON output)."""
+
+
+def print_figures(figures: Sequence[Figure]) -> None:
+    """One line per figure, for a section run on its own."""
+    for fig in figures:
+        value = "-" if fig.value is None else f"{fig.value:.3f}"
+        print(f"{fig.name:48s} {value:>8s} {fig.unit:3s} {fig.target:8s} {fig.note}")
+
+
+def section_main(doc: str | None, measure: Callable[[bool], tuple[Any, Sequence[Figure]]],
+                 argv: Sequence[str] | None = None) -> None:
+    """Command line of a section whose only option is ``--quick``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    _, figures = measure(args.quick)
+    print_figures(figures)
 
 
 def check(value: float | None, target: str) -> bool | None:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from benchmarks.common import (ROOT, FakeServerProcess, Figure, alternate, check, load_average,
-                               timed)
+                               print_figures, timed)
 
 __all__ = ["measure", "bare_loop", "profile_runner", "main"]
 
@@ -279,9 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _profile_child(url, int(n), int(c))
         return
     _, figures = measure(args.quick, profile=not args.no_profile)
-    for fig in figures:
-        value = "-" if fig.value is None else f"{fig.value:.3f}"
-        print(f"{fig.name:48s} {value:>8s} {fig.unit:3s} {fig.target:8s} {fig.note}")
+    print_figures(figures)
 
 
 if __name__ == "__main__":
