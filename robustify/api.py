@@ -280,9 +280,10 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             prepared: PreparedJob | None = None) -> "RunResult":
     """Run a validated job end to end and (with ``write``) save everything under ``out``.
 
-    The variants file is written before the first model call, answers go to the response
-    cache as they arrive (an interrupted run loses only calls in flight), and results,
-    summary, charts and report are written atomically at the end.
+    The variants file is streamed while the runner plans and is complete before the first
+    question is asked (model-written rewrites, when asked for, are made first); answers
+    go to the response cache as they arrive (an interrupted run loses only calls in
+    flight), and results, summary, charts and report are written atomically at the end.
     """
     from .prompts import build_messages
     from .runner import run_queries
@@ -330,6 +331,9 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             if job.noise_floor and fatal is None:
                 floor = _noise_floor(prep, messages, cache, progress)
         finally:
+            close = getattr(stream, "close", None)
+            if close is not None:  # a failed run: drop the half-written variants file now
+                close()
             if cache is not None:
                 cache.close()
             for backend in prep.backends:

@@ -16,7 +16,7 @@ Re-running a finished or interrupted job asks no question twice. Design points:
   only once its row is committed (inline when the file is free, through the writer
   thread when another connection holds the lock), so an answer counts as done only once
   it is in the file and a killed process (even SIGKILL) loses only calls still in
-  flight, at most the concurrency. :meth:`ResponseCache.flush` and
+  flight, at most the concurrency of each model. :meth:`ResponseCache.flush` and
   :meth:`ResponseCache.close` (and interpreter exit) drain the queue.
   ``synchronous=NORMAL``: a commit survives a process kill; only a power cut can lose
   the last transactions.
@@ -316,15 +316,19 @@ class ResponseCache:
             on_commit: Called from the writer thread once the row's transaction ends,
                 with ``True`` if it was committed, ``False`` if it was given up.
         """
+        self._check_writable(completion)
+        with self._pending_lock:
+            self._pending[key] = completion
+        self._queue.put((key, completion, on_commit))
+        self._start_writer()
+
+    def _check_writable(self, completion: Completion) -> None:
         if self._closed:
             raise ConfigError(f"response cache {self.path} is closed")
         if not isinstance(completion, Completion):
             raise TypeError(f"expected a Completion, got {type(completion).__name__}")
-        with self._pending_lock:
-            self._pending[key] = completion
-        self._queue.put((key, completion, on_commit))
-        if self._writer is None:
-            self._start_writer()
+        if not isinstance(completion.text, str):
+            raise TypeError(f"a cached answer must be text, got {type(completion.text).__name__}")
 
     async def aput(self, key: str, completion: Completion) -> bool:
         """Store a completion and return once it is committed to the file.
@@ -338,10 +342,7 @@ class ResponseCache:
         Returns ``True`` once committed, ``False`` if the commit was given up after
         ``write_retries`` attempts (the answer is then asked again next run).
         """
-        if self._closed:
-            raise ConfigError(f"response cache {self.path} is closed")
-        if not isinstance(completion, Completion):
-            raise TypeError(f"expected a Completion, got {type(completion).__name__}")
+        self._check_writable(completion)
         if self._commit_now(key, completion):
             return True
         loop = asyncio.get_running_loop()
@@ -358,30 +359,52 @@ class ResponseCache:
             self._local.quick = conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return False  # another writer holds the lock: let the writer thread wait
-        try:
             conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
                          (key, completion.text, completion.tokens_in, completion.tokens_out,
                           time.time()))
             conn.execute("COMMIT")
-        except sqlite3.OperationalError:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        except sqlite3.Error:
+            # busy (another writer holds the lock) or anything else: never keep a
+            # transaction open here; the writer thread retries and reports failure
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             return False
         self.writes += 1
         return True
 
     def _start_writer(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            return
         with self._writer_lock:
-            if self._writer is None:
+            if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, daemon=True,
                                                 name=f"robustify-cache-writer:{self.path.name}")
                 self._writer.start()
 
     def _write_loop(self) -> None:
+        try:
+            self._write_until_stopped()
+        except BaseException as exc:  # pragma: no cover - e.g. no file descriptor left
+            logger.warning("response cache %s: writer stopped (%s)", self.path, exc)
+        finally:
+            # Nothing may wait forever: what is still queued (put just before close(),
+            # or a writer that died) is reported as not stored.
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Flush):
+                    item.done.set()
+                elif item is not _STOP:
+                    self.dropped += 1
+                    _notify([item[2]] if item[2] is not None else [], False)
+
+    def _write_until_stopped(self) -> None:
         conn = self._connect()
         stop = False
         while not stop:

@@ -59,10 +59,29 @@ _SECRET_VALUE = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|hf_[A-Za-z0-9]{20,}|"
     r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|"
     r"xox[abprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{30,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})")
-# Matched against the last part of a key, as whole words: "access_token", "x-api-key",
-# "client_secret" are secrets; "max_tokens" and "tokens_in" are counts.
-_SECRET_KEY = re.compile(r"(?:^|[_\-])(?:api[_\-]?key|secret|password|passwd|token|"
-                         r"authorization|credentials?)(?:$|[_\-])", re.IGNORECASE)
+# Key names that hold credentials, matched as whole words of any part of a key path
+# (split at "." "_" "-" and camelCase): "access_token", "x-api-key", "clientSecret",
+# "secrets.openai" are hidden; "max_tokens", "tokens_in", "keyboard" are not.
+_SECRET_WORDS = frozenset({"apikey", "secret", "secrets", "password", "passwd", "pwd", "token",
+                           "auth", "authorization", "bearer", "credential", "credentials",
+                           "cookie", "passphrase"})
+_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("secret", "key"),
+                           ("access", "key"), ("signing", "key")})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _is_secret_key(key: str) -> bool:
+    """Whether a (dotted) key path names a credential; ``*_env``/``*_var`` name a variable."""
+    parts = key.split(".")
+    if parts and parts[-1].lower().endswith(("_env", "_var")):
+        parts = parts[:-1]
+    for part in parts:
+        words = [w.lower() for w in _WORD.findall(part)]
+        if _SECRET_WORDS.intersection(words) or _SECRET_PAIRS.intersection(zip(words, words[1:])):
+            return True
+    return False
+
+
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
 
 
@@ -141,8 +160,7 @@ def redact(value: Any, key: str = "") -> Any:
     ``api_key_env`` style keys hold the *name* of an environment variable and are kept.
     """
     if isinstance(value, str):
-        last = key.rsplit(".", 1)[-1]
-        if last and _SECRET_KEY.search(last) and not last.lower().endswith(("_env", "_var")):
+        if key and _is_secret_key(key):
             return "[redacted]"
         return _URL_USERINFO.sub("[redacted]@", _SECRET_VALUE.sub("[redacted]", value))
     return value

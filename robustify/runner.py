@@ -85,6 +85,8 @@ class BackendStats:
     """Rows with an error (including ``max_calls`` and fatal stops)."""
     skipped: int = 0
     """Prompts not sent because of ``max_calls`` or a fatal error."""
+    unstored: int = 0
+    """Answers the response cache could not store (a re-run asks them again)."""
     fatal: str | None = None
     """The fatal error that stopped this backend, if any."""
 
@@ -646,7 +648,14 @@ class _Run:
             if cache is not None:
                 # counted done only once it is in the file: a kill repeats only calls
                 # still in flight, never an answer already reported
-                await cache.aput(keys[group].hex(), completion)
+                try:
+                    stored = await cache.aput(keys[group].hex(), completion)
+                except Exception as exc:  # an unstorable answer still counts for this run
+                    logger.warning("%s: answer not cached (%s); a re-run asks it again",
+                                   backend.label, _describe(exc))
+                    stored = False
+                if not stored:
+                    plan.stats.unstored += 1
             self.progress.call_done(error=False)
             self.finish(b, group, completion=completion, error=None, latency=latency,
                         cached=False)

@@ -162,6 +162,9 @@ class PythonCallableBackend(BaseBackend):
         except Exception as exc:
             raise ModelCallError(f"{type(exc).__name__}: {one_line(exc, limit=240)}") from exc
         if isinstance(result, Completion):
+            if not isinstance(result.text, str):
+                raise ModelCallError(f"{self.target} returned a Completion whose text is "
+                                     f"{type(result.text).__name__}, not str")
             return result
         if isinstance(result, str):
             return Completion(text=result)

@@ -98,7 +98,7 @@ def test_aput_returns_only_once_the_row_is_in_the_file(tmp_path: Path) -> None:
             ok = await cache.aput(f"k{i}", Completion(text=f"v{i}", tokens_out=i))
             # another connection sees it the moment aput returns: nothing waits in a queue
             seen.append((ok, rows(path)))
-        # many at once share commits and all come back True
+        # many at once all come back True
         results = await asyncio.gather(*(cache.aput(f"g{i}", Completion(text="x"))
                                          for i in range(200)))
         assert results == [True] * 200
@@ -126,6 +126,43 @@ def test_aput_reports_a_commit_it_gave_up(tmp_path: Path) -> None:
     assert cache.get("k") == Completion(text="v")  # this process still has the answer
     cache.close()
     assert "k" not in rows(path)
+
+
+def test_aput_waits_for_a_busy_file_through_the_writer(tmp_path: Path) -> None:
+    """Another connection holds the write lock: aput hands over and returns once stored."""
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.3, blocker.execute, args=("COMMIT",))
+
+    async def store() -> tuple[bool, float]:
+        released.start()
+        started = time.monotonic()
+        ok = await asyncio.wait_for(cache.aput("k", Completion(text="v", tokens_in=3)), 30)
+        return ok, time.monotonic() - started
+
+    ok, waited = asyncio.run(store())
+    released.join()
+    blocker.close()
+    assert ok is True and waited >= 0.25  # it really waited for the lock, not the inline path
+    assert rows(path)["k"] == ("v", 3, None)
+    cache.close()
+
+
+def test_an_answer_that_is_not_text_is_refused_and_leaves_no_lock(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    with pytest.raises(TypeError, match="must be text"):
+        asyncio.run(cache.aput("k", Completion(text=None)))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be text"):
+        cache.put("k", Completion(text=None))  # type: ignore[arg-type]
+    assert asyncio.run(cache.aput("k2", Completion(text="fine"))) is True
+    other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # would raise "database is locked" if one were held
+    other.execute("ROLLBACK")
+    other.close()
+    cache.close()
 
 
 def test_get_many_chunks_large_requests(tmp_path: Path) -> None:

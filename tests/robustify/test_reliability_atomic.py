@@ -224,3 +224,28 @@ def test_a_failure_while_perturbing_leaves_no_variants_file(tmp_path, monkeypatc
     assert not (out / "variants.jsonl").exists()
     assert not temp_files(out)
     assert not (out / "results.jsonl").exists()
+
+
+def test_a_failure_while_planning_leaves_no_variants_file(tmp_path, monkeypatch):
+    """The consumer fails half way through the stream: the temporary file goes at once."""
+    import robustify.prompts as prompts
+
+    real = prompts.build_messages
+    calls = []
+
+    def failing(item, *args, **kwargs):
+        calls.append(item.id)
+        if len(calls) == 12:
+            raise RuntimeError("template blew up")
+        return real(item, *args, **kwargs)
+
+    monkeypatch.setattr(prompts, "build_messages", failing)
+    out = tmp_path / "run"
+    job = JobConfig(models=(ModelConfig(spec=ECHO_MODEL),), transforms=("typos",), limit=6,
+                    out=str(out), cache=str(tmp_path / "c.sqlite"))
+    with pytest.raises(RuntimeError, match="template blew up") as raised:
+        run_job(job, progress=False)
+    # checked while the traceback (and with it the runner's frames) is still alive
+    assert raised.value is not None
+    assert not (out / "variants.jsonl").exists()
+    assert not temp_files(out), temp_files(out)

@@ -209,10 +209,14 @@ def test_results_jsonl_round_trip(written):
 
 def test_redaction_hides_credentials_not_token_counts():
     for key in ("api_key", "models.0.api_key", "x-api-key", "access_token", "client_secret",
-                "password", "credentials", "Authorization", "apikey"):
+                "password", "credentials", "Authorization", "apikey", "apiKey", "accessToken",
+                "clientSecret", "secretKey", "openaiApiKey", "OPENAI_API_KEY", "secrets.openai",
+                "api_key.value", "auth", "bearer", "private_key", "privateKey", "pwd", "Cookie",
+                "session_token"):
         assert R.redact("abc123", key) == "[redacted]", key
     for key in ("models.0.identity.params.max_tokens", "tokens_in", "api_key_env",
-                "secretary", "keyboard", "seed"):
+                "models.0.api_key_env", "secretary", "keyboard", "seed", "author",
+                "dataset_hash", "keys"):
         assert R.redact("48", key) == "48", key
     assert R.redact("sk-" + "a" * 24, "note") == "[redacted]"  # by its shape, any key
 

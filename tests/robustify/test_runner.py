@@ -527,3 +527,38 @@ def test_a_failing_on_result_callback_stops_every_call(fake_server_factory) -> N
 
     assert asyncio.run(notebook()) == 0
     assert server.completion_count <= 4
+
+
+class _FlakyCache(ResponseCache):
+    """A cache that cannot store some answers: every third is refused, every fifth raises."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.attempts = 0
+
+    async def aput(self, key: str, completion) -> bool:
+        self.attempts += 1
+        if self.attempts % 5 == 0:
+            raise OSError("disk full")
+        if self.attempts % 3 == 0:
+            return False
+        return await super().aput(key, completion)
+
+
+def test_answers_the_cache_cannot_store_still_count_and_are_asked_again(
+        fake_server: FakeOpenAIServer, tmp_path: Path, caplog) -> None:
+    variants = [Variant.clean(i) for i in items(15)]
+    flaky = _FlakyCache(tmp_path / "c.sqlite")
+    with caplog.at_level("WARNING", logger="robustify.runner"):
+        frame = run(variants, [openai_backend(fake_server, concurrency=3)], flaky)
+    flaky.close()
+    stats = frame.attrs["run_stats"][frame["model"][0]]
+    # attempts 3, 5, 6, 9, 10, 12, 15 were not stored (5, 10, 15 raised)
+    assert frame["error"].isna().all() and stats["calls"] == 15
+    assert stats["unstored"] == 7
+    assert sum("answer not cached (OSError: disk full)" in r.message for r in caplog.records) == 3
+    fake_server.reset()
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        again = run(variants, [openai_backend(fake_server, concurrency=3)], cache)
+    assert fake_server.completion_count == 7  # only the unstored ones are asked again
+    assert again["cached"].sum() == 8
