@@ -24,11 +24,10 @@ import logging
 import os
 import platform
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -564,7 +563,8 @@ def evaluate(data: str | Sequence[str] = "sample",
         api_key_env: Name of the variable holding the key for remote models.
         templates: YAML/JSON file overriding the prompt templates.
         noise_floor: Re-ask clean items this many extra times to measure flips without noise.
-        progress: Show a progress bar on a terminal.
+        progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
+            once the run has lasted 10 s.
         write: Write the run folder (variants, results, report).
 
     Returns:
@@ -579,4 +579,4 @@ def evaluate(data: str | Sequence[str] = "sample",
                     replicates=replicates, limit=limit, out=str(out) if out is not None else None,
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor)
-    return run_job(job, progress=progress and sys.stderr.isatty(), write=write)
+    return run_job(job, progress=progress, write=write)

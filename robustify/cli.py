@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -163,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a drop's 95%% interval lies above PP percentage points")
     p.add_argument("--max-error-rate", type=_number, metavar="RATE",
                    help="exit 1 when more than RATE (0-1) of the calls failed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (bar, or a line every 30 s in a log), no summary table")
     p.set_defaults(handler=_cmd_run)
 
     from . import compare, leakage
@@ -314,7 +314,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .api import prepare_job, run_job
 
     job = _job_from_args(args)
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not args.quiet  # a bar on a terminal, plain lines in a log
     prepared = prepare_job(job)
     if args.estimate:
         from .prompts import build_messages

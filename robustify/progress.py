@@ -1,18 +1,28 @@
-"""A cheap progress bar for model calls: calls done, cache hits, errors and ETA.
+"""Progress for model calls: calls done, cache hits, errors and ETA.
 
 The runner updates it once per finished call, possibly thousands of times a second, so
-the disabled bar is a no-op object and the enabled one refreshes its text at most a few
-times a second. It is off when stderr is not a terminal (CI logs, pipes) or when the
-caller passes ``progress=False`` / ``--quiet``.
+the disabled form is a no-op object and the others refresh at most a few times a second.
+Three modes (:func:`progress_mode`):
+
+* ``"bar"``: a tqdm bar on a terminal (a widget in Jupyter);
+* ``"lines"``: when stderr is a log or a pipe (CI, ``nohup``, ``| tee``): one plain
+  line every 30 s, starting only once a run has lasted 10 s, so short runs stay silent
+  and long batch jobs never go quiet for minutes;
+* ``"off"``: ``progress=False`` / ``--quiet``.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
-__all__ = ["CallProgress", "progress_enabled"]
+__all__ = ["CallProgress", "progress_enabled", "progress_mode"]
+
+
+def _in_notebook() -> bool:
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and "ipykernel" in sys.modules
 
 
 def progress_enabled(requested: bool = True, stream: TextIO | None = None) -> bool:
@@ -26,28 +36,57 @@ def progress_enabled(requested: bool = True, stream: TextIO | None = None) -> bo
         return False
 
 
+def progress_mode(requested: bool | str = True, stream: TextIO | None = None) -> str:
+    """``"bar"``, ``"lines"`` or ``"off"`` for a run (a mode name passes through)."""
+    if isinstance(requested, str):
+        if requested not in ("bar", "lines", "off"):
+            raise ValueError(f"progress must be True, False, 'bar', 'lines' or 'off', "
+                             f"got {requested!r}")
+        return requested
+    if not requested:
+        return "off"
+    if progress_enabled(True, stream) or (stream is None and _in_notebook()):
+        return "bar"
+    return "lines"
+
+
 class CallProgress:
     """Progress over planned model calls.
 
     Args:
         total: Calls planned (cache misses after dedupe).
-        enabled: Draw a bar; when False every method is a cheap no-op.
-        desc: Bar label.
-        min_interval: Seconds between refreshes of the hits/errors text.
-        file: Where to draw (default stderr).
+        enabled: ``True`` or ``"bar"`` draws a bar, ``"lines"`` prints plain lines,
+            ``False``/``"off"`` makes every method a cheap no-op.
+        desc: Label.
+        min_interval: Seconds between refreshes of the bar's hits/errors text.
+        file: Where to write (default stderr).
+        line_interval: Lines mode: seconds between lines.
+        quiet_start: Lines mode: seconds before the first line (short runs print nothing).
+        clock: Monotonic clock (tests pass a fake one).
     """
 
-    def __init__(self, total: int, *, enabled: bool, desc: str = "calls",
-                 min_interval: float = 0.25, file: TextIO | None = None) -> None:
+    def __init__(self, total: int, *, enabled: bool | str, desc: str = "calls",
+                 min_interval: float = 0.25, file: TextIO | None = None,
+                 line_interval: float = 30.0, quiet_start: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.calls = 0
         self.errors = 0
         self.hits = 0
-        self.enabled = enabled
+        mode = "bar" if enabled is True else "off" if enabled is False else enabled
+        self.mode = progress_mode(mode)
+        self.enabled = self.mode != "off"
         self._bar: Any = None
         self._min_interval = min_interval
         self._last = 0.0
-        if enabled:
+        self._file = file
+        self._desc = desc
+        self._clock = clock
+        self._started = clock()
+        self._line_interval = line_interval
+        self._next_line = self._started + quiet_start
+        self._lines = 0
+        if self.mode == "bar":
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit="call", dynamic_ncols=True,
@@ -66,12 +105,29 @@ class CallProgress:
         if self._bar is not None:
             self._bar.update(1)
             self._postfix()
+        elif (self.mode == "lines" and self.calls < self.total
+              and self._clock() >= self._next_line):
+            self._line()  # (the last call's line is close()'s)
 
     def skipped(self, count: int) -> None:
         """Planned calls that will not be made (``max_calls`` or a fatal backend error)."""
         if self._bar is not None and count:
             self._bar.total = max(self.calls, (self._bar.total or 0) - count)
             self._bar.refresh()
+        elif self.mode == "lines":
+            self.total = max(self.calls, self.total - count)
+
+    def _line(self, final: bool = False) -> None:
+        now = self._clock()
+        elapsed = now - self._started
+        share = self.calls / self.total if self.total else 1.0
+        text = (f"{self._desc}: {self.calls}/{self.total} ({share:.0%}), "
+                f"cache hits {self.hits}, errors {self.errors}, {_duration(elapsed)} elapsed")
+        if not final and 0 < self.calls < self.total:
+            text += f", about {_duration(elapsed / self.calls * (self.total - self.calls))} left"
+        print(text, file=self._file if self._file is not None else sys.stderr, flush=True)
+        self._lines += 1
+        self._next_line = now + self._line_interval
 
     def _postfix(self, force: bool = False) -> None:
         if self._bar is None:
@@ -87,3 +143,12 @@ class CallProgress:
             self._postfix(force=True)
             self._bar.close()
             self._bar = None
+        elif self.mode == "lines" and self._lines:
+            self._line(final=True)  # a long run says when it is done
+            self._lines = 0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, sec = divmod(seconds, 60)
+    return f"{minutes} min {sec:02d} s" if minutes else f"{sec} s"

@@ -51,7 +51,7 @@ from perturbations.records import Item, Variant
 
 from .cache import KeyMaker, ResponseCache, canonical_json
 from .models.base import Backend, FatalModelError, one_line, run_sync
-from .progress import CallProgress, progress_enabled
+from .progress import CallProgress, progress_mode
 from .records import RESULT_COLUMNS, Completion, Score
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
@@ -769,7 +769,7 @@ def _frame(rows: _Rows, plans: list[_Plan], results: list[_Results]) -> pd.DataF
 async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend], *,
                        build_messages: BuildMessages, score: ScoreFn,
                        cache: ResponseCache | None, max_calls: int | None = None,
-                       progress: bool = True,
+                       progress: bool | str = True,
                        on_result: Callable[[dict[str, Any]], None] | None = None
                        ) -> pd.DataFrame:
     """Ask every backend every variant and score the answers.
@@ -784,7 +784,9 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
             recorded with score NaN).
         cache: Response cache, or ``None`` to always ask.
         max_calls: Cap on real calls in this run, all backends together.
-        progress: Show a progress bar (only drawn when stderr is a terminal).
+        progress: ``True``: a bar on a terminal or in Jupyter, otherwise a plain line
+            every 30 s once the run has lasted 10 s; ``False``: nothing; or a mode
+            name (``"bar"``, ``"lines"``, ``"off"``).
         on_result: Called with each finished row dict as soon as it is known (cache hits
             first, then calls in completion order), e.g. to append to a JSONL file.
 
@@ -831,7 +833,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
             planned += misses
             queues.append(_Queue(answered, misses))
         total = planned if max_calls is None else min(planned, max_calls)
-        run.progress = CallProgress(total, enabled=progress_enabled(progress))
+        run.progress = CallProgress(total, enabled=progress_mode(progress))
         run.progress.cache_hits(hit_rows)
         logger.info("%d variants x %d models: %d prompts to send (%d reuse a clean answer, "
                     "%d rows answered by the cache)", count, len(backends), planned,
@@ -885,7 +887,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
 
 def run_queries(variants: Iterable[Variant], backends: Sequence[Backend], *,
                 build_messages: BuildMessages, score: ScoreFn, cache: ResponseCache | None,
-                max_calls: int | None = None, progress: bool = True,
+                max_calls: int | None = None, progress: bool | str = True,
                 on_result: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
     """Synchronous :func:`arun_queries`; inside a running loop (Jupyter) it uses a thread."""
     return run_sync(arun_queries(variants, backends, build_messages=build_messages,

@@ -326,11 +326,43 @@ def test_progress_bar_shows_calls_hits_and_errors() -> None:
     assert "2/4" in text and "hits=7 errors=1" in text
 
 
-def test_no_progress_output_when_not_a_terminal(fake_server: FakeOpenAIServer,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_a_short_run_prints_nothing_when_not_a_terminal(fake_server: FakeOpenAIServer,
+                                                        capsys: pytest.CaptureFixture) -> None:
     run([Variant.clean(i) for i in items(3)], [openai_backend(fake_server)], progress=True)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
+    import io
+
+    from robustify.progress import progress_mode
+
+    assert progress_mode(True, io.StringIO()) == "lines"  # not a terminal
+    assert progress_mode(False) == "off" and progress_mode("bar") == "bar"
+    now = [100.0]
+    stream = io.StringIO()
+    lines = CallProgress(200, enabled="lines", file=stream, clock=lambda: now[0])
+    lines.cache_hits(40)
+    for step in range(200):
+        now[0] += 0.5  # one answer every half second: 100 s in all
+        lines.call_done(error=step % 50 == 0)
+    lines.close()
+    out = stream.getvalue().splitlines()
+    # at 10 s (call 20), 40 s, 70 s, then the final line at 100 s
+    assert out == [
+        "calls: 20/200 (10%), cache hits 40, errors 1, 10 s elapsed, about 1 min 30 s left",
+        "calls: 80/200 (40%), cache hits 40, errors 2, 40 s elapsed, about 1 min 00 s left",
+        "calls: 140/200 (70%), cache hits 40, errors 3, 1 min 10 s elapsed, about 30 s left",
+        "calls: 200/200 (100%), cache hits 40, errors 4, 1 min 40 s elapsed",
+    ], out
+    quiet = io.StringIO()
+    short = CallProgress(5, enabled="lines", file=quiet, clock=lambda: now[0])
+    for _ in range(5):
+        now[0] += 1.0
+        short.call_done(error=False)
+    short.close()
+    assert quiet.getvalue() == ""  # 5 s: no line at all
 
 
 # ---------------------------------------------------------------------- estimates
