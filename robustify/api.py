@@ -300,8 +300,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
-        written = _Counted(prep.variants())
-        stream: Iterator[Variant] = written
+        variants: Iterable[Variant] = prep.variants()
+        stream: Iterator[Variant] = iter(())
         try:
             if prep.rewrites:
                 from .rewrite import run_rewrite_specs
@@ -311,8 +311,9 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                                               progress=progress)
                 if write:
                     rewritten.write(prep.out_dir)
-                written = _Counted(itertools.chain(stream, rewritten.variants))
-                stream = written
+                variants = itertools.chain(variants, rewritten.variants)
+            written = _Counted(variants)
+            stream = written
             if write:
                 # streamed: the runner reads every variant (planning) before its first
                 # call, so the file is complete and in place before any question is asked

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
-__all__ = ["CallProgress", "progress_enabled", "progress_mode"]
+__all__ = ["CallProgress", "progress_mode"]
 
 
 def _in_notebook() -> bool:
@@ -25,11 +25,7 @@ def _in_notebook() -> bool:
     return shell is not None and "ipykernel" in sys.modules
 
 
-def progress_enabled(requested: bool = True, stream: TextIO | None = None) -> bool:
-    """True when a bar was asked for and ``stream`` (default stderr) is a terminal."""
-    if not requested:
-        return False
-    stream = stream if stream is not None else sys.stderr
+def _is_terminal(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # closed or replaced streams
@@ -45,7 +41,8 @@ def progress_mode(requested: bool | str = True, stream: TextIO | None = None) ->
         return requested
     if not requested:
         return "off"
-    if progress_enabled(True, stream) or (stream is None and _in_notebook()):
+    if _is_terminal(stream if stream is not None else sys.stderr) or (
+            stream is None and _in_notebook()):
         return "bar"
     return "lines"
 
@@ -73,9 +70,9 @@ class CallProgress:
         self.calls = 0
         self.errors = 0
         self.hits = 0
-        mode = "bar" if enabled is True else "off" if enabled is False else enabled
-        self.mode = progress_mode(mode)
-        self.enabled = self.mode != "off"
+        # a plain bool keeps its old meaning (draw a bar or not); a mode name is checked
+        self.mode = progress_mode(enabled) if isinstance(enabled, str) else (
+            "bar" if enabled else "off")
         self._bar: Any = None
         self._min_interval = min_interval
         self._last = 0.0
