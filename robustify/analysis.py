@@ -298,13 +298,17 @@ def mcnemar_exact(b: int, c: int) -> float:
     >>> mcnemar_exact(8, 1)
     0.0390625
     """
-    from scipy.stats import binom
-
     b, c = int(b), int(c)
     n = b + c
     if n == 0:
         return 1.0
-    return float(min(1.0, 2.0 * binom.cdf(min(b, c), n, 0.5)))
+    # exact integer arithmetic: sum C(n, k) for k <= min(b, c), then one correctly
+    # rounded division by 2**n (Python divides big integers exactly)
+    term = total = 1
+    for k in range(1, min(b, c) + 1):
+        term = term * (n - k + 1) // k
+        total += term
+    return min(1.0, 2 * total / 2 ** n)
 
 
 # ------------------------------------------------------------------------- pairing
@@ -606,15 +610,40 @@ def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
 # ---------------------------------------------------------------------- rankings
 
 
-def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    from scipy.stats import kendalltau, spearmanr
+def spearman_rho(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation: Pearson's r of the average ranks (ties share a rank).
 
+    >>> round(spearman_rho(np.array([1., 2., 3., 4.]), np.array([1., 3., 2., 4.])), 6)
+    0.8
+    """
+    rx = pd.Series(x).rank(method="average").to_numpy()
+    ry = pd.Series(y).rank(method="average").to_numpy()
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b: (concordant - discordant) pairs, corrected for ties in x and y.
+
+    Quadratic in the number of models, which is small.
+
+    >>> round(kendall_tau_b(np.array([1., 2., 3., 4.]), np.array([1., 3., 2., 4.])), 6)
+    0.666667
+    """
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    upper = np.triu_indices(len(x), k=1)
+    dx, dy = dx[upper], dy[upper]
+    denominator = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
+    return float((dx * dy).sum() / denominator) if denominator else math.nan
+
+
+def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     ok = ~(np.isnan(x) | np.isnan(y))
     x, y = x[ok], y[ok]
-    # Constant input has no ranking; scipy would warn and return NaN anyway.
+    # Constant input has no ranking.
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return (math.nan, math.nan)
-    return (float(spearmanr(x, y).statistic), float(kendalltau(x, y).statistic))
+    return (spearman_rho(x, y), kendall_tau_b(x, y))
 
 
 def ranking_change(results: pd.DataFrame, *, by: str = "transform",

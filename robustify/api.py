@@ -36,6 +36,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
+from .errors import AnalysisError, GateFailure
 from .atomic import sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
 from .job import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
@@ -43,15 +44,11 @@ from .models.base import FatalModelError
 from .records import GenerationParams
 
 __all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult", "default_cache_path",
-           "SCHEMA_VERSION", "GateFailure"]
+           "SCHEMA_VERSION", "GateFailure", "AnalysisError"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-class GateFailure(RobustifyError):
-    """Raised by :meth:`RunResult.check_gates` callers that want an exception (exit code 1)."""
 
 
 def default_cache_path() -> Path:
@@ -338,19 +335,39 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 cache.close()
             for backend in prep.backends:
                 backend.close()
-        manifest = prep.manifest(
-            n_variants=written.count - len(prep.items),
-            rewrites=rewritten.manifest if rewritten is not None else [],
-            counts=_counts(results),
-            duration_s=round(time.time() - started, 2),
-        )
-        result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
-                           noise_floor_rows=floor)
-        if write:
-            result.write_report(prep.out_dir)
+        try:
+            manifest = prep.manifest(
+                n_variants=written.count - len(prep.items),
+                rewrites=rewritten.manifest if rewritten is not None else [],
+                counts=_counts(results),
+                duration_s=round(time.time() - started, 2),
+            )
+            result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
+                               noise_floor_rows=floor)
+            if write:
+                result.write_report(prep.out_dir)
+        except RobustifyError:
+            raise
+        except Exception as exc:
+            raise _analysis_failed(exc, results, prep.cache_path) from exc
     if fatal is not None:
         raise fatal
     return result
+
+
+def _analysis_failed(exc: BaseException, results: pd.DataFrame,
+                     cache_path: Path | None) -> AnalysisError:
+    from .models.base import one_line
+
+    answered = int(results["error"].isna().sum()) if "error" in results else len(results)
+    if cache_path is not None:
+        kept = (f"the {answered} answers are kept in the response cache {cache_path}: run the "
+                f"same command again to resume without new model calls")
+    else:
+        kept = (f"the response cache was off (--cache off), so the {answered} answers were not "
+                f"kept; use a cache to make a rerun free")
+    return AnalysisError(f"the analysis failed after the model calls "
+                         f"({type(exc).__name__}: {one_line(exc, limit=300)}); {kept}")
 
 
 class _Counted:

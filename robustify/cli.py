@@ -21,9 +21,11 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import SEVERITY_PRESETS, parse_severity
 from perturbations.version import __version__
 
-__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_GATE", "EXIT_USAGE"]
+from .errors import AnalysisError
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
+__all__ = ["main", "build_parser", "EXIT_OK", "EXIT_GATE", "EXIT_USAGE", "EXIT_ANALYSIS"]
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ANALYSIS = 0, 1, 2, 3
 
 log = logging.getLogger("robustify")
 
@@ -368,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         return int(args.handler(args))
+    except AnalysisError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ANALYSIS
     except RobustifyError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,10 +25,14 @@ def test_every_registered_transform_is_in_the_catalogue() -> None:
 
 
 def test_the_two_fresh_machine_commands_are_documented_and_match_ci() -> None:
-    assert "bash scripts/setup.sh && python -m robustify run" in README
-    assert "bash scripts/setup.sh && python -m pytest" in README
+    assert "bash scripts/setup.sh && .venv/bin/python -m robustify run" in README
+    assert "bash scripts/setup.sh && .venv/bin/python -m pytest" in README
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "bash scripts/setup.sh" in ci and "python -m pytest" in ci
+    # CI builds the venv from scratch with the README's set-up, then runs its test command
+    assert "rm -rf .venv" in ci and "bash scripts/setup.sh" in ci
+    assert ".venv/bin/python -m pytest" in ci
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert '-m venv "$VENV"' in setup and "system-site-packages" not in setup
 
 
 def test_headline_chart_and_example_report_are_committed() -> None:

@@ -45,3 +45,32 @@ def brittle(messages: list[dict[str, str]]) -> str:
     """Right on clean questions, confidently wrong on anything else."""
     answer = _lookup(messages)
     return answer if answer is not None else "I am not sure, maybe 12345"
+
+
+CALLS: list[str] = []
+"""Questions ``counting`` was asked in this process (tests clear it first)."""
+
+
+def counting(messages: list[dict[str, str]]) -> str:
+    """``brittle``, recording every call it receives in :data:`CALLS`."""
+    CALLS.append(_question(messages))
+    return brittle(messages)
+
+
+def golden(messages: list[dict[str, str]]) -> str:
+    """A mixed, fully deterministic model for the golden run: right, wrong and unparseable.
+
+    The answer depends only on the question text (through SHA-256, never ``hash()``):
+    verbatim clean questions are mostly right, noisy ones right when the fuzzy match
+    finds their item and the digest allows it, otherwise confidently wrong or evasive.
+    """
+    import hashlib
+
+    text = _question(messages)
+    digest = int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16)
+    if digest % 11 == 0:
+        return "Sorry, could you say that again?"
+    exact = _lookup(messages)
+    if exact is not None:
+        return exact if digest % 7 else "No"
+    return oracle(messages) if digest % 3 else "I think it is 42, or maybe B"

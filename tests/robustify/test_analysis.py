@@ -90,6 +90,19 @@ def test_mcnemar_exact_known_values():
     assert A.mcnemar_exact(1, 8) == pytest.approx(0.0390625, rel=1e-12)
     assert A.mcnemar_exact(0, 0) == 1.0
     assert A.mcnemar_exact(5, 5) == 1.0
+    # reference values from scipy.stats.binom (no longer a dependency)
+    assert A.mcnemar_exact(100, 140) == pytest.approx(0.01166409231767769, rel=1e-12)
+    assert A.mcnemar_exact(5000, 5400) == pytest.approx(9.116949314541157e-05, rel=1e-9)
+    assert A.mcnemar_exact(0, 30) == pytest.approx(1.862645149230957e-09, rel=1e-12)
+
+
+def test_rank_correlations_match_scipy_with_ties():
+    # reference values from scipy.stats.spearmanr / kendalltau (tau-b) on the same input
+    x = np.array([0.9, 0.7, 0.7, 0.5, 0.2, 0.1])
+    y = np.array([0.8, 0.75, 0.6, 0.6, 0.3, 0.35])
+    assert A.spearman_rho(x, y) == pytest.approx(0.8970588235294118, rel=1e-12)
+    assert A.kendall_tau_b(x, y) == pytest.approx(0.7857142857142858, rel=1e-12)
+    assert A.kendall_tau_b(x, -x) == pytest.approx(-1.0)
     assert A.mcnemar_exact(3, 0) == pytest.approx(0.25)
 
 
