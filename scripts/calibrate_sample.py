@@ -65,10 +65,13 @@ def calibrate(items: Iterable[Item], *, model_path: Path | None = None,
     Returns:
         One dict per item: id, task, target, answer, parsed, score, unparseable, seconds.
     """
-    from llama_cpp import Llama  # imported late so --help works without the extra
+    import llama_cpp  # imported late so --help works without the extra
 
-    llm = Llama(model_path=str(model_path or default_model_path()), n_ctx=2048,
-                n_threads=n_threads, verbose=False, seed=0)
+    from robustify.models.local import without_extra_buffers
+
+    with without_extra_buffers(llama_cpp):
+        llm = llama_cpp.Llama(model_path=str(model_path or default_model_path()), n_ctx=2048,
+                              n_threads=n_threads, verbose=False, seed=0)
     rows = []
     for item in items:
         messages = build_messages(item, templates or DEFAULT_TEMPLATES)

@@ -11,19 +11,21 @@ backends and the progress bar.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.resources
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from perturbations.errors import ConfigError, MissingDependencyError
 
 from ..records import Completion, GenerationParams
 from .base import BaseBackend, FatalModelError, ModelCallError, one_line
 
-__all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX"]
+__all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX",
+           "without_extra_buffers"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,36 @@ def _import_llama_cpp() -> Any:
             f"local models need llama-cpp-python, which is not installed: {_INSTALL_HINT}"
         ) from exc
     return llama_cpp
+
+
+@contextlib.contextmanager
+def without_extra_buffers(llama_cpp: Any) -> Iterator[None]:
+    """Load models inside this block with llama.cpp's extra CPU buffer types turned off.
+
+    Extra buffer types hold weights repacked for special instructions (Intel AMX tiles,
+    interleaved layouts). On a CPU that reports AMX inside a virtual machine, llama.cpp
+    0.3.36 crashes the process (SIGSEGV) at the first decode of a Q4_1 model such as the
+    embedded SmolLM2; with them off the model runs the portable kernels, whose numbers
+    are the same on every x86-64 machine, which also keeps answers reproducible across
+    machines. llama-cpp-python has no argument for it, so the default model parameters
+    are wrapped while the model loads (callers hold ``_MODELS_LOCK``).
+    """
+    low = getattr(llama_cpp, "llama_cpp", None)
+    original = getattr(low, "llama_model_default_params", None)
+    if original is None or not hasattr(original(), "use_extra_bufts"):
+        yield  # an older llama.cpp without the switch: nothing to turn off
+        return
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
 
 
 def smollm2_path() -> Path:
@@ -176,11 +208,12 @@ class LocalBackend(BaseBackend):
                     # busy machine those threads wait on each other (a 0.3 s prompt took
                     # 12 s here with n_threads=1); prompt evaluation is most of the
                     # work for short answers.
-                    llm = llama_cpp.Llama(
-                        model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                        n_threads_batch=self.n_threads,
-                        seed=self.params.seed if self.params.seed is not None else 0,
-                        verbose=False, logits_all=False)
+                    with without_extra_buffers(llama_cpp):
+                        llm = llama_cpp.Llama(
+                            model_path=str(self.path), n_ctx=self.n_ctx,
+                            n_threads=self.n_threads, n_threads_batch=self.n_threads,
+                            seed=self.params.seed if self.params.seed is not None else 0,
+                            verbose=False, logits_all=False)
                 except Exception as exc:
                     raise FatalModelError(f"{self.label}: cannot load {self.path.name}: "
                                           f"{one_line(exc, limit=200)}",

@@ -37,7 +37,7 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(local_model_path),
+        [sys.executable, "-m", "robustify.models.serve_local", "--model", str(local_model_path),
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
          "--seed", "0"],
         stdout=log, stderr=subprocess.STDOUT, text=True)

