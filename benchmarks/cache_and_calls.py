@@ -1,7 +1,7 @@
 """Call economy and the cache, on the default job.
 
 The default job is the built-in ``sample`` benchmark x typos, slang, truncation,
-ambiguity x low/medium/high, seed 0 (``robustify.job.JobConfig()``).
+ambiguity x low/medium/high, seed 0 (``robustify.pipeline.jobfile.JobConfig()``).
 
 1. **Call economy.** ``estimate_calls`` counts, without any model, the rows, the
    distinct prompts and the calls a fresh run makes (unchanged variants reuse their
@@ -30,13 +30,13 @@ CONCURRENCY = 64
 
 def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     """Estimate, run, re-run; return raw numbers and figures."""
-    from robustify.api import prepare_job
-    from robustify.cache import ResponseCache
-    from robustify.job import JobConfig
+    from robustify.pipeline.run import prepare_job
+    from robustify.runner.cache import ResponseCache
+    from robustify.pipeline.jobfile import JobConfig
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
-    from robustify.runner import estimate_calls, run_queries
-    from robustify.scoring import score_answer
+    from robustify.runner.execute import estimate_calls, run_queries
+    from robustify.scoring.rules import score_answer
 
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:

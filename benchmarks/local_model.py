@@ -36,11 +36,11 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
         return {"error": str(exc)}, [Figure("local", "runner / bare llama.cpp", None,
                                             note=f"skipped: {exc}")]
     from perturbations import Variant
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.data import load_items
     from robustify.prompts import build_messages
-    from robustify.runner import run_queries
-    from robustify.scoring import score_answer
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     try:
         backend = parse_model_spec("local:smollm2", n_threads=1)

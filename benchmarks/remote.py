@@ -7,7 +7,7 @@ own process so its CPU is not ours) answers every request after a fixed latency 
 
 Contenders, on the same server in the same run, in rotating order:
 
-* ``runner``: ``robustify.runner.run_queries`` with an ``openai:fake@URL`` backend at
+* ``runner``: ``robustify.runner.execute.run_queries`` with an ``openai:fake@URL`` backend at
   concurrency ``C``, a fresh response cache (so its writes are included), scoring on.
 * ``bare create``: ``openai.AsyncOpenAI`` + ``asyncio.Semaphore(C)`` + ``gather`` over
   ``client.chat.completions.create`` (the usual hand-written loop).
@@ -92,11 +92,11 @@ async def bare_loop(base_url: str, messages: Sequence[list[dict[str, str]]], con
 
 def _runner(base_url: str, variants: list[Any], concurrency: int, workdir: Path
             ) -> Callable[[], Any]:
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
-    from robustify.runner import run_queries
-    from robustify.scoring import score_answer
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     def run() -> Any:
         backend = parse_model_spec(f"openai:fake@{base_url}", concurrency=concurrency)

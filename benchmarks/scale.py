@@ -7,7 +7,7 @@ planning (prompt building, hashing, dedupe), the call path, scoring and the fram
 
 Each size runs in a fresh child process, which reports its peak RSS (``ru_maxrss``),
 so the sizes do not contaminate each other. The variants are *streamed* into the
-runner from a generator, as ``robustify.api`` should do (see ``docs/performance.md``).
+runner from a generator, as ``robustify.pipeline.run`` should do (see ``docs/performance.md``).
 
 Where the variants come from: perturbing 1.2 million variants with the real transforms
 takes minutes on this machine (their speed is measured in ``perturb_throughput``), so
@@ -123,8 +123,8 @@ def child(n_items: int, real: bool) -> dict[str, Any]:
     """Run one job in this process and return its figures (called in a fresh child)."""
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
-    from robustify.runner import run_queries
-    from robustify.scoring import score_answer
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     backend = parse_model_spec("python:benchmarks.scale:answer", concurrency=8)
     if real:

@@ -33,16 +33,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "evaluate": "api", "RunResult": "api", "run_job": "api",
-    "JobConfig": "job", "load_job": "job",
+    "evaluate": "pipeline", "RunResult": "pipeline", "run_job": "pipeline",
+    "JobConfig": "pipeline", "load_job": "pipeline",
     "load_items": "data",
     "parse_model_spec": "models",
-    "run_queries": "runner",
-    "ResponseCache": "cache",
+    "run_queries": "runner", "ResponseCache": "runner",
     "build_messages": "prompts",
     "score_answer": "scoring",
     "summarize": "analysis", "model_overview": "analysis",
-    "write_report": "report",
+    "write_report": "reporting",
     "GenerationParams": "records", "Response": "records", "Score": "records",
 }
 

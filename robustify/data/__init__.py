@@ -9,8 +9,8 @@ formats, presets, field mapping and error messages.
 
 from __future__ import annotations
 
-from .formats import FORMATS, FormatInfo, detect_format
-from .loaders import ITEM_FIELDS, MAX_LINE_BYTES, SAMPLE, load_items, parse_mapping
+from robustify.data.formats import FORMATS, FormatInfo, detect_format
+from robustify.data.loaders import ITEM_FIELDS, MAX_LINE_BYTES, SAMPLE, load_items, parse_mapping
 
 __all__ = ["load_items", "parse_mapping", "detect_format", "FORMATS", "FormatInfo",
            "ITEM_FIELDS", "MAX_LINE_BYTES", "SAMPLE"]

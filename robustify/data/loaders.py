@@ -34,7 +34,7 @@ from perturbations.errors import (
 )
 from perturbations.records import TASK_KINDS, Item, choice_letter
 
-from .formats import DEFAULT_COLUMNS, FORMATS, FormatInfo, RowError, canonical_format, detect_format
+from robustify.data.formats import DEFAULT_COLUMNS, FORMATS, FormatInfo, RowError, canonical_format, detect_format
 
 __all__ = ["load_items", "parse_mapping", "FORMATS", "FormatInfo", "detect_format",
            "MAX_LINE_BYTES", "ITEM_FIELDS", "SAMPLE"]

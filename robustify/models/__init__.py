@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (ACCEPTED_SPEC_FORMS, DEFAULT_MODEL_SPEC, Backend, BaseBackend,
+from robustify.models.base import (ACCEPTED_SPEC_FORMS, DEFAULT_MODEL_SPEC, Backend, BaseBackend,
                    FatalModelError, ModelCallError, ModelSpec, TransientModelError,
                    is_loopback_url, one_line, parse_model_spec, split_model_spec)
-from .retry import RetryExhaustedError, RetryPolicy, parse_retry_after
+from robustify.models.retry import RetryExhaustedError, RetryPolicy, parse_retry_after
 
 __all__ = [
     "Backend",

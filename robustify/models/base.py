@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from perturbations.errors import ConfigError, RobustifyError
 
-from ..records import Completion, GenerationParams
+from robustify.records import Completion, GenerationParams
 
 __all__ = [
     "Backend",
@@ -327,7 +327,7 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
 
     if spec.kind == "openai":
         check_options(("preflight_timeout",))
-        from .openai_compat import OpenAICompatBackend
+        from robustify.models.openai_compat import OpenAICompatBackend
 
         return OpenAICompatBackend(spec.model, base_url=spec.base_url, params=params,
                                    api_key_env=api_key_env or "OPENAI_API_KEY",
@@ -337,7 +337,7 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
         logger.debug("api_key_env is ignored for %s", spec.text)
     if spec.kind == "local":
         check_options(("n_ctx", "n_threads"))
-        from .local import LocalBackend
+        from robustify.models.local import LocalBackend
 
         if concurrency not in (None, 1):
             logger.info("%s runs one in-process model: concurrency %d ignored (using 1)",
@@ -345,7 +345,7 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
         return LocalBackend(spec.model, params=params, label=options.pop("label", spec.text),
                             **options)
     check_options(())
-    from .python_callable import PythonCallableBackend
+    from robustify.models.python_callable import PythonCallableBackend
 
     return PythonCallableBackend(spec.model, params=params, concurrency=concurrency,
                                  timeout=timeout, label=options.pop("label", spec.text),

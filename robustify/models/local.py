@@ -21,8 +21,8 @@ from typing import Any, Iterator
 
 from perturbations.errors import ConfigError, MissingDependencyError
 
-from ..records import Completion, GenerationParams
-from .base import BaseBackend, FatalModelError, ModelCallError, one_line
+from robustify.records import Completion, GenerationParams
+from robustify.models.base import BaseBackend, FatalModelError, ModelCallError, one_line
 
 __all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX",
            "without_extra_buffers"]

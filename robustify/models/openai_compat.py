@@ -29,9 +29,9 @@ import openai
 
 from perturbations.errors import ConfigError
 
-from ..records import Completion, GenerationParams
-from .base import BaseBackend, FatalModelError, TransientModelError, is_loopback_url, one_line
-from .retry import RetryPolicy, error_for_status, parse_retry_after
+from robustify.records import Completion, GenerationParams
+from robustify.models.base import BaseBackend, FatalModelError, TransientModelError, is_loopback_url, one_line
+from robustify.models.retry import RetryPolicy, error_for_status, parse_retry_after
 
 __all__ = ["OpenAICompatBackend", "DEFAULT_BASE_URL", "LOOPBACK_PLACEHOLDER_KEY"]
 

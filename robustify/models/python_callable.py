@@ -24,9 +24,9 @@ from typing import Any, Callable
 
 from perturbations.errors import ConfigError
 
-from ..records import Completion, GenerationParams
-from .base import BaseBackend, FatalModelError, ModelCallError, TransientModelError, one_line
-from .retry import RetryPolicy
+from robustify.records import Completion, GenerationParams
+from robustify.models.base import BaseBackend, FatalModelError, ModelCallError, TransientModelError, one_line
+from robustify.models.retry import RetryPolicy
 
 __all__ = ["PythonCallableBackend", "load_callable", "messages_to_prompt"]
 

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from .base import FatalModelError, ModelCallError, TransientModelError
+from robustify.models.base import FatalModelError, ModelCallError, TransientModelError
 
 __all__ = [
     "RetryPolicy",

@@ -17,7 +17,7 @@ def main() -> None:
     """Run ``llama_cpp.server`` with extra buffer types off for the whole process."""
     from llama_cpp.server.__main__ import main as server_main
 
-    from .local import _import_llama_cpp, without_extra_buffers
+    from robustify.models.local import _import_llama_cpp, without_extra_buffers
 
     with without_extra_buffers(_import_llama_cpp()):
         server_main()

@@ -42,7 +42,7 @@ def _preload() -> None:
     import yaml  # noqa: F401
 
     import perturbations  # noqa: F401
-    import robustify.api  # noqa: F401
+    import robustify.pipeline.run  # noqa: F401
     import robustify.cli  # noqa: F401
     import robustify.data  # noqa: F401
     import robustify.models.openai_compat  # noqa: F401

@@ -1,4 +1,4 @@
-"""Tests of robustify.analysis on hand-built frames with known answers."""
+"""Tests of robustify.analysis.paired on hand-built frames with known answers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perturbations.errors import ConfigError, DataError
-from robustify import analysis as A
+from robustify.analysis import paired as A
 
 from .results_factory import frame, known_drop_frame, make_results, row
 
@@ -420,7 +420,7 @@ def test_may_break_clarification_rate_with_detector():
 
 
 def test_may_break_uses_clarify_module_by_default():
-    pytest.importorskip("robustify.clarify")
+    pytest.importorskip("robustify.scoring.clarify")
     df = frame([row("m", "q0", "clean", 1.0, response="The answer is A."),
                 row("m", "q0", "truncation@0.8", 0.0, label_policy="may_break",
                     response="Your question seems to be cut off. Could you clarify?")])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from perturbations.errors import ConfigError
-from robustify.cache import KeyMaker, ResponseCache, cache_key, canonical_json
+from robustify.runner.cache import KeyMaker, ResponseCache, cache_key, canonical_json
 from robustify.records import Completion
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +229,7 @@ def test_many_threads_writing_and_reading(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.records import Completion
     path, tag, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     cache = ResponseCache(path, batch_interval=0.0)
@@ -269,7 +269,7 @@ def test_two_processes_writing_the_same_file(tmp_path: Path) -> None:
 
 KILLED = textwrap.dedent("""
     import sys, time
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.records import Completion
     cache = ResponseCache(sys.argv[1])
     for i in range(200):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robustify.clarify import CLARIFICATION_PATTERNS, asks_for_clarification
+from robustify.scoring.clarify import CLARIFICATION_PATTERNS, asks_for_clarification
 
 ASKS = [
     "Could you clarify what you mean by 'it'?",

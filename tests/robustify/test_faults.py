@@ -5,7 +5,7 @@ hammering a server that refuses it for good.
   10% 5xx, 5% hangs past the timeout, 2% garbage answers and dropped connections: every
   row is answered or carries its error, one row per model x variant, attempts bounded,
   and the manifest counts the failures. Waits run at ``time_scale`` 0.01 (the real
-  schedule, 100x faster), so this runs in-process through :func:`robustify.api.run_job`.
+  schedule, 100x faster), so this runs in-process through :func:`robustify.pipeline.run.run_job`.
 * A permanent 401/404 stops the CLI after about ``concurrency`` requests, with one
   line on stderr and exit code 2.
 * ``--max-error-rate`` / ``gates.max_error_rate``: exit 1 with a clear message, after
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from perturbations.records import Variant
-from robustify.api import prepare_job, run_job
-from robustify.job import load_job
+from robustify.pipeline.run import prepare_job, run_job
+from robustify.pipeline.jobfile import load_job
 from robustify.models import RetryPolicy
 from robustify.prompts import build_messages
 from tests.robustify.fake_openai_server import FakeOpenAIServer, Fault

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from perturbations.errors import ConfigError
-from robustify.job import DEFAULT_TRANSFORMS, JobConfig, load_job
+from robustify.pipeline.jobfile import DEFAULT_TRANSFORMS, JobConfig, load_job
 
 ROOT = Path(__file__).resolve().parents[2]
 

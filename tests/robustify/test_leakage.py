@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from perturbations.errors import ConfigError
-from robustify import leakage
-from robustify.leakage import (completion_metrics, completion_variants, poisson_binomial_pmf,
+from robustify.probes import leakage
+from robustify.probes.leakage import (completion_metrics, completion_variants, poisson_binomial_pmf,
                                probe_leakage, reorder_clauses, verbatim_item_stats,
                                verbatim_summary, verbatim_variants, wilson_interval)
 from tests.robustify.beyond_models import ITEMS, MEMORISED

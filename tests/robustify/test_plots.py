@@ -1,4 +1,4 @@
-"""Tests of robustify.plots: what is drawn, labelled and left behind."""
+"""Tests of robustify.reporting.plots: what is drawn, labelled and left behind."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
 from perturbations.errors import ConfigError
-from robustify import analysis as A
-from robustify import plots as P
+from robustify.analysis import paired as A
+from robustify.reporting import plots as P
 
 from .results_factory import make_results
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from robustify import cli
-from robustify.api import run_job
-from robustify.job import JobConfig, ModelConfig
+from robustify.pipeline.run import run_job
+from robustify.pipeline.jobfile import JobConfig, ModelConfig
 from tests.robustify.reliability_helpers import ECHO_MODEL, popen_cli, temp_files
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -205,7 +205,7 @@ def test_variants_file_is_complete_before_the_first_model_call(tmp_path):
 
 
 def test_a_failure_while_perturbing_leaves_no_variants_file(tmp_path, monkeypatch):
-    import robustify.api as api
+    import robustify.pipeline.run as api
 
     real = api.perturb_items
 

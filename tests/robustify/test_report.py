@@ -1,4 +1,4 @@
-"""Tests of robustify.report: files, numbers, escaping, the Markdown twin, atomic writes."""
+"""Tests of robustify.reporting.run_report: files, numbers, escaping, the Markdown twin, atomic writes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from robustify import analysis as A
-from robustify import report as R
+from robustify.analysis import paired as A
+from robustify.reporting import run_report as R
 from robustify.atomic import write_json_atomic
 
 from .results_factory import HOSTILE_TEXTS, frame, make_results, row

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from robustify import report as R
+from robustify.reporting import run_report as R
 
 from .results_factory import HOSTILE_TEXTS, make_results
 

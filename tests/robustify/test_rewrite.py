@@ -9,10 +9,10 @@ import pytest
 
 from perturbations import Item
 from perturbations.errors import ConfigError
-from robustify.api import PreparedJob
-from robustify.cache import ResponseCache
+from robustify.pipeline.run import PreparedJob
+from robustify.runner.cache import ResponseCache
 from robustify.models.python_callable import PythonCallableBackend
-from robustify.rewrite import (PERSONAS, REJECTION_COLUMNS, check_rewrite, clean_rewrite,
+from robustify.probes.rewrite import (PERSONAS, REJECTION_COLUMNS, check_rewrite, clean_rewrite,
                                parse_rewrite_spec, rewrite_manifest, rewrite_messages,
                                rewrite_variants, run_rewrite_specs, split_rewrite_specs)
 
@@ -224,10 +224,10 @@ def test_rewriter_from_a_model_spec_string() -> None:
 def test_rewrite_variants_run_and_analyse_like_any_variant() -> None:
     """Accepted rewrites go through the runner and the analysis as a transform of their own."""
     from perturbations import Variant
-    from robustify.analysis import summarize
+    from robustify.analysis.paired import summarize
     from robustify.prompts import build_messages
-    from robustify.runner import run_queries
-    from robustify.scoring import score_answer
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     variants, _ = rewrite_variants(ITEMS, "rewrite:persona=hurried", PythonCallableBackend(
         FakeRewriter(), label="fake"))

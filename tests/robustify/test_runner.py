@@ -22,12 +22,12 @@ import pytest
 
 from perturbations.errors import ConfigError
 from perturbations.records import Item, Variant
-from robustify.cache import ResponseCache
+from robustify.runner.cache import ResponseCache
 from robustify.models import FatalModelError, RetryPolicy, parse_model_spec
 from robustify.models.python_callable import PythonCallableBackend
 from robustify.records import RESULT_COLUMNS, Completion, GenerationParams, Score
-from robustify.progress import CallProgress
-from robustify.runner import MAX_CALLS_ERROR, arun_queries, estimate_calls, run_queries
+from robustify.runner.progress import CallProgress
+from robustify.runner.execute import MAX_CALLS_ERROR, arun_queries, estimate_calls, run_queries
 from tests.robustify.fake_openai_server import FakeOpenAIServer, Fault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -336,7 +336,7 @@ def test_a_short_run_prints_nothing_when_not_a_terminal(fake_server: FakeOpenAIS
 def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
     import io
 
-    from robustify.progress import progress_mode
+    from robustify.runner.progress import progress_mode
 
     assert progress_mode(True, io.StringIO()) == "lines"  # not a terminal
     assert progress_mode(False) == "off" and progress_mode("bar") == "bar"
@@ -438,10 +438,10 @@ def test_cancelled_run_resumes_without_repeating_answered_prompts(
 KILLED_RUN = textwrap.dedent("""
     import sys
     from perturbations.records import Item, Variant
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.models import parse_model_spec
     from robustify.records import Score
-    from robustify.runner import run_queries
+    from robustify.runner.execute import run_queries
     base_url, cache_path, log_path = sys.argv[1:4]
     variants = [Variant.clean(Item(id=f"k{i}", input=f"kill question {i}?", target="x"))
                 for i in range(80)]
@@ -581,7 +581,7 @@ def test_answers_the_cache_cannot_store_still_count_and_are_asked_again(
         fake_server: FakeOpenAIServer, tmp_path: Path, caplog) -> None:
     variants = [Variant.clean(i) for i in items(15)]
     flaky = _FlakyCache(tmp_path / "c.sqlite")
-    with caplog.at_level("WARNING", logger="robustify.runner"):
+    with caplog.at_level("WARNING", logger="robustify.runner.execute"):
         frame = run(variants, [openai_backend(fake_server, concurrency=3)], flaky)
     flaky.close()
     stats = frame.attrs["run_stats"][frame["model"][0]]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from perturbations.errors import ConfigError, UnknownNameError
 from perturbations.records import Item
 from robustify.records import Score
-from robustify.scoring import (DEFAULT_SCORERS, SCORERS, normalize_text, parse_number,
+from robustify.scoring.rules import (DEFAULT_SCORERS, SCORERS, normalize_text, parse_number,
                                score_answer)
 
 MC = Item(id="mc", task="multiple_choice",

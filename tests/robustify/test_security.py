@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from perturbations.errors import ConfigError
-from robustify.job import load_job
+from robustify.pipeline.jobfile import load_job
 from tests.robustify.fake_openai_server import FakeOpenAIServer, Fault
 from tests.robustify.reliability_helpers import (ECHO_MODEL, ROOT, assert_one_line_error,
                                                  read_results, run_cli, short_items, write_job,
@@ -258,7 +258,7 @@ def test_nothing_is_unpickled_or_evaluated():
 
 def test_the_cache_holds_text_only(tmp_path):
     """Cache rows are plain text columns; a stored answer that looks like a pickle is text."""
-    from robustify.cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
     from robustify.records import Completion
 
     payload = "cos\nsystem\n(S'touch PWNED'\ntR."  # a protocol-0 pickle of os.system(...)

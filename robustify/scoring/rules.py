@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 from perturbations.errors import ConfigError, UnknownNameError
 from perturbations.records import Item, choice_letter
 
-from .records import Score
+from robustify.records import Score
 
 __all__ = [
     "score_answer",

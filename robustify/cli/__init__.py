@@ -21,7 +21,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import SEVERITY_PRESETS, parse_severity
 from perturbations.version import __version__
 
-from .errors import AnalysisError
+from robustify.errors import AnalysisError
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_GATE", "EXIT_USAGE", "EXIT_ANALYSIS"]
 
@@ -75,7 +75,7 @@ def _number(text: str) -> float:
 
 
 def _key_value(text: str) -> tuple[str, Any]:
-    from .job import check_param_name
+    from robustify.pipeline.jobfile import check_param_name
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress (bar, or a line every 30 s in a log), no summary table")
     p.set_defaults(handler=_cmd_run)
 
-    from . import compare, leakage
+    from robustify.probes import compare
+    from robustify.probes import leakage
 
     leakage.add_parser(sub)
     compare.add_parser(sub)
@@ -214,8 +215,8 @@ def _cmd_transforms(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- perturb
 
 def _cmd_perturb(args: argparse.Namespace) -> int:
-    from .atomic import write_text_atomic
-    from .data import load_items
+    from robustify.atomic import write_text_atomic
+    from robustify.data import load_items
 
     specs = parse_spec_list(args.transforms or ["typos", "slang", "truncation", "ambiguity"])
     severities = args.severity or ["low", "medium", "high"]
@@ -224,7 +225,7 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"{out}: is a directory; --out needs a file name")
-    from .api import _check_writable
+    from robustify.pipeline.run import _check_writable
 
     _check_writable(out.parent if str(out.parent) else Path("."))
     items = load_items(args.data or "sample", format=args.format, mapping=args.map,
@@ -242,7 +243,7 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- run
 
 def _job_from_args(args: argparse.Namespace):
-    from .job import DataSource, Gates, JobConfig, ModelConfig, load_job
+    from robustify.pipeline.jobfile import DataSource, Gates, JobConfig, ModelConfig, load_job
 
     job = load_job(args.config) if args.config else JobConfig()
     changes: dict[str, Any] = {}
@@ -313,18 +314,18 @@ def _print_summary(result, out=sys.stdout) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import prepare_job, run_job
+    from robustify.pipeline.run import prepare_job, run_job
 
     job = _job_from_args(args)
     progress = not args.quiet  # a bar on a terminal, plain lines in a log
     prepared = prepare_job(job)
     if args.estimate:
-        from .prompts import build_messages
-        from .runner import estimate_calls
+        from robustify.prompts import build_messages
+        from robustify.runner.execute import estimate_calls
 
         cache = None
         if prepared.cache_path is not None and prepared.cache_path.exists():
-            from .cache import ResponseCache
+            from robustify.runner.cache import ResponseCache
 
             cache = ResponseCache(prepared.cache_path)
         est = estimate_calls(list(prepared.variants()), prepared.backends, build_messages, cache)
@@ -348,7 +349,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- report
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .api import RunResult
+    from robustify.pipeline.run import RunResult
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").is_file():
@@ -383,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .models.base import one_line
+    from robustify.models.base import one_line
 
     return one_line(exc, limit=4000)  # also masks anything shaped like an API key
 

@@ -5,7 +5,7 @@ Two probes, both *signals, not proof*:
 **Verbatim against rewritten.** Every item is asked verbatim and in a few
 meaning-preserving rewrites (shuffled options, WordNet synonyms, contractions, a
 clause reordering written here, optionally model-written paraphrases from
-:mod:`robustify.rewrite`). An item the model answers right verbatim and wrong in *every*
+:mod:`robustify.probes.rewrite`). An item the model answers right verbatim and wrong in *every*
 one of its rewrites is a *memorisation suspect*. Some suspects arise by chance: a model
 that is shaky on an item is right on one of its versions now and then, and that
 version is the verbatim one with probability 1/(k+1). The chance baseline is therefore
@@ -65,13 +65,13 @@ from perturbations.errors import ConfigError, MissingDependencyError
 from perturbations.records import choice_letter
 from perturbations.version import __version__
 
-from .atomic import write_bytes_atomic, write_text_atomic
-from .records import GenerationParams, Score
+from robustify.atomic import write_bytes_atomic, write_text_atomic
+from robustify.records import GenerationParams, Score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .cache import ResponseCache
+    from robustify.runner.cache import ResponseCache
 
 __all__ = [
     "DEFAULT_REWRITES",
@@ -508,7 +508,7 @@ def verbatim_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: int 
     ``excess_ci_high_pp``, ``p_value`` (exact one-sided P(suspects >= observed) under
     the null) and ``signal`` (True when p < 0.05).
     """
-    from .analysis import bootstrap_ci
+    from robustify.analysis.paired import bootstrap_ci
 
     rows = []
     if item_stats.empty:
@@ -758,7 +758,7 @@ def completion_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: in
     (``..._ci_low_pp``/``..._ci_high_pp``): how much more of the true remainder comes back
     than of a remainder the model cannot have seen, from the same words.
     """
-    from .analysis import bootstrap_ci
+    from robustify.analysis.paired import bootstrap_ci
 
     rows = []
     if item_stats.empty:
@@ -827,7 +827,7 @@ def plot_suspects(summary: pd.DataFrame, ax: "Axes | None" = None, *,
     Returns:
         The Axes.
     """
-    from .plots import series_style
+    from robustify.reporting.plots import series_style
 
     needed = ("model", "suspect_rate", "ci_low", "ci_high", "chance_rate", "chance_high")
     missing = [c for c in needed if c not in summary.columns]
@@ -884,7 +884,7 @@ def plot_completion(summary: pd.DataFrame, ax: "Axes | None" = None, *,
         metric: ``ngram_overlap`` or ``similarity``.
         title: Overrides the default title.
     """
-    from .plots import series_style
+    from robustify.reporting.plots import series_style
 
     short = {"ngram_overlap": "ngram", "similarity": "similarity"}.get(metric)
     if short is None:
@@ -942,7 +942,7 @@ class ReportDoc:
     """A small document model rendered to an HTML page and its Markdown twin.
 
     Every piece of text is HTML-escaped (and Markdown-escaped) on output; the page
-    carries :data:`robustify.report.CSP`, so no script can run even if a model answered
+    carries :data:`robustify.reporting.run_report.CSP`, so no script can run even if a model answered
     with one. Charts are kept as PNG bytes: embedded in the HTML, written as files for
     the Markdown.
     """
@@ -985,7 +985,7 @@ class ReportDoc:
 
     def html(self) -> str:
         """The self-contained page."""
-        from .report import CSP
+        from robustify.reporting.run_report import CSP
 
         out = []
         for kind, data in self.blocks:
@@ -1290,7 +1290,7 @@ def write_leakage_report(result: LeakageResult, out_dir: str | os.PathLike[str],
                "completion": json.loads(result.completion_summary.to_json(orient="records"))}
     files["summary_json"] = write_text_atomic(
         out / "leakage_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    from .report import write_results_jsonl
+    from robustify.reporting.run_report import write_results_jsonl
 
     files["rows_jsonl"] = write_results_jsonl(result.rows, out / "leakage_rows.jsonl")
     return files
@@ -1298,27 +1298,10 @@ def write_leakage_report(result: LeakageResult, out_dir: str | os.PathLike[str],
 
 # ------------------------------------------------------------------------ running
 
-def _open_cache(cache: Any) -> tuple["ResponseCache | None", bool]:
-    """(cache, opened_here) for None / "off" / "default" / a path / a ResponseCache."""
-    from .cache import ResponseCache
-
-    if cache is None or cache == "off":
-        return None, False
-    if isinstance(cache, ResponseCache):
-        return cache, False
-    if cache == "default":
-        from .api import default_cache_path
-
-        cache = default_cache_path()
-    path = Path(cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return ResponseCache(path), True
-
-
 def _backends(models: Sequence[Any], params: GenerationParams | None
               ) -> tuple[list[Any], list[Any]]:
     """Backends for the models (strings built here, objects used as given) and those to close."""
-    from .models import parse_model_spec
+    from robustify.models import parse_model_spec
 
     built, owned = [], []
     for model in models:
@@ -1366,7 +1349,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
         fresh_controls, known_texts: Add :data:`FRESH_CONTROLS` / :data:`KNOWN_TEXTS`.
         cache: ``"default"`` (the run cache), a path, a ``ResponseCache``, or ``None``.
         rewriter: A model spec or backend that also writes paraphrase rewrites
-            (:mod:`robustify.rewrite`, checked; rejected ones are reported, never used).
+            (:mod:`robustify.probes.rewrite`, checked; rejected ones are reported, never used).
         personas: Personas asked of ``rewriter``.
         completion_max_tokens: Answer budget of the completion prompts.
         n_boot: Bootstrap draws for every interval.
@@ -1379,9 +1362,9 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     Raises:
         ConfigError: bad probe name, rewrite spec or cut; model spec errors.
     """
-    from .prompts import build_messages
-    from .runner import run_queries
-    from .scoring import score_answer
+    from robustify.prompts import build_messages
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     started = time.time()
     probes = list(probes)
@@ -1392,13 +1375,13 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     if not 0.0 < cut[0] <= cut[1] < 1.0:  # checked now, not after the verbatim probe ran
         raise ConfigError(f"cut must satisfy 0 < low <= high < 1, got {cut!r}")
     for persona in personas if rewriter is not None else ():
-        from .rewrite import parse_rewrite_spec
+        from robustify.probes.rewrite import parse_rewrite_spec
 
         parse_rewrite_spec(f"rewrite:persona={persona}")
     if isinstance(models, str) or not isinstance(models, Sequence):
         models = [models]
     if isinstance(items, (str, os.PathLike)):
-        from .data import load_items
+        from robustify.data import load_items
 
         data_label = data_label or Path(str(items)).stem
         items = load_items(str(items), limit=limit, seed=seed)
@@ -1406,7 +1389,9 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     if not items:
         raise ConfigError("the leakage probe needs at least one item")
     notes: list[str] = []
-    cache_obj, own_cache = _open_cache(cache)
+    from robustify.runner.cache import open_cache
+
+    cache_obj, own_cache = open_cache(cache)
     frames: list[pd.DataFrame] = []
     rejections: pd.DataFrame | None = None
     verbatim_items = pd.DataFrame(columns=list(_VERBATIM_ITEM_COLUMNS))
@@ -1427,7 +1412,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
             variants = verbatim_variants(items, rewrites, seed=seed, replicates=replicates,
                                          notes=notes)
             if rewriter is not None:
-                from .rewrite import rewrite_variants
+                from robustify.probes.rewrite import rewrite_variants
 
                 for persona in personas:
                     extra, rejected = rewrite_variants(items, f"rewrite:persona={persona}",
@@ -1542,7 +1527,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _cmd_leakage(args: argparse.Namespace) -> int:
-    from .data import load_items
+    from robustify.data import load_items
 
     models = args.model or ["local:smollm2"]
     probes = [p.strip() for p in args.probes.split(",") if p.strip()]
@@ -1557,7 +1542,7 @@ def _cmd_leakage(args: argparse.Namespace) -> int:
     label = Path(args.data).stem
     out = Path(args.out) if args.out else Path("reports") / (
         f"leakage__{_slug(label)}__{_slug('+'.join(models))}")
-    from .api import _check_writable
+    from robustify.pipeline.run import _check_writable
 
     _check_writable(out)
     cache: Any = "default" if args.cache is None else args.cache

@@ -36,28 +36,20 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
-from .errors import AnalysisError, GateFailure
-from .atomic import sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
-from .job import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
+from robustify.errors import AnalysisError, GateFailure
+from robustify.atomic import sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
+from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
-from .models.base import FatalModelError
-from .records import GenerationParams
+from robustify.models.base import FatalModelError
+from robustify.records import GenerationParams
+from robustify.runner.cache import default_cache_path, open_cache
 
-__all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult", "default_cache_path",
+__all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult",
            "SCHEMA_VERSION", "GateFailure", "AnalysisError"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-def default_cache_path() -> Path:
-    """``$ROBUSTIFY_CACHE``, else ``$XDG_CACHE_HOME/robustify/responses.sqlite``."""
-    env = os.environ.get("ROBUSTIFY_CACHE")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "robustify" / "responses.sqlite"
 
 
 def _slug(text: str) -> str:
@@ -117,7 +109,7 @@ def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
 
 
 def _redact_tree(obj: Any, key: str = "") -> Any:
-    from .report import redact
+    from robustify.reporting.run_report import redact
 
     if isinstance(obj, dict):
         return {k: _redact_tree(v, str(k)) for k, v in obj.items()}
@@ -135,7 +127,7 @@ def _dataset_hash(items: Sequence[Item]) -> str:
 
 
 def _load_data(job: JobConfig) -> list[Item]:
-    from .data import load_items
+    from robustify.data import load_items
 
     many = len(job.data) > 1
     items: list[Item] = []
@@ -173,7 +165,7 @@ def _check_writable(out_dir: Path) -> None:
 
 
 def _build_backends(job: JobConfig) -> list[Any]:
-    from .models import parse_model_spec
+    from robustify.models import parse_model_spec
 
     backends = []
     for model in job.models:
@@ -217,7 +209,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         for sev in job.severity:
             parse_severity(sev, where="severity")
     with _blame(job, "transforms"):
-        from .rewrite import split_rewrite_specs
+        from robustify.probes.rewrite import split_rewrite_specs
 
         regular, rewrites = split_rewrite_specs(job.transforms)
         specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
@@ -225,7 +217,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     items = _load_data(job)
     templates = None
     if job.templates:
-        from .prompts import load_templates
+        from robustify.prompts import load_templates
 
         templates = load_templates(job.templates)
     out_dir = Path(job.out) if job.out else _default_out(job)
@@ -263,15 +255,6 @@ def _run_lock(out_dir: Path) -> Iterator[None]:
         lock.release()
 
 
-def _open_cache(path: Path | None):
-    if path is None:
-        return None
-    from .cache import ResponseCache
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return ResponseCache(path)
-
-
 def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             prepared: PreparedJob | None = None) -> "RunResult":
     """Run a validated job end to end and (with ``write``) save everything under ``out``.
@@ -281,9 +264,9 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     go to the response cache as they arrive (an interrupted run loses only calls in
     flight), and results, summary, charts and report are written atomically at the end.
     """
-    from .prompts import build_messages
-    from .runner import run_queries
-    from .scoring import score_answer
+    from robustify.prompts import build_messages
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     prep = prepared or prepare_job(job)
     job = prep.job
@@ -293,7 +276,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         templates = prep.templates
         messages: Callable[[Item], list[dict[str, str]]] = (
             (lambda item: build_messages(item, templates)) if templates else build_messages)
-        cache = _open_cache(prep.cache_path)
+        cache, _ = open_cache(prep.cache_path)
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
@@ -301,7 +284,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         stream: Iterator[Variant] = iter(())
         try:
             if prep.rewrites:
-                from .rewrite import run_rewrite_specs
+                from robustify.probes.rewrite import run_rewrite_specs
 
                 rewritten = run_rewrite_specs(prep.items, prep.rewrites, seed=job.seed,
                                               cache=cache, replicates=job.replicates,
@@ -357,7 +340,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
 
 def _analysis_failed(exc: BaseException, results: pd.DataFrame,
                      cache_path: Path | None) -> AnalysisError:
-    from .models.base import one_line
+    from robustify.models.base import one_line
 
     answered = int(results["error"].isna().sum()) if "error" in results else len(results)
     if cache_path is not None:
@@ -388,9 +371,9 @@ class _Counted:
 
 def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataFrame:
     """Re-ask the clean items k times with other sampling seeds (no perturbation)."""
-    from .models import parse_model_spec
-    from .runner import run_queries
-    from .scoring import score_answer
+    from robustify.models import parse_model_spec
+    from robustify.runner.execute import run_queries
+    from robustify.scoring.rules import score_answer
 
     clean = [Variant.clean(item, seed=prep.job.seed, version=__version__) for item in prep.items]
     frames = []
@@ -440,7 +423,7 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "RunResult":
         """Read a saved run (results.jsonl + manifest.json) without any model call."""
-        from .report import load_results
+        from robustify.reporting.run_report import load_results
 
         run_dir = Path(run_dir)
         results, manifest = load_results(run_dir)
@@ -454,14 +437,14 @@ class RunResult:
 
     def summary(self, by: Sequence[str] = ("model", "transform", "severity"), **kwargs: Any) -> pd.DataFrame:
         """Paired drop statistics per group (see :func:`robustify.analysis.summarize`)."""
-        from .analysis import summarize
+        from robustify.analysis.paired import summarize
 
         kwargs.setdefault("seed", self.seed)
         return summarize(self.results, by=tuple(by), **kwargs)
 
     def overview(self) -> pd.DataFrame:
         """Per model: clean, mean perturbed and worst-case score, and the overestimation."""
-        from .analysis import model_overview
+        from robustify.analysis.paired import model_overview
 
         return model_overview(self.results, seed=self.seed)
 
@@ -473,41 +456,41 @@ class RunResult:
         """Flip rate on clean items re-asked with no perturbation, if it was measured."""
         if self.noise_floor_rows is None:
             return None
-        from .analysis import noise_floor
+        from robustify.analysis.paired import noise_floor
 
         return noise_floor(pd.concat([self.results[self.results["spec"] == CLEAN].assign(repeat=0),
                                       self.noise_floor_rows], ignore_index=True))
 
     # charts: thin wrappers so a notebook needs only the result object
     def plot_overestimation(self, ax: Any = None) -> Any:
-        from .plots import plot_overestimation
+        from robustify.reporting.plots import plot_overestimation
 
         return plot_overestimation(self.overview(), ax=ax)
 
     def plot_drop(self, ax: Any = None) -> Any:
-        from .plots import plot_drop_by_transform
+        from robustify.reporting.plots import plot_drop_by_transform
 
         return plot_drop_by_transform(self.summary(), ax=ax)
 
     def plot_heatmap(self, ax: Any = None) -> Any:
-        from .plots import plot_heatmap
+        from robustify.reporting.plots import plot_heatmap
 
         return plot_heatmap(self.summary(), ax=ax)
 
     def plot_severity(self, model: str | None = None, ax: Any = None) -> Any:
-        from .analysis import severity_curve
-        from .plots import plot_severity_curves
+        from robustify.analysis.paired import severity_curve
+        from robustify.reporting.plots import plot_severity_curves
 
         return plot_severity_curves(severity_curve(self.results), model=model, ax=ax)
 
     def plot_flips(self, ax: Any = None) -> Any:
-        from .plots import plot_flips
+        from robustify.reporting.plots import plot_flips
 
         return plot_flips(self.summary(), ax=ax)
 
     def write_report(self, path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
         """Write report.html, report.md, summary.csv, results and manifest to ``path``."""
-        from .report import write_report
+        from robustify.reporting.run_report import write_report
 
         out = Path(path) if path is not None else self.out_dir
         if out is None:

@@ -39,9 +39,10 @@ import pandas as pd
 from perturbations.errors import DataError
 from perturbations.version import __version__
 
-from . import analysis, plots
-from .atomic import write_bytes_atomic, write_text_atomic
-from .records import RESULT_COLUMNS
+from robustify.analysis import paired as analysis
+from robustify.reporting import plots
+from robustify.atomic import write_bytes_atomic, write_text_atomic
+from robustify.records import RESULT_COLUMNS
 
 __all__ = ["write_report", "rebuild_report", "load_results", "write_results_jsonl",
            "word_diff", "figure_size", "CSP", "redact"]

@@ -869,7 +869,7 @@ def may_break_summary(results: pd.DataFrame, *, by: Sequence[str] = ("model", "t
     Args:
         results: The per-row results frame.
         by: Grouping columns.
-        detector: ``text -> bool``; default ``robustify.clarify.asks_for_clarification``
+        detector: ``text -> bool``; default ``robustify.scoring.clarify.asks_for_clarification``
             (imported on first use). If it cannot be imported the rates are NaN.
         n_boot, seed, ci: As in :func:`summarize`.
 
@@ -888,7 +888,7 @@ def may_break_summary(results: pd.DataFrame, *, by: Sequence[str] = ("model", "t
         return pd.DataFrame(columns=[*out.columns, *extra])
     if detector is None:
         try:
-            from robustify.clarify import asks_for_clarification as detector
+            from robustify.scoring.clarify import asks_for_clarification as detector
         except ImportError as exc:
             log.warning("clarification rates unavailable: %s", exc)
     rates: dict[tuple, tuple[float, float]] = {}

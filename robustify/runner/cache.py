@@ -43,9 +43,9 @@ from filelock import FileLock
 
 from perturbations.errors import ConfigError
 
-from .records import Completion
+from robustify.records import Completion
 
-__all__ = ["ResponseCache", "cache_key", "canonical_json", "KeyMaker", "SCHEMA_VERSION"]
+__all__ = ["default_cache_path", "open_cache", "ResponseCache", "cache_key", "canonical_json", "KeyMaker", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 
@@ -516,3 +516,29 @@ class ResponseCache:
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r})"
+
+
+def default_cache_path() -> Path:
+    """``$ROBUSTIFY_CACHE``, else ``$XDG_CACHE_HOME/robustify/responses.sqlite``."""
+    env = os.environ.get("ROBUSTIFY_CACHE")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "robustify" / "responses.sqlite"
+
+
+def open_cache(cache: "ResponseCache | str | os.PathLike[str] | None"
+               ) -> "tuple[ResponseCache | None, bool]":
+    """The one way to turn a cache argument into a cache: ``(cache, opened_here)``.
+
+    ``None`` or ``"off"``: no cache. ``"default"``: :func:`default_cache_path`. A path: that
+    file (its folder is created). A :class:`ResponseCache`: used as given (the caller keeps
+    closing it). ``opened_here`` tells the caller whether it must close the cache.
+    """
+    if cache is None or cache == "off":
+        return None, False
+    if isinstance(cache, ResponseCache):
+        return cache, False
+    path = default_cache_path() if cache == "default" else Path(cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ResponseCache(path), True

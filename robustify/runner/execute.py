@@ -49,10 +49,10 @@ import pandas as pd
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.records import Item, Variant
 
-from .cache import KeyMaker, ResponseCache, canonical_json
-from .models.base import Backend, FatalModelError, one_line, run_sync
-from .progress import CallProgress, progress_mode
-from .records import RESULT_COLUMNS, Completion, Score
+from robustify.runner.cache import KeyMaker, ResponseCache, canonical_json
+from robustify.models.base import Backend, FatalModelError, one_line, run_sync
+from robustify.runner.progress import CallProgress, progress_mode
+from robustify.records import RESULT_COLUMNS, Completion, Score
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
 

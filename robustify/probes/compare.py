@@ -43,7 +43,7 @@ import pandas as pd
 
 from perturbations.errors import ConfigError
 
-from .atomic import write_text_atomic
+from robustify.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -83,7 +83,7 @@ def load_run(run: Any) -> tuple[pd.DataFrame, dict[str, Any], str]:
     Raises:
         ConfigError: a path that is not a run folder.
     """
-    from .report import load_results
+    from robustify.reporting.run_report import load_results
 
     if isinstance(run, pd.DataFrame):
         return run, {}, "run"
@@ -128,7 +128,7 @@ def _unpaired_ci(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, *
 
 
 def _sign_test(right_a: pd.Series, right_b: pd.Series, items: pd.Series) -> float:
-    from .analysis import mcnemar_exact
+    from robustify.analysis.paired import mcnemar_exact
 
     net = (right_b.astype(int).to_numpy() - right_a.astype(int).to_numpy())
     per_item = pd.Series(net).groupby(items.to_numpy(), sort=False).sum()
@@ -137,7 +137,7 @@ def _sign_test(right_a: pd.Series, right_b: pd.Series, items: pd.Series) -> floa
 
 def _group_row(ga: pd.DataFrame, gb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
                ci: float) -> dict[str, Any]:
-    from .analysis import bootstrap_ci
+    from robustify.analysis.paired import bootstrap_ci
 
     keys = ["item_id", "spec", "replicate"]
     cols = keys + ["clean_score", "score", "input"]
@@ -183,7 +183,7 @@ def _group_row(ga: pd.DataFrame, gb: pd.DataFrame, *, rng: np.random.Generator, 
 def _clean_row(ra: pd.DataFrame, rb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
                ci: float) -> dict[str, Any]:
     """Clean score change over the items both runs answered."""
-    from .analysis import bootstrap_ci
+    from robustify.analysis.paired import bootstrap_ci
 
     def clean(frame: pd.DataFrame) -> pd.DataFrame:
         c = frame.loc[(frame["spec"] == "clean") & frame["score"].notna(), ["item_id", "score",
@@ -233,7 +233,7 @@ def compare_pair(results_a: pd.DataFrame, results_b: pd.DataFrame, *, model_a: s
         (:data:`ALL_PRESERVING`), then one row per transform x severity (may_break
         transforms included, never pooled), in the order they appear in run A (then B).
     """
-    from .analysis import LABEL_PRESERVING, pair_with_clean
+    from robustify.analysis.paired import LABEL_PRESERVING, pair_with_clean
 
     ra = results_a.loc[results_a["model"] == model_a]
     rb = results_b.loc[results_b["model"] == model_b]
@@ -296,7 +296,7 @@ def compare_runs(runs: Sequence[Any], labels: Sequence[str] | None = None, *,
     """Compare runs: each later run against the first (or against the one before it).
 
     Args:
-        runs: Run folders, :class:`~robustify.api.RunResult` objects or results frames;
+        runs: Run folders, :class:`~robustify.pipeline.run.RunResult` objects or results frames;
             at least two.
         labels: Names of the runs (default: folder names, made unique).
         consecutive: Compare run i with run i-1 instead of with the first run (watch a
@@ -396,7 +396,7 @@ def plot_comparison(comparison: pd.DataFrame, ax: "Axes | None" = None, *,
     Returns:
         The Axes.
     """
-    from .plots import series_style
+    from robustify.reporting.plots import series_style
 
     for column in ("transform", "drop_a_pp", "drop_b_pp", "drop_change_pp", "run_a", "run_b"):
         if column not in comparison.columns:
@@ -475,7 +475,7 @@ def write_comparison_report(comparison: pd.DataFrame, out_dir: str | os.PathLike
 
     Every file is written atomically; text is escaped; the page runs no script.
     """
-    from .leakage import ReportDoc, figure_png
+    from robustify.probes.leakage import ReportDoc, figure_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -585,7 +585,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     names = labels or [Path(r).name for r in args.runs]
     out = Path(args.out) if args.out else Path("reports") / re.sub(
         r"[^A-Za-z0-9._-]+", "-", f"compare__{names[0]}__{names[-1]}")
-    from .api import _check_writable
+    from robustify.pipeline.run import _check_writable
 
     _check_writable(out)
     files = write_comparison_report(table, out)

@@ -3,7 +3,7 @@
 Every function takes the frame produced by :mod:`robustify.analysis`, draws on ``ax``
 (or on a new pyplot figure when ``ax`` is None, so a notebook shows it) and returns the
 Axes. Nothing here calls ``plt.show()``, changes ``rcParams`` or keeps global state;
-:mod:`robustify.report` owns figures it saves.
+:mod:`robustify.reporting.run_report` owns figures it saves.
 
 Shared conventions:
 

@@ -19,7 +19,7 @@ rewrite before it is used:
 
 A rejected rewrite is never used: it is returned with its reasons (a DataFrame, one row
 per item) so runs can count and report them. Calls go through the runner, so they are
-cached in the :class:`~robustify.cache.ResponseCache` like any other (keyed by the
+cached in the :class:`~robustify.runner.cache.ResponseCache` like any other (keyed by the
 rewriter's identity, including its seeded :class:`~robustify.records.GenerationParams`,
 and the messages), deduplicated and concurrent.
 
@@ -56,7 +56,7 @@ from perturbations.records import choice_letter
 from perturbations.text import edit_rate, protected_spans
 from perturbations.version import __version__
 
-from .records import GenerationParams, Score
+from robustify.records import GenerationParams, Score
 
 __all__ = [
     "PERSONAS",
@@ -221,7 +221,7 @@ def parse_rewrite_spec(text: str | RewriteSpec) -> RewriteSpec:
     if not 0.0 <= temperature <= 2.0 or max_tokens < 8:
         raise ConfigError(f"rewrite spec {raw!r}: temperature must lie in [0, 2] and "
                           f"max_tokens be at least 8")
-    from .models.base import split_model_spec
+    from robustify.models.base import split_model_spec
 
     model = options.get("model") or DEFAULT_REWRITER
     split_model_spec(model)  # fails now, with the accepted forms, rather than mid-run
@@ -436,14 +436,14 @@ def _derived_seed(seed: int, replicate: int) -> int:
 
 
 def _build(spec_text: str, params: GenerationParams) -> Any:
-    from .models import parse_model_spec
+    from robustify.models import parse_model_spec
 
     return parse_model_spec(spec_text, params=params)
 
 
 def _ask(items: Sequence[Item], backend: Any, messages_of: Any, cache: Any,
          progress: bool) -> pd.DataFrame:
-    from .runner import run_queries
+    from robustify.runner.execute import run_queries
 
     variants = [Variant.clean(item, version=__version__) for item in items]
     return run_queries(variants, [backend], build_messages=messages_of,
@@ -489,7 +489,7 @@ def rewrite_variants(items: Sequence[Item], spec: str | RewriteSpec, backend: An
             a ready backend (used as given and not closed; its own params apply). A
             backend built here gets ``GenerationParams(temperature=spec.temperature,
             seed=seed + replicate, max_tokens=spec.max_tokens)``.
-        cache: A :class:`~robustify.cache.ResponseCache` (or ``None``): rewrites are
+        cache: A :class:`~robustify.runner.cache.ResponseCache` (or ``None``): rewrites are
             cached by rewriter identity (with its params, hence the seed) and messages.
         seed: Run seed; recorded on the variants and passed to the rewriter.
         replicate: Replicate index; with temperature 0 every replicate gives the same
@@ -641,7 +641,7 @@ class RewriteOutcome:
 
     def write(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write ``rewrite_rejections.csv`` atomically into ``out_dir``."""
-        from .atomic import write_text_atomic
+        from robustify.atomic import write_text_atomic
 
         return write_text_atomic(Path(out_dir) / "rewrite_rejections.csv",
                                  self.rejected.to_csv(index=False))

@@ -1,0 +1,16 @@
+"""The runner: variants x models -> answers, concurrent, cached and resumable.
+
+- :mod:`.execute` plans the calls (identical prompts sent once, unchanged variants reuse
+  their clean answer), runs them with a bound per backend and builds the results frame;
+- :mod:`.cache` is the SQLite response cache (WAL, safe under concurrency);
+- :mod:`.progress` is the progress display (a bar on a terminal, timed lines in logs).
+"""
+
+from __future__ import annotations
+
+from robustify.runner.cache import ResponseCache, default_cache_path, open_cache
+from robustify.runner.execute import (MAX_CALLS_ERROR, BackendStats, arun_queries,
+                                      estimate_calls, run_queries)
+
+__all__ = ["run_queries", "arun_queries", "estimate_calls", "BackendStats", "MAX_CALLS_ERROR",
+           "ResponseCache", "default_cache_path", "open_cache"]
