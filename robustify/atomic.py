@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file.
+"""Files and folders: atomic writes, stale temp files, writable output folders, safe names.
+
+A reader (or a crash) never sees half a file.
 
 Every output the tool writes goes through here: the bytes go to a temporary file in
 the destination folder, are flushed to disk, and the temporary file is renamed over the
@@ -10,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 __all__ = ["atomic_file", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
-           "write_jsonl_atomic", "tee_jsonl_atomic", "sweep_temp_files"]
+           "write_jsonl_atomic", "tee_jsonl_atomic", "sweep_temp_files", "check_writable",
+           "slug"]
 
 T = TypeVar("T")
 
@@ -126,3 +130,34 @@ def sweep_temp_files(folder: str | os.PathLike[str], name: str = "*") -> int:
         except FileNotFoundError:
             pass
     return removed
+
+
+def check_writable(out_dir: str | os.PathLike[str]) -> None:
+    """Fail now, before any model call, if ``out_dir`` cannot be created and written.
+
+    Raises:
+        ConfigError: a parent is a file, or the nearest existing parent is not writable.
+    """
+    from perturbations.errors import ConfigError
+
+    out_dir = Path(out_dir)
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{out_dir}: cannot create the output folder ({probe} is a file)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out_dir}: output folder is not writable ({probe}: permission denied)")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(text: str, *, limit: int | None = 60, empty: str = "run") -> str:
+    """A file-safe name: runs of other characters become ``-`` (``local:smollm2`` -> ``local-smollm2``).
+
+    >>> slug("openai:gpt-4o@http://127.0.0.1:8080/v1")
+    'openai-gpt-4o-http-127.0.0.1-8080-v1'
+    """
+    out = _UNSAFE.sub("-", text).strip("-")
+    return (out[:limit] if limit else out) or empty

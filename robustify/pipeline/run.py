@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
 from robustify.errors import AnalysisError, GateFailure
-from robustify.atomic import sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
+from robustify.atomic import check_writable, slug, sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
 from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
 from robustify.models.base import FatalModelError
@@ -50,10 +49,6 @@ __all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult",
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
 
 
 @dataclass
@@ -151,17 +146,7 @@ def _load_data(job: JobConfig) -> list[Item]:
 def _default_out(job: JobConfig) -> Path:
     data = "+".join(d.name or Path(d.path).stem for d in job.data)
     models = "+".join(m.spec.split("@")[0] for m in job.models)
-    return Path("reports") / _slug(f"{data}__{models}")
-
-
-def _check_writable(out_dir: Path) -> None:
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{out_dir}: cannot create the output folder ({probe} is a file)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{out_dir}: output folder is not writable ({probe}: permission denied)")
+    return Path("reports") / slug(f"{data}__{models}")
 
 
 def _build_backends(job: JobConfig) -> list[Any]:
@@ -221,7 +206,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
 
         templates = load_templates(job.templates)
     out_dir = Path(job.out) if job.out else _default_out(job)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     with _blame(job, "models"):
         backends = _build_backends(job)
     if preflight:

@@ -27,14 +27,12 @@ CLI: ``python -m robustify compare reports/v1 reports/v2 --out reports/v1-vs-v2`
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -49,7 +47,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = ["COMPARE_COLUMNS", "ALL_PRESERVING", "CLEAN_ROW", "load_run", "compare_runs",
-           "compare_pair", "plot_comparison", "write_comparison_report", "add_parser"]
+           "compare_pair", "comparison_label", "plot_comparison", "write_comparison_report"]
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +369,7 @@ def _manifest_notes(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str,
 
 # ------------------------------------------------------------------------ chart
 
-def _label(row: Mapping[str, Any]) -> str:
+def comparison_label(row: Mapping[str, Any]) -> str:
     if row["transform"] == ALL_PRESERVING:
         return "all label-preserving"
     sev = row.get("severity")
@@ -426,7 +424,7 @@ def plot_comparison(comparison: pd.DataFrame, ax: "Axes | None" = None, *,
         ax.annotate(f"{r['drop_change_pp']:+.1f} pp{ci_text}", xy=(1.0, y),
                     xycoords=("axes fraction", "data"), xytext=(4, 0),
                     textcoords="offset points", va="center", fontsize=8)
-        name = _label(r)
+        name = comparison_label(r)
         if len(pairs) > 1:
             name += f"\n{r['model_b']}" if r["model_a"] == r["model_b"] else \
                 f"\n{r['model_a']} → {r['model_b']}"
@@ -509,7 +507,7 @@ def write_comparison_report(comparison: pd.DataFrame, out_dir: str | os.PathLike
                    "noisy A → B", "Δ noisy pp (CI)", "drop A → B (pp)", "Δ drop pp (CI)",
                    "p"],
                   [[r["model_b"] if r["model_a"] == r["model_b"] else
-                    f"{r['model_a']} → {r['model_b']}", _label(r),
+                    f"{r['model_a']} → {r['model_b']}", comparison_label(r),
                     "yes" if r["paired"] else "no", r["n_items"],
                     f"{_pct(r['clean_a'])} → {_pct(r['clean_b'])}",
                     f"{_pp(r['clean_change_pp'])} "
@@ -542,65 +540,3 @@ def write_comparison_report(comparison: pd.DataFrame, out_dir: str | os.PathLike
     files = doc.write(out, "compare")
     files["csv"] = write_text_atomic(out / "compare.csv", comparison.to_csv(index=False))
     return files
-
-
-# ------------------------------------------------------------------------ CLI
-
-def add_parser(subparsers: Any) -> None:
-    """Add the ``compare`` verb to the CLI's subparsers (``handler=`` is set)."""
-    p = subparsers.add_parser(
-        "compare", help="compare runs: how clean score, noisy score and drop changed",
-        description="Compare two or more run folders written by 'run', per transform and "
-                    "severity, paired on item and spec, with bootstrap intervals.",
-        epilog="example: python -m robustify compare reports/v1 reports/v2 --out reports/v1-v2")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (the first is the baseline)")
-    p.add_argument("--out", help="folder for compare.html/.md/.csv (default "
-                                 "reports/compare__<first>__<last>)")
-    p.add_argument("--labels", help="comma-separated names for the runs (default folder names)")
-    p.add_argument("--consecutive", action="store_true",
-                   help="compare each run with the one before it instead of with the first")
-    p.add_argument("--models", help="model matching when labels differ: A=B[,C=D]")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--quiet", action="store_true", help="print only the report path")
-    p.set_defaults(handler=_cmd_compare)
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    if len(args.runs) < 2:
-        raise ConfigError("compare needs at least two run folders")
-    if args.n_boot < 0:
-        raise ConfigError(f"--n-boot must be >= 0, got {args.n_boot}")
-    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
-    models = None
-    if args.models:
-        models = {}
-        for pair in args.models.split(","):
-            a, sep, b = pair.partition("=")
-            if not sep or not a.strip() or not b.strip():
-                raise ConfigError(f"--models expects A=B pairs, got {pair!r}")
-            models[a.strip()] = b.strip()
-    table = compare_runs(args.runs, labels, consecutive=args.consecutive, models=models,
-                         n_boot=args.n_boot, seed=args.seed)
-    names = labels or [Path(r).name for r in args.runs]
-    out = Path(args.out) if args.out else Path("reports") / re.sub(
-        r"[^A-Za-z0-9._-]+", "-", f"compare__{names[0]}__{names[-1]}")
-    from robustify.pipeline.run import _check_writable
-
-    _check_writable(out)
-    files = write_comparison_report(table, out)
-    if not args.quiet:
-        for r in table.to_dict("records"):
-            if r["transform"] == CLEAN_ROW:
-                print(f"\n{r['run_a']} → {r['run_b']}  {r['model_b']}: clean "
-                      f"{_pct(r['clean_a'])} → {_pct(r['clean_b'])} "
-                      f"({_pp(r['clean_change_pp'])} pp)")
-                continue
-            print(f"  {_label(r):<28} drop {_pp(r['drop_a_pp']):>6} → {_pp(r['drop_b_pp']):>6} pp"
-                  f"  change {_pp(r['drop_change_pp']):>6} "
-                  f"{_ci(r['drop_change_ci_low_pp'], r['drop_change_ci_high_pp'])}"
-                  f"{'' if r['paired'] else '  (unpaired)'}")
-        for note in table.attrs.get("notes", []):
-            print(f"note: {note}", file=sys.stderr)
-    print(f"comparison report: {files['html']}")
-    return 0

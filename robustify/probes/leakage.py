@@ -36,7 +36,6 @@ CLI: ``python -m robustify leakage --data sample --model local:smollm2 --limit 4
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import html
@@ -47,7 +46,6 @@ import math
 import os
 import random
 import re
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -71,7 +69,6 @@ from robustify.records import GenerationParams, Score
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from robustify.runner.cache import ResponseCache
 
 __all__ = [
     "DEFAULT_REWRITES",
@@ -96,7 +93,6 @@ __all__ = [
     "plot_suspects",
     "plot_completion",
     "write_leakage_report",
-    "add_parser",
 ]
 
 log = logging.getLogger(__name__)
@@ -1470,99 +1466,3 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                          completion_items=completion_items, completion_summary=c_summary,
                          rows=rows_all, settings=settings, notes=notes,
                          rewrite_rejections=rejections)
-
-
-# ------------------------------------------------------------------------ CLI
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
-
-
-def _float_pair(text: str) -> tuple[float, float]:
-    parts = [p for p in re.split(r"[-,:]", text) if p.strip()]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW-HIGH shares such as 0.4-0.6, got {text!r}"
-                                         ) from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected LOW-HIGH shares such as 0.4-0.6, got {text!r}")
-    return (values[0], values[1])
-
-
-def add_parser(subparsers: Any) -> None:
-    """Add the ``leakage`` verb to the CLI's subparsers (``handler=`` is set)."""
-    p = subparsers.add_parser(
-        "leakage", help="probe for benchmark leakage: verbatim vs rewritten, and completion",
-        description="Signals, not proof: items right verbatim but wrong on every faithful "
-                    "rewrite, and how much of an item's text the model can continue.",
-        epilog="example: python -m robustify leakage --data sample --model local:smollm2 "
-               "--limit 40 --out reports/leakage")
-    p.add_argument("--data", default="sample", help="benchmark file or 'sample' (default)")
-    p.add_argument("--format", help="format or preset (detected when omitted)")
-    p.add_argument("--map", help="field mapping, e.g. input=question,target=answer")
-    p.add_argument("--limit", type=int, help="seeded sample of N items")
-    p.add_argument("--model", action="append",
-                   help="model spec, repeatable (default local:smollm2)")
-    p.add_argument("--probes", default="verbatim,completion",
-                   help="comma-separated: verbatim, completion (default both)")
-    p.add_argument("--rewrites", help="comma-separated rewrite specs for the verbatim probe "
-                                      f"(default {','.join(DEFAULT_REWRITES)})")
-    p.add_argument("--replicates", type=int, default=2, help="draws per random rewrite (default 2)")
-    p.add_argument("--rewriter", help="also ask this model for paraphrase rewrites (checked)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--cut", type=_float_pair, default=(0.4, 0.6),
-                   help="share of words shown in the completion probe, LOW-HIGH (default 0.4-0.6)")
-    p.add_argument("--ngram", type=int, default=3, help="n of the n-gram overlap (default 3)")
-    p.add_argument("--no-controls", action="store_true",
-                   help="leave out the fresh and famous-text controls (the shuffled one stays)")
-    p.add_argument("--cache", help="response cache file, or 'off' (default: the run cache)")
-    p.add_argument("--out", help="folder to write leakage.html/.md into (a run folder is fine; "
-                                 "default reports/leakage__<data>__<model>)")
-    p.add_argument("--top", type=int, default=10, help="suspect items listed per model")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
-    p.set_defaults(handler=_cmd_leakage)
-
-
-def _cmd_leakage(args: argparse.Namespace) -> int:
-    from robustify.data import load_items
-
-    models = args.model or ["local:smollm2"]
-    probes = [p.strip() for p in args.probes.split(",") if p.strip()]
-    rewrites = ([r.strip() for r in args.rewrites.split(",") if r.strip()] if args.rewrites
-                else list(DEFAULT_REWRITES))
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be at least 1, got {args.limit}")
-    if args.replicates < 1 or args.ngram < 1 or args.top < 0:
-        raise ConfigError("--replicates and --ngram must be at least 1, --top at least 0")
-    items = load_items(args.data, format=args.format, mapping=args.map, limit=args.limit,
-                       seed=args.seed)
-    label = Path(args.data).stem
-    out = Path(args.out) if args.out else Path("reports") / (
-        f"leakage__{_slug(label)}__{_slug('+'.join(models))}")
-    from robustify.pipeline.run import _check_writable
-
-    _check_writable(out)
-    cache: Any = "default" if args.cache is None else args.cache
-    progress = not args.quiet and sys.stderr.isatty()
-    result = probe_leakage(items, models, probes=probes, rewrites=rewrites,
-                           replicates=args.replicates, seed=args.seed, cut=args.cut,
-                           ngram=args.ngram, fresh_controls=not args.no_controls,
-                           known_texts=not args.no_controls, cache=cache,
-                           rewriter=args.rewriter, progress=progress, data_label=label)
-    files = result.write_report(out, top=args.top)
-    if not args.quiet:
-        for row in result.verbatim_summary.to_dict("records"):
-            print(f"{row['model']}: suspects {row['n_suspects']}/{row['n_items']} "
-                  f"({_pct(row['suspect_rate'])}, 95% CI {_pct(row['ci_low'])}-"
-                  f"{_pct(row['ci_high'])}); chance {_pct(row['chance_rate'])} "
-                  f"(95th pct {_pct(row['chance_high'])}); p = {_pval(row['p_value'])}")
-        for row in result.completion_summary.to_dict("records"):
-            print(f"{row['model']}: completion [{row['group']}] n={row['n']} n-gram overlap "
-                  f"{_pct(row['ngram_overlap'])}, similarity {_pct(row['similarity'])}")
-        for note in result.notes:
-            print(f"note: {note}", file=sys.stderr)
-    print(f"leakage report: {files['html']}")
-    return 0

@@ -56,6 +56,7 @@ from perturbations.records import choice_letter
 from perturbations.text import edit_rate, protected_spans
 from perturbations.version import __version__
 
+from robustify.atomic import slug as _file_slug
 from robustify.records import GenerationParams, Score
 
 __all__ = [
@@ -129,10 +130,6 @@ REJECTION_COLUMNS = ("item_id", "spec", "persona", "rewriter", "replicate", "rea
 _OPTION_KEYS = ("persona", "model", "judge", "temperature", "max_tokens")
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
-
-
 @dataclass(frozen=True)
 class RewriteSpec:
     """A parsed ``rewrite:...`` spec."""
@@ -151,13 +148,13 @@ class RewriteSpec:
     @property
     def canonical(self) -> str:
         """The spec recorded on variants: models as slugs, defaults left out."""
-        text = f"rewrite:persona={self.persona}:model={_slug(self.model)}"
+        text = f"rewrite:persona={self.persona}:model={_file_slug(self.model, limit=None, empty='model')}"
         if self.temperature:
             text += f":temperature={self.temperature:g}"
         if self.max_tokens != 96:
             text += f":max_tokens={self.max_tokens}"
         if self.judge:
-            text += f":judge={_slug(self.judge)}"
+            text += f":judge={_file_slug(self.judge, limit=None, empty='model')}"
         return text
 
     @property

@@ -143,8 +143,10 @@ def test_run_folders_report_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     notes = " ".join(table.attrs["notes"])
     assert "different data" in notes and "different noise" in notes
 
+    from robustify.cli import compare as compare_verb
+
     parser = argparse.ArgumentParser()
-    compare.add_parser(parser.add_subparsers(dest="verb"))
+    compare_verb.add_parser(parser.add_subparsers(dest="verb"))
     out = tmp_path / "cmp"
     args = parser.parse_args(["compare", str(dir_a), str(dir_b), "--out", str(out),
                               "--n-boot", "200"])

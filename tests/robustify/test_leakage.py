@@ -363,8 +363,12 @@ def test_report_is_escaped_and_complete(tmp_path: Path) -> None:
 def test_cli_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "items.jsonl"
     data.write_text("".join(json.dumps(i.to_dict()) + "\n" for i in ITEMS))
+    from robustify.cli import leakage as leakage_verb
+    from robustify.cli.leakage import DEFAULT_REWRITES_HELP
+
+    assert DEFAULT_REWRITES_HELP == ",".join(leakage.DEFAULT_REWRITES)
     parser = argparse.ArgumentParser()
-    leakage.add_parser(parser.add_subparsers(dest="verb"))
+    leakage_verb.add_parser(parser.add_subparsers(dest="verb"))
     out = tmp_path / "out"
     args = parser.parse_args(["leakage", "--data", str(data), "--model", FAKE + "memorised_half",
                               "--rewrites", ",".join(REWRITES), "--cache", "off",

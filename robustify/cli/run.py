@@ -1,0 +1,152 @@
+"""``run``: the whole job (perturb, query, score, analyse, report), with gates and estimates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from robustify.cli.common import (EXIT_GATE, EXIT_OK, add_data_args, add_transform_args,
+                                  int_at_least, key_value, number)
+
+__all__ = ['add_parser', 'handle', 'job_from_args', 'print_summary']
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add this verb to the CLI's subparsers."""
+    p = subparsers.add_parser("run", help="perturb, query, score, analyse and report",
+                       epilog="example: python -m robustify run --model local:smollm2 "
+                              "--transforms typos,slang --limit 40 --fail-on-drop 10")
+    p.add_argument("--config", help="job file (YAML); flags override it")
+    add_data_args(p)
+    add_transform_args(p)
+    p.add_argument("--model", action="append",
+                   help="model spec, repeatable: local:smollm2, local:/path.gguf, openai:NAME, "
+                        "openai:NAME@http://host:port/v1, python:pkg.mod:func")
+    p.add_argument("--api-key-env", help="variable holding the key for openai: models "
+                                         "(default OPENAI_API_KEY)")
+    p.add_argument("--max-tokens", type=int_at_least(1), help="answer budget per call")
+    p.add_argument("--temperature", type=number, help="sampling temperature (default 0)")
+    p.add_argument("--param", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="generation parameter for every model, repeatable: top_p=0.9, "
+                        "stop=..., or a backend-specific one such as repeat_penalty=1.0")
+    p.add_argument("--out", help="run folder (default reports/<data>__<model>)")
+    p.add_argument("--cache", help="response cache file, or 'off' (default ~/.cache/robustify/responses.sqlite)")
+    p.add_argument("--concurrency", type=int_at_least(1), help="parallel calls per model")
+    p.add_argument("--max-calls", type=int_at_least(0), help="make at most N model calls")
+    p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
+    p.add_argument("--noise-floor", type=int_at_least(0),
+                   help="re-ask clean items K times to measure flips without noise")
+    p.add_argument("--estimate", action="store_true",
+                   help="print how many calls and tokens the job needs, then stop")
+    p.add_argument("--fail-on-drop", type=number, metavar="PP",
+                   help="exit 1 when a drop's 95%% interval lies above PP percentage points")
+    p.add_argument("--max-error-rate", type=number, metavar="RATE",
+                   help="exit 1 when more than RATE (0-1) of the calls failed")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (bar, or a line every 30 s in a log), no summary table")
+    p.set_defaults(handler=handle)
+
+
+def job_from_args(args: argparse.Namespace):
+    from robustify.pipeline.jobfile import DataSource, Gates, JobConfig, ModelConfig, load_job
+
+    job = load_job(args.config) if args.config else JobConfig()
+    changes: dict[str, Any] = {}
+    if args.data or args.format or args.map or args.task:
+        if args.data is None and args.config:
+            sources = tuple(DataSource(d.path, args.format or d.format, args.map or d.map, d.name,
+                                       args.task or d.task) for d in job.data)
+        else:
+            sources = (DataSource(path=args.data or "sample", format=args.format, map=args.map,
+                                  task=args.task),)
+        changes["data"] = sources
+    if args.model:
+        changes["models"] = tuple(ModelConfig(spec=m) for m in args.model)
+    models = changes.get("models", job.models)
+    params: dict[str, Any] = {}
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    known = {"temperature", "seed", "max_tokens", "stop", "top_p"}
+    for key, value in args.param or ():
+        if key in known:
+            params[key] = value
+        else:
+            params.setdefault("extra", {})[key] = value
+    if params or args.api_key_env:
+        models = tuple(
+            ModelConfig(spec=m.spec, api_key_env=args.api_key_env or m.api_key_env,
+                        params={**m.params, **params,
+                                "extra": {**m.params.get("extra", {}), **params.get("extra", {})}},
+                        concurrency=m.concurrency, timeout=m.timeout)
+            for m in models)
+        changes["models"] = models
+    if args.transforms:
+        changes["transforms"] = tuple(args.transforms)
+    if args.severity:
+        changes["severity"] = tuple(args.severity)
+    gates = job.gates
+    if args.fail_on_drop is not None or args.max_error_rate is not None:
+        gates = Gates(fail_on_drop=args.fail_on_drop if args.fail_on_drop is not None
+                      else gates.fail_on_drop,
+                      per_transform=gates.per_transform,
+                      max_error_rate=args.max_error_rate if args.max_error_rate is not None
+                      else gates.max_error_rate)
+    return job.override(seed=args.seed, replicates=args.replicates, limit=args.limit,
+                        out=args.out, cache=args.cache, concurrency=args.concurrency,
+                        max_calls=args.max_calls, templates=args.templates,
+                        noise_floor=args.noise_floor, gates=gates, **changes).validate()
+
+
+def print_summary(result, out=sys.stdout) -> None:
+    summary = result.summary()
+    overview = result.overview()
+    for row in overview.itertuples(index=False):
+        print(f"\n{row.model}: clean {row.clean_score * 100:.1f}%  mean under noise "
+              f"{row.perturbed_score * 100:.1f}%  worst case {row.worst_case_score * 100:.1f}%",
+              file=out)
+    header = f"  {'transform':<28} {'n':>4} {'clean':>7} {'noisy':>7} {'drop (95% CI), pp':>24}"
+    current = None
+    for row in summary.itertuples(index=False):
+        if row.model != current:
+            current = row.model
+            print(f"\n{current}\n{header}", file=out)
+        ci = f"{row.drop * 100:+.1f} ({row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f})"
+        flag = "  *may break*" if row.label_policy == "may_break" else ""
+        print(f"  {row.spec:<28} {row.n_items:>4} {row.clean_score * 100:>6.1f}% "
+              f"{row.perturbed_score * 100:>6.1f}% {ci:>24}{flag}", file=out)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from robustify.pipeline.run import prepare_job, run_job
+
+    job = job_from_args(args)
+    progress = not args.quiet  # a bar on a terminal, plain lines in a log
+    prepared = prepare_job(job)
+    if args.estimate:
+        from robustify.prompts import build_messages
+        from robustify.runner.execute import estimate_calls
+
+        cache = None
+        if prepared.cache_path is not None and prepared.cache_path.exists():
+            from robustify.runner.cache import ResponseCache
+
+            cache = ResponseCache(prepared.cache_path)
+        est = estimate_calls(list(prepared.variants()), prepared.backends, build_messages, cache)
+        for key, value in est.items():
+            print(f"{key}: {value}")
+        return EXIT_OK
+    result = run_job(job, progress=progress, prepared=prepared)
+    if not args.quiet:
+        print_summary(result)
+    counts = result.manifest.get("counts", {})
+    if counts.get("failed"):
+        print(f"{counts['failed']} of {counts['rows']} rows failed (their model call gave up); "
+              f"see {result.out_dir / 'results.csv'} (column 'error')", file=sys.stderr)
+    print(f"report: {result.out_dir / 'report.html'}")
+    failures = result.check_gates(job.gates)
+    for message in failures:
+        print(f"gate failed: {message}", file=sys.stderr)
+    return EXIT_GATE if failures else EXIT_OK
