@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from perturbations.errors import ConfigError, RobustifyError
 
+from robustify._secrets import mask
 from robustify.records import Completion, GenerationParams
 
 __all__ = [
@@ -178,28 +179,17 @@ def run_sync(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-_WS = re.compile(r"\s+")
-_KEYLIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{6,}")
-
-
 def one_line(text: object, *, limit: int = 300, secrets: tuple[str | None, ...] = ()) -> str:
     """Collapse an error message to one bounded line with secrets masked.
 
     Args:
         text: The message (or an exception).
         limit: Maximum length; longer messages end with an ellipsis.
-        secrets: Exact strings to mask (API keys); anything shaped like an OpenAI key
-            (``sk-...``) is masked too, since servers quote partial keys back.
+        secrets: Exact strings to mask (API keys); anything shaped like a key (``sk-...``)
+            is masked too, since servers quote partial keys back (see
+            :func:`robustify._secrets.mask`).
     """
-    out = str(text)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            out = out.replace(secret, "***")
-    out = _KEYLIKE.sub(r"\1-***", out)
-    out = _WS.sub(" ", out).strip()
-    if len(out) > limit:
-        out = out[: limit - 1] + "\u2026"
-    return out
+    return mask(text, limit=limit, secrets=secrets)
 
 
 def is_loopback_url(url: str) -> bool:

@@ -28,7 +28,6 @@ Example (``examples/job.yaml`` in the repository)::
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -148,17 +147,15 @@ class JobConfig:
 _TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source"}
 
 
-_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization",
-                 "auth", "credential", "credentials", "bearer"}
-
-
 def check_param_name(name: str) -> None:
     """Refuse generation parameters that look like credentials (they would be recorded).
 
-    The name is split into words (``api_key`` -> api, key), so ``max_tokens`` passes.
+    The same rule hides a key in a report (:func:`robustify._secrets.is_secret_name`):
+    ``api_key``, ``authToken``, ``clientSecret`` are refused; ``max_tokens`` passes.
     """
-    words = set(re.split(r"[^a-z0-9]+", name.lower()))
-    if words & _SECRET_WORDS:
+    from robustify._secrets import is_secret_name
+
+    if is_secret_name(name):
         raise ConfigError(f"parameter {name!r} looks like a credential: keys never go in "
                           f"parameters; put the key in an environment variable and name it "
                           f"with --api-key-env (api_key_env in a job file)")

@@ -104,7 +104,7 @@ def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
 
 
 def _redact_tree(obj: Any, key: str = "") -> Any:
-    from robustify.reporting.run_report import redact
+    from robustify._secrets import redact
 
     if isinstance(obj, dict):
         return {k: _redact_tree(v, str(k)) for k, v in obj.items()}

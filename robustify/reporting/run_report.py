@@ -41,11 +41,12 @@ from perturbations.version import __version__
 
 from robustify.analysis import paired as analysis
 from robustify.reporting import plots
+from robustify._secrets import redact
 from robustify.atomic import write_bytes_atomic, write_text_atomic
 from robustify.records import RESULT_COLUMNS
 
 __all__ = ["write_report", "rebuild_report", "load_results", "write_results_jsonl",
-           "word_diff", "figure_size", "CSP", "redact"]
+           "word_diff", "figure_size", "CSP"]
 
 log = logging.getLogger(__name__)
 
@@ -54,37 +55,6 @@ CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri '
 """Content-Security-Policy of report.html: no script, no network, inline images only."""
 
 _EXAMPLE_TEXT_LIMIT = 600
-
-# Shapes of credentials that must never be printed, whatever key they sit under.
-_SECRET_VALUE = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|hf_[A-Za-z0-9]{20,}|"
-    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|"
-    r"xox[abprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{30,}|(?i:bearer)\s+[A-Za-z0-9._~+/=\-]{8,})")
-# Key names that hold credentials, matched as whole words of any part of a key path
-# (split at "." "_" "-" and camelCase): "access_token", "x-api-key", "clientSecret",
-# "secrets.openai" are hidden; "max_tokens", "tokens_in", "keyboard" are not.
-_SECRET_WORDS = frozenset({"apikey", "secret", "secrets", "password", "passwd", "pwd", "token",
-                           "auth", "authorization", "bearer", "credential", "credentials",
-                           "cookie", "passphrase"})
-_SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("secret", "key"),
-                           ("access", "key"), ("signing", "key")})
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-
-def _is_secret_key(key: str) -> bool:
-    """Whether a (dotted) key path names a credential; ``*_env``/``*_var`` name a variable."""
-    parts = key.split(".")
-    if parts and parts[-1].lower().endswith(("_env", "_var")):
-        parts = parts[:-1]
-    for part in parts:
-        words = [w.lower() for w in _WORD.findall(part)]
-        if _SECRET_WORDS.intersection(words) or _SECRET_PAIRS.intersection(zip(words, words[1:])):
-            return True
-    return False
-
-
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
-
 
 # ------------------------------------------------------------------------ helpers
 
@@ -153,18 +123,6 @@ def _sev(row: Mapping[str, Any]) -> str:
 def _truncate(text: Any, limit: int = _EXAMPLE_TEXT_LIMIT) -> str:
     text = "" if _missing(text) else str(text)
     return text if len(text) <= limit else text[:limit].rstrip() + " …"
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """Hide anything that looks like a credential (by its key name or its shape).
-
-    ``api_key_env`` style keys hold the *name* of an environment variable and are kept.
-    """
-    if isinstance(value, str):
-        if key and _is_secret_key(key):
-            return "[redacted]"
-        return _URL_USERINFO.sub("[redacted]@", _SECRET_VALUE.sub("[redacted]", value))
-    return value
 
 
 def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:

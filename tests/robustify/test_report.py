@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from perturbations.errors import ConfigError
 
 from robustify.analysis import paired as A
 from robustify.reporting import run_report as R
+from robustify._secrets import redact
 from robustify.atomic import write_json_atomic
 
 from .results_factory import HOSTILE_TEXTS, frame, make_results, row
@@ -207,18 +209,40 @@ def test_results_jsonl_round_trip(written):
     assert len(csv) == len(df) and list(csv.columns) == list(df.columns)
 
 
+SECRET_NAMES = ("api_key", "models.0.api_key", "x-api-key", "access_token", "client_secret",
+                "password", "credentials", "Authorization", "apikey", "apiKey", "accessToken",
+                "clientSecret", "secretKey", "openaiApiKey", "OPENAI_API_KEY", "secrets.openai",
+                "api_key.value", "auth", "bearer", "private_key", "privateKey", "pwd", "Cookie",
+                "session_token", "authToken", "key")
+HARMLESS_NAMES = ("models.0.identity.params.max_tokens", "tokens_in", "api_key_env",
+                  "models.0.api_key_env", "secretary", "keyboard", "seed", "author",
+                  "dataset_hash", "keys", "repeat_penalty", "top_p")
+
+
+def test_job_files_refuse_exactly_the_names_reports_hide():
+    """One rule: a parameter name the job check accepts is never one a report would hide."""
+    from robustify.pipeline.jobfile import check_param_name
+
+    for name in SECRET_NAMES:
+        with pytest.raises(ConfigError, match="looks like a credential"):
+            check_param_name(name)
+    for name in ("max_tokens", "tokens_in", "repeat_penalty", "top_p", "seed", "keyboard"):
+        check_param_name(name)
+        assert redact("x", name) == "x"
+
+
 def test_redaction_hides_credentials_not_token_counts():
     for key in ("api_key", "models.0.api_key", "x-api-key", "access_token", "client_secret",
                 "password", "credentials", "Authorization", "apikey", "apiKey", "accessToken",
                 "clientSecret", "secretKey", "openaiApiKey", "OPENAI_API_KEY", "secrets.openai",
                 "api_key.value", "auth", "bearer", "private_key", "privateKey", "pwd", "Cookie",
                 "session_token"):
-        assert R.redact("abc123", key) == "[redacted]", key
+        assert redact("abc123", key) == "[redacted]", key
     for key in ("models.0.identity.params.max_tokens", "tokens_in", "api_key_env",
                 "models.0.api_key_env", "secretary", "keyboard", "seed", "author",
                 "dataset_hash", "keys"):
-        assert R.redact("48", key) == "48", key
-    assert R.redact("sk-" + "a" * 24, "note") == "[redacted]"  # by its shape, any key
+        assert redact("48", key) == "48", key
+    assert redact("sk-" + "a" * 24, "note") == "[redacted]"  # by its shape, any key
 
 
 def test_rebuild_report_is_identical(tmp_path):
@@ -297,11 +321,11 @@ def test_word_diff_exact():
 
 
 def test_redact():
-    assert R.redact(SECRET) == "[redacted]"
-    assert R.redact("token value", key="hf_token") == "[redacted]"
-    assert R.redact("OPENAI_API_KEY", key="api_key_env") == "OPENAI_API_KEY"
-    assert R.redact("http://u:p@host/v1") == "http://[redacted]@host/v1"
-    assert R.redact("a" * 64) == "a" * 64  # dataset hashes stay
+    assert redact(SECRET) == "[redacted]"
+    assert redact("token value", key="hf_token") == "[redacted]"
+    assert redact("OPENAI_API_KEY", key="api_key_env") == "OPENAI_API_KEY"
+    assert redact("http://u:p@host/v1") == "http://[redacted]@host/v1"
+    assert redact("a" * 64) == "a" * 64  # dataset hashes stay
 
 
 def test_figure_size_grows_with_content():
