@@ -24,37 +24,18 @@ Conventions shared by every function:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-from itertools import combinations
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from perturbations.errors import ConfigError, DataError
+from robustify.analysis.stats import bootstrap_ci, group_rng, mcnemar_exact
 
-__all__ = [
-    "CLEAN",
-    "LABEL_PRESERVING",
-    "SUMMARY_COLUMNS",
-    "pair_with_clean",
-    "slice_columns",
-    "summarize",
-    "model_overview",
-    "ranking_change",
-    "severity_curve",
-    "severity_auc",
-    "slices",
-    "weakest_slices",
-    "may_break_summary",
-    "noise_floor",
-    "bootstrap_ci",
-    "mcnemar_exact",
-    "meta_columns",
-]
+__all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "slice_columns",
+           "summarize", "model_overview", "may_break_summary", "noise_floor", "meta_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -196,119 +177,6 @@ def _ordered(frame: pd.DataFrame, keys: Sequence[str], reference: pd.DataFrame) 
 
 def _key_token(value: Any) -> str:
     return "\x00nan" if _is_missing(value) and not isinstance(value, str) else repr(value)
-
-
-def _group_rng(seed: int | np.random.Generator, key: Any) -> np.random.Generator:
-    """An RNG of its own for one group: seed + a stable digest of the group key."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    digest = hashlib.sha256(json.dumps(_jsonable(key), sort_keys=True).encode("utf-8")).digest()
-    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if _is_missing(value) and not isinstance(value, str):
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    return value if isinstance(value, (int, str)) else str(value)
-
-
-# ----------------------------------------------------------------------- statistics
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, *, clusters: Sequence[Any] | None = None,
-                 n_boot: int = 2000, seed: int | np.random.Generator = 0,
-                 ci: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval for the mean of ``values``, resampling clusters.
-
-    Each bootstrap draw picks clusters (items) with replacement and takes the mean over
-    all rows of the drawn clusters, so rows of one cluster (the replicates of an item)
-    are kept together. With ``clusters=None`` every row is its own cluster (and row
-    order matters); with clusters the interval does not depend on row order. For a
-    paired drop pass ``clean - perturbed`` as ``values``.
-
-    Args:
-        values: Per-row values; NaN is not allowed (filter first).
-        clusters: Cluster label per row (e.g. the item id), or ``None``.
-        n_boot: Number of bootstrap draws; 0 returns ``(nan, nan)``.
-        seed: Seed (or a ready Generator) for ``numpy.random.default_rng``.
-        ci: Coverage, e.g. 0.95.
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` for no rows; a zero-width interval for one
-        cluster (there is nothing to resample).
-    """
-    if not 0.0 < ci < 1.0:
-        raise ConfigError(f"ci must lie strictly between 0 and 1, got {ci!r}")
-    x = np.asarray(values, dtype=float)
-    if x.size == 0 or n_boot <= 0:
-        return (math.nan, math.nan)
-    if np.isnan(x).any():
-        raise DataError("bootstrap_ci got NaN values; drop unscored rows first")
-    if clusters is None:
-        codes = np.arange(x.size)
-    else:
-        labels = pd.Series(list(clusters), dtype=object)
-        try:
-            # Sorted cluster codes make the interval independent of row order.
-            codes = pd.factorize(labels, sort=True, use_na_sentinel=False)[0]
-        except TypeError:  # labels of mixed, unorderable types
-            codes = pd.factorize(labels, use_na_sentinel=False)[0]
-    m = int(codes.max()) + 1
-    sums = np.bincount(codes, weights=x, minlength=m)
-    counts = np.bincount(codes, minlength=m).astype(float)
-    if m == 1:
-        point = float(sums[0] / counts[0])
-        return (point, point)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    # Draw in chunks so a large benchmark never needs an n_boot x n_items index matrix.
-    chunk = max(1, min(n_boot, 2_000_000 // m))
-    stats = np.empty(n_boot)
-    done = 0
-    while done < n_boot:
-        size = min(chunk, n_boot - done)
-        idx = rng.integers(0, m, size=(size, m))
-        stats[done:done + size] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
-        done += size
-    alpha = (1.0 - ci) / 2.0
-    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
-    return (float(low), float(high))
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant pair counts.
-
-    Under the null both kinds of flips are equally likely, so ``min(b, c)`` follows
-    Binomial(b + c, 1/2); the two-sided p-value is twice its lower tail, capped at 1.
-
-    Args:
-        b: Pairs right on clean and wrong when perturbed.
-        c: Pairs wrong on clean and right when perturbed.
-
-    Returns:
-        The p-value; 1.0 when there is no discordant pair.
-
-    >>> mcnemar_exact(8, 1)
-    0.0390625
-    """
-    b, c = int(b), int(c)
-    n = b + c
-    if n == 0:
-        return 1.0
-    # exact integer arithmetic: sum C(n, k) for k <= min(b, c), then one correctly
-    # rounded division by 2**n (Python divides big integers exactly)
-    term = total = 1
-    for k in range(1, min(b, c) + 1):
-        term = term * (n - k + 1) // k
-        total += term
-    return min(1.0, 2 * total / 2 ** n)
 
 
 # ------------------------------------------------------------------------- pairing
@@ -457,7 +325,7 @@ def _summarize_paired(paired: pd.DataFrame, by: Sequence[str], *, n_boot: int, s
     if len(paired):
         for key, g in paired.groupby(by, sort=False, dropna=False):
             key = key if isinstance(key, tuple) else (key,)
-            stats = _group_stats(g, rng=_group_rng(seed, key), n_boot=n_boot, ci=ci)
+            stats = _group_stats(g, rng=group_rng(seed, key), n_boot=n_boot, ci=ci)
             rows.append({**dict(zip(by, key)), **stats})
     columns = [*by, *[c for c in SUMMARY_COLUMNS if c not in by]]
     out = pd.DataFrame(rows, columns=columns)
@@ -561,7 +429,7 @@ def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
         c = clean.loc[(clean["model"] == model) & clean["score"].notna()]
         v = keep.loc[keep["model"] == model]
         used = v.loc[v["paired"]]
-        rng = _group_rng(seed, ("overview", model))
+        rng = group_rng(seed, ("overview", model))
         if len(used):
             over = float(used["clean_score"].mean() - used["score"].mean())
             o_low, o_high = bootstrap_ci((used["clean_score"] - used["score"]).to_numpy(),
@@ -605,252 +473,6 @@ def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
         "perturbed_score", "overestimation", "overestimation_pp", "overestimation_ci_low_pp",
         "overestimation_ci_high_pp", "worst_case_score", "worst_case_gap_pp",
         "worst_case_ci_low_pp", "worst_case_ci_high_pp"])
-
-
-# ---------------------------------------------------------------------- rankings
-
-
-def spearman_rho(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation: Pearson's r of the average ranks (ties share a rank).
-
-    >>> round(spearman_rho(np.array([1., 2., 3., 4.]), np.array([1., 3., 2., 4.])), 6)
-    0.8
-    """
-    rx = pd.Series(x).rank(method="average").to_numpy()
-    ry = pd.Series(y).rank(method="average").to_numpy()
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b: (concordant - discordant) pairs, corrected for ties in x and y.
-
-    Quadratic in the number of models, which is small.
-
-    >>> round(kendall_tau_b(np.array([1., 2., 3., 4.]), np.array([1., 3., 2., 4.])), 6)
-    0.666667
-    """
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    upper = np.triu_indices(len(x), k=1)
-    dx, dy = dx[upper], dy[upper]
-    denominator = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
-    return float((dx * dy).sum() / denominator) if denominator else math.nan
-
-
-def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    ok = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[ok], y[ok]
-    # Constant input has no ranking.
-    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
-        return (math.nan, math.nan)
-    return (spearman_rho(x, y), kendall_tau_b(x, y))
-
-
-def ranking_change(results: pd.DataFrame, *, by: str = "transform",
-                   policies: Sequence[str] | None = None) -> pd.DataFrame:
-    """How the ranking of models under each transform differs from the clean ranking.
-
-    Args:
-        results: The per-row results frame with two or more models.
-        by: Column that defines the conditions (``transform`` or ``spec``).
-        policies: Keep only these label policies (default: all).
-
-    Returns:
-        One row per (condition, model): ``clean_score`` (mean over the model's scored clean
-        rows), ``score`` (mean perturbed score), ``clean_rank`` and ``rank`` (1 = best;
-        ties share the better rank), ``rank_change`` (clean_rank - rank, positive = moved
-        up), and per condition ``spearman`` and ``kendall`` (rank correlation of clean vs
-        perturbed scores across models; NaN with fewer than two models or a constant
-        score), ``n_swaps`` and ``swaps``: the pairs ahead on clean and strictly behind
-        under noise, written ``"a > b"`` for the clean order, separated by ``"; "``.
-    """
-    df = _prepare(results)
-    paired = pair_with_clean(df)
-    if policies is not None:
-        paired = paired.loc[paired["label_policy"].isin(list(policies))]
-    _check_by(paired, [by])
-    clean = df.loc[_clean_mask(df)].drop_duplicates(["model", "item_id"])
-    clean_score = clean.groupby("model", sort=False)["score"].mean()
-    models = list(pd.unique(df["model"]))
-    rows = []
-    used = paired.loc[paired["paired"]]
-    for condition in pd.unique(paired[by]):
-        sub = used.loc[used[by] == condition]
-        score = sub.groupby("model", sort=False)["score"].mean().reindex(models)
-        base = clean_score.reindex(models)
-        clean_rank = base.rank(ascending=False, method="min")
-        rank = score.rank(ascending=False, method="min")
-        rho, tau = _rank_corr(base.to_numpy(float), score.to_numpy(float))
-        swaps = []
-        for a, b in combinations(models, 2):
-            ca, cb, sa, sb = base[a], base[b], score[a], score[b]
-            if any(map(math.isnan, (ca, cb, sa, sb))):
-                continue
-            if ca > cb and sa < sb:
-                swaps.append(f"{a} > {b}")
-            elif cb > ca and sb < sa:
-                swaps.append(f"{b} > {a}")
-        for model in models:
-            rows.append({
-                by: condition, "model": model, "clean_score": float(base[model]),
-                "score": float(score[model]),
-                "clean_rank": float(clean_rank[model]), "rank": float(rank[model]),
-                "rank_change": float(clean_rank[model] - rank[model]),
-                "spearman": rho, "kendall": tau, "n_swaps": len(swaps),
-                "swaps": "; ".join(swaps),
-            })
-    return pd.DataFrame(rows, columns=[by, "model", "clean_score", "score", "clean_rank", "rank",
-                                       "rank_change", "spearman", "kendall", "n_swaps", "swaps"])
-
-
-# --------------------------------------------------------------------- severity
-
-
-def severity_curve(results: pd.DataFrame, *, policies: Sequence[str] | None = None
-                   ) -> pd.DataFrame:
-    """Score against severity per model x transform, with severity 0 = the clean score.
-
-    The severity-0 point of a curve is the mean clean score over the items that curve's
-    scored variants cover, so every point of one curve averages the same items.
-    Perturbed rows at severity 0 (the identity by contract) are not added twice.
-
-    Args:
-        results: The per-row results frame.
-        policies: Keep only these label policies (default: all).
-
-    Returns:
-        Rows ``model``, ``transform``, ``severity``, ``severity_label`` (``"clean"`` at
-        0), ``score``, ``drop_pp`` (clean point - this point), ``n_scored``, ``n_items``,
-        sorted by model, transform (first appearance) and severity.
-    """
-    paired = pair_with_clean(results)
-    if policies is not None:
-        paired = paired.loc[paired["label_policy"].isin(list(policies))]
-    used = paired.loc[paired["paired"] & (paired["severity"] > 0)]
-    rows = []
-    for (model, transform), g in used.groupby(["model", "transform"], sort=False):
-        base = float(g.drop_duplicates("item_id")["clean_score"].mean())
-        rows.append({"model": model, "transform": transform, "severity": 0.0,
-                     "severity_label": "clean", "score": base, "drop_pp": 0.0,
-                     "n_scored": int(g["item_id"].nunique()),
-                     "n_items": int(g["item_id"].nunique())})
-        for severity, s in g.groupby("severity", sort=True):
-            labels = list(dict.fromkeys(str(v) for v in s["severity_label"].dropna()))
-            score = float(s["score"].mean())
-            rows.append({"model": model, "transform": transform, "severity": float(severity),
-                         "severity_label": labels[0] if len(labels) == 1 else None,
-                         "score": score, "drop_pp": (base - score) * 100.0,
-                         "n_scored": int(len(s)), "n_items": int(s["item_id"].nunique())})
-    out = pd.DataFrame(rows, columns=["model", "transform", "severity", "severity_label", "score",
-                                      "drop_pp", "n_scored", "n_items"])
-    return _ordered(out, ["model", "transform", "severity"], paired)
-
-
-def severity_auc(data: pd.DataFrame) -> pd.DataFrame:
-    """Normalised area under each score-vs-severity curve.
-
-    For each model x transform the curve's points (severity 0 = clean score, then each
-    measured severity) are joined by straight lines; the area under them (trapezoid
-    rule) over [0, max severity] is divided by the width max severity. The result is a
-    score on the same 0..1 scale: the average score over the severity range. A model
-    unaffected by the noise has ``auc == clean_score``; ``auc_ratio`` = auc / clean score
-    (NaN when the clean score is 0) compares models with different clean scores.
-
-    Args:
-        data: Either a results frame (has ``item_id``) or the output of
-            :func:`severity_curve`.
-
-    Returns:
-        Rows ``model``, ``transform``, ``auc``, ``clean_score``, ``auc_ratio``,
-        ``max_severity``, ``n_points``. A curve with a single point has NaN ``auc``.
-    """
-    curve = severity_curve(data) if "item_id" in data.columns else data
-    rows = []
-    for (model, transform), g in curve.groupby(["model", "transform"], sort=False):
-        g = g.dropna(subset=["severity", "score"]).sort_values("severity", kind="mergesort")
-        x = g["severity"].to_numpy(float)
-        y = g["score"].to_numpy(float)
-        zero = g.loc[g["severity"] == 0, "score"]
-        clean = float(zero.iloc[0]) if len(zero) else math.nan
-        width = float(x.max() - x.min()) if len(x) else 0.0
-        if len(x) < 2 or width <= 0:
-            auc = math.nan
-        else:
-            auc = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0) / width)
-        rows.append({"model": model, "transform": transform, "auc": auc, "clean_score": clean,
-                     "auc_ratio": auc / clean if clean > 0 and not math.isnan(auc) else math.nan,
-                     "max_severity": float(x.max()) if len(x) else math.nan,
-                     "n_points": int(len(x))})
-    return pd.DataFrame(rows, columns=["model", "transform", "auc", "clean_score", "auc_ratio",
-                                       "max_severity", "n_points"])
-
-
-# ------------------------------------------------------------------------- slices
-
-
-def _resolve_column(df: pd.DataFrame, column: str) -> str:
-    if column in df.columns:
-        return column
-    if f"meta.{column}" in df.columns:
-        return f"meta.{column}"
-    raise ConfigError(f"no column {column!r} in the results (metadata columns: "
-                      f"{', '.join(meta_columns(df)) or 'none'})")
-
-
-def slices(results: pd.DataFrame, column: str, *, by: Sequence[str] = ("model",),
-           policies: Sequence[str] | None = LABEL_PRESERVING, **kwargs: Any) -> pd.DataFrame:
-    """The drop statistics of :func:`summarize` per value of one column (a slice).
-
-    Args:
-        results: The per-row results frame.
-        column: ``meta.domain``, ``task``... (``domain`` is accepted for ``meta.domain``).
-        by: Columns to keep apart besides the slice column (default: per model).
-        policies: Label policies pooled into a slice (default: label-preserving only;
-            ``None`` keeps all).
-        **kwargs: Passed to :func:`summarize` (``n_boot``, ``seed``, ``ci``).
-
-    Returns:
-        :func:`summarize` output grouped by ``(*by, column)``.
-    """
-    df = _prepare(results)
-    column = _resolve_column(df, column)
-    if policies is not None:
-        df = df.loc[_clean_mask(df) | df["label_policy"].isin(list(policies))]
-    return summarize(df, by=(*by, column), **kwargs)
-
-
-def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, *, k: int = 5,
-                   min_items: int = 5, by: Sequence[str] = ("model",),
-                   **kwargs: Any) -> pd.DataFrame:
-    """The ``k`` slices with the largest drop among those with at least ``min_items`` items.
-
-    Args:
-        results: The per-row results frame.
-        columns: Columns to slice by (default: every ``meta.*`` column).
-        k: How many slices to return.
-        min_items: Slices with fewer distinct items are skipped (their drop is noise).
-        by: Kept apart besides the slice (default: per model).
-        **kwargs: Passed to :func:`slices`.
-
-    Returns:
-        :func:`summarize` columns plus ``column`` (the sliced column) and ``value``,
-        sorted by ``drop`` descending (ties: first appearance).
-    """
-    df = _prepare(results)
-    columns = slice_columns(df) if columns is None else [_resolve_column(df, c) for c in columns]
-    frames = []
-    for column in columns:
-        s = slices(df, column, by=by, **kwargs)
-        s = s.rename(columns={column: "value"})
-        s.insert(len(by), "column", column)
-        frames.append(s)
-    base = [*by, "column", "value", *SUMMARY_COLUMNS]
-    if not frames:
-        return pd.DataFrame(columns=base)
-    out = pd.concat([f.astype({"value": object}) for f in frames], ignore_index=True)
-    out = out.loc[(out["n_items"] >= min_items) & out["drop"].notna() & out["value"].notna()]
-    out = out.sort_values("drop", ascending=False, kind="mergesort")
-    return out.head(k).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------- may_break
@@ -973,7 +595,7 @@ def noise_floor(clean_repeats: pd.DataFrame, *, by: Sequence[str] = ("model",),
         scored = p.loc[p["score"].notna() & p["ref_score"].notna()]
         flips = ((scored["score"] >= 0.5) != (scored["ref_score"] >= 0.5)).astype(float)
         low, high = bootstrap_ci(flips.to_numpy(), clusters=scored["item_id"].to_numpy(),
-                                 n_boot=n_boot, seed=_group_rng(seed, ("noise", *key)), ci=ci)
+                                 n_boot=n_boot, seed=group_rng(seed, ("noise", *key)), ci=ci)
         changes = [float(_norm_answer(a) != _norm_answer(b))
                    for a, b in zip(p["parsed"], p["ref_parsed"])
                    if _norm_answer(a) is not None and _norm_answer(b) is not None]

@@ -463,7 +463,7 @@ class RunResult:
         return plot_heatmap(self.summary(), ax=ax)
 
     def plot_severity(self, model: str | None = None, ax: Any = None) -> Any:
-        from robustify.analysis.paired import severity_curve
+        from robustify.analysis import severity_curve
         from robustify.reporting.plots import plot_severity_curves
 
         return plot_severity_curves(severity_curve(self.results), model=model, ax=ax)

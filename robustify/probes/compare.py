@@ -27,8 +27,6 @@ CLI: ``python -m robustify compare reports/v1 reports/v2 --out reports/v1-vs-v2`
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -41,6 +39,7 @@ import pandas as pd
 
 from perturbations.errors import ConfigError
 
+from robustify.analysis.stats import group_rng
 from robustify.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -100,11 +99,6 @@ def load_run(run: Any) -> tuple[pd.DataFrame, dict[str, Any], str]:
     return results, manifest, path.name
 
 
-def _rng(seed: int, *parts: Any) -> np.random.Generator:
-    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8")).digest()
-    return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
-
-
 def _unpaired_ci(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, *,
                  rng: np.random.Generator, n_boot: int, ci: float) -> tuple[float, float]:
     """Bootstrap interval of mean(b) - mean(a), resampling each run's items on its own."""
@@ -126,7 +120,7 @@ def _unpaired_ci(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, *
 
 
 def _sign_test(right_a: pd.Series, right_b: pd.Series, items: pd.Series) -> float:
-    from robustify.analysis.paired import mcnemar_exact
+    from robustify.analysis.stats import mcnemar_exact
 
     net = (right_b.astype(int).to_numpy() - right_a.astype(int).to_numpy())
     per_item = pd.Series(net).groupby(items.to_numpy(), sort=False).sum()
@@ -135,7 +129,7 @@ def _sign_test(right_a: pd.Series, right_b: pd.Series, items: pd.Series) -> floa
 
 def _group_row(ga: pd.DataFrame, gb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
                ci: float) -> dict[str, Any]:
-    from robustify.analysis.paired import bootstrap_ci
+    from robustify.analysis.stats import bootstrap_ci
 
     keys = ["item_id", "spec", "replicate"]
     cols = keys + ["clean_score", "score", "input"]
@@ -181,7 +175,7 @@ def _group_row(ga: pd.DataFrame, gb: pd.DataFrame, *, rng: np.random.Generator, 
 def _clean_row(ra: pd.DataFrame, rb: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
                ci: float) -> dict[str, Any]:
     """Clean score change over the items both runs answered."""
-    from robustify.analysis.paired import bootstrap_ci
+    from robustify.analysis.stats import bootstrap_ci
 
     def clean(frame: pd.DataFrame) -> pd.DataFrame:
         c = frame.loc[(frame["spec"] == "clean") & frame["score"].notna(), ["item_id", "score",
@@ -238,12 +232,12 @@ def compare_pair(results_a: pd.DataFrame, results_b: pd.DataFrame, *, model_a: s
     pa, pb = pair_with_clean(ra), pair_with_clean(rb)
     pa, pb = pa.loc[pa["paired"]], pb.loc[pb["paired"]]
     base = {"run_a": run_a, "run_b": run_b, "model_a": model_a, "model_b": model_b}
-    rows = [{**base, **_clean_row(ra, rb, rng=_rng(seed, run_a, run_b, model_a, "clean"),
+    rows = [{**base, **_clean_row(ra, rb, rng=group_rng(seed, (run_a, run_b, model_a, "clean")),
                                   n_boot=n_boot, ci=ci)}]
     keep_a = pa.loc[pa["label_policy"].isin(LABEL_PRESERVING)]
     keep_b = pb.loc[pb["label_policy"].isin(LABEL_PRESERVING)]
     if len(keep_a) or len(keep_b):
-        stats = _group_row(keep_a, keep_b, rng=_rng(seed, run_a, run_b, model_a, "all"),
+        stats = _group_row(keep_a, keep_b, rng=group_rng(seed, (run_a, run_b, model_a, "all")),
                            n_boot=n_boot, ci=ci)
         rows.append({**base, "transform": ALL_PRESERVING, "severity": _NAN, "spec": None,
                      **stats})
@@ -256,7 +250,7 @@ def compare_pair(results_a: pd.DataFrame, results_b: pd.DataFrame, *, model_a: s
         ga = pa.loc[(pa["transform"] == transform) & (pa["severity"] == severity)]
         gb = pb.loc[(pb["transform"] == transform) & (pb["severity"] == severity)]
         specs = list(dict.fromkeys([*ga["spec"].astype(str), *gb["spec"].astype(str)]))
-        stats = _group_row(ga, gb, rng=_rng(seed, run_a, run_b, model_a, transform, severity),
+        stats = _group_row(ga, gb, rng=group_rng(seed, (run_a, run_b, model_a, transform, severity)),
                            n_boot=n_boot, ci=ci)
         rows.append({**base, "transform": transform, "severity": float(severity),
                      "spec": ",".join(specs), **stats})

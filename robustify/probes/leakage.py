@@ -37,7 +37,6 @@ CLI: ``python -m robustify leakage --data sample --model local:smollm2 --limit 4
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import json
@@ -64,6 +63,7 @@ from perturbations.records import choice_letter
 from perturbations.version import __version__
 
 from robustify.atomic import write_bytes_atomic, write_text_atomic
+from robustify.analysis.stats import group_rng, poisson_binomial_pmf, wilson_interval
 from robustify.records import GenerationParams, Score
 
 if TYPE_CHECKING:
@@ -376,47 +376,6 @@ def verbatim_variants(items: Sequence[Item], rewrites: Sequence[str] = DEFAULT_R
     return out
 
 
-def poisson_binomial_pmf(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Distribution of the number of successes of independent Bernoulli trials.
-
-    Args:
-        probabilities: Success probability of each trial.
-
-    Returns:
-        ``pmf[s]`` = P(exactly s successes), for s = 0 .. len(probabilities).
-
-    >>> poisson_binomial_pmf([0.5, 0.5]).tolist()
-    [0.25, 0.5, 0.25]
-    """
-    p = np.asarray(probabilities, dtype=float)
-    pmf = np.zeros(p.size + 1)
-    pmf[0] = 1.0
-    for n, q in enumerate(p, start=1):
-        # new[s] = old[s](1-q) + old[s-1] q, done on the used prefix only
-        pmf[1:n + 1] = pmf[1:n + 1] * (1.0 - q) + pmf[0:n] * q
-        pmf[0] *= 1.0 - q
-    return pmf
-
-
-def wilson_interval(successes: int, n: int, ci: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion (sensible at 0 and 1, unlike the bootstrap).
-
-    >>> [round(x, 4) for x in wilson_interval(0, 10)]
-    [0.0, 0.2775]
-    """
-    if n <= 0:
-        return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + ci / 2.0)
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # exact bounds at the edges (the formula leaves rounding dust such as 3e-17)
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return (low, high)
-
-
 _VERBATIM_ITEM_COLUMNS = (
     "model", "item_id", "task", "verbatim_score", "verbatim_right", "n_rewrites",
     "rewrites_right", "rewrite_accuracy", "suspect", "chance_prob", "rewrite_specs",
@@ -485,11 +444,6 @@ def _rewrite_example(verbatim: pd.Series, rewrites: pd.DataFrame) -> str:
     return f"[{rewrites.iloc[0]['spec']}] same wording, options reordered"
 
 
-def _item_rng(seed: int, *parts: Any) -> np.random.Generator:
-    digest = hashlib.sha256("\x1f".join(map(str, (seed, *parts))).encode("utf-8")).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
-
-
 def verbatim_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
                      ci: float = 0.95) -> pd.DataFrame:
     """Per model: memorisation suspects against the chance baseline.
@@ -504,7 +458,7 @@ def verbatim_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: int 
     ``excess_ci_high_pp``, ``p_value`` (exact one-sided P(suspects >= observed) under
     the null) and ``signal`` (True when p < 0.05).
     """
-    from robustify.analysis.paired import bootstrap_ci
+    from robustify.analysis.stats import bootstrap_ci
 
     rows = []
     if item_stats.empty:
@@ -520,7 +474,7 @@ def verbatim_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: int 
         chance_high = int(np.searchsorted(cdf, 0.95 - 1e-12)) / n
         low, high = wilson_interval(suspects, n, ci)
         diff = g["suspect"].astype(float).to_numpy() - probs
-        e_low, e_high = bootstrap_ci(diff, n_boot=n_boot, seed=_item_rng(seed, "excess", model),
+        e_low, e_high = bootstrap_ci(diff, n_boot=n_boot, seed=group_rng(seed, ("excess", model)),
                                      ci=ci)
         n_right = int(g["verbatim_right"].sum())
         rewrite_acc = float(g["rewrites_right"].sum() / max(1, g["n_rewrites"].sum()))
@@ -754,7 +708,7 @@ def completion_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: in
     (``..._ci_low_pp``/``..._ci_high_pp``): how much more of the true remainder comes back
     than of a remainder the model cannot have seen, from the same words.
     """
-    from robustify.analysis.paired import bootstrap_ci
+    from robustify.analysis.stats import bootstrap_ci
 
     rows = []
     if item_stats.empty:
@@ -770,7 +724,7 @@ def completion_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: in
             for metric, short in (("ngram_overlap", "ngram"), ("similarity", "similarity")):
                 values = g[metric].to_numpy(dtype=float)
                 low, high = bootstrap_ci(values, n_boot=n_boot,
-                                         seed=_item_rng(seed, model, group, metric), ci=ci)
+                                         seed=group_rng(seed, (model, group, metric)), ci=ci)
                 row[metric] = float(values.mean())
                 row[f"{short}_ci_low"], row[f"{short}_ci_high"] = low, high
             row["exact_prefix"] = float(g["exact_prefix"].mean())
@@ -787,7 +741,7 @@ def completion_summary(item_stats: pd.DataFrame, *, n_boot: int = 2000, seed: in
                     diff = (paired[metric].to_numpy(dtype=float)
                             - control.loc[paired["source_id"], metric].to_numpy(dtype=float))
                     low, high = bootstrap_ci(diff, n_boot=n_boot,
-                                             seed=_item_rng(seed, model, "excess", metric), ci=ci)
+                                             seed=group_rng(seed, (model, "excess", metric)), ci=ci)
                     row[f"excess_{short}_pp"] = float(diff.mean()) * 100.0
                     row[f"excess_{short}_ci_low_pp"] = low * 100.0
                     row[f"excess_{short}_ci_high_pp"] = high * 100.0

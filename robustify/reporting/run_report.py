@@ -39,7 +39,7 @@ import pandas as pd
 from perturbations.errors import DataError
 from perturbations.version import __version__
 
-from robustify.analysis import paired as analysis
+import robustify.analysis as analysis
 from robustify.reporting import plots
 from robustify._secrets import redact
 from robustify.atomic import write_bytes_atomic, write_text_atomic

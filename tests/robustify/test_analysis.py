@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perturbations.errors import ConfigError, DataError
-from robustify.analysis import paired as A
+import robustify.analysis as A
 
 from .results_factory import frame, known_drop_frame, make_results, row
 

@@ -12,7 +12,7 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
 from perturbations.errors import ConfigError
-from robustify.analysis import paired as A
+import robustify.analysis as A
 from robustify.reporting import plots as P
 
 from .results_factory import make_results

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from perturbations.errors import ConfigError
 
-from robustify.analysis import paired as A
+import robustify.analysis as A
 from robustify.reporting import run_report as R
 from robustify._secrets import redact
 from robustify.atomic import write_json_atomic
