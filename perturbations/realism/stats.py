@@ -205,19 +205,21 @@ def message_facts(text: str, names: frozenset[str] = frozenset()) -> dict[str, f
     }
 
 
-def measure(texts: Iterable[str]) -> TrafficStats:
+def measure(texts: Iterable[str], *, names_from: Iterable[str] = ()) -> TrafficStats:
     """Measure the noise of ``texts`` (messages; blank ones are skipped).
 
     Names are learnt from the texts first (a word written capitalised mid-sentence, in
     mixed case or as an acronym anywhere in them is a name everywhere in them), so
-    "petaluma" is not a typo in traffic that also writes "Petaluma, CA".
+    "petaluma" is not a typo in traffic that also writes "Petaluma, CA". Pass the clean
+    texts as ``names_from`` when measuring variants of them: a name the benchmark
+    capitalises stays a name in a variant that lower-cased it.
 
     Raises:
         ValueError: no non-blank message.
         MissingDependencyError: the word list (pyspellchecker) is not installed.
     """
     kept = [t for t in texts if isinstance(t, str) and t.strip()]
-    names = _names(kept)
+    names = _names(kept) | _names([t for t in names_from if isinstance(t, str)])
     facts = [message_facts(t, names) for t in kept]
     if not facts:
         raise ValueError("no messages to measure")
