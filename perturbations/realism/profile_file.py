@@ -119,9 +119,16 @@ class FittedProfile:
                               default_flow_style=None, width=100)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the profile file (UTF-8 YAML) and return its path."""
+        """Write the profile file and return its path: YAML, or JSON (which is also
+        YAML, so it loads the same way) when the name ends in ``.json``."""
         path = Path(path)
-        path.write_text(self.dumps(), encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            import json
+
+            text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        else:
+            text = self.dumps()
+        path.write_text(text, encoding="utf-8")
         return path
 
     @classmethod
