@@ -60,12 +60,14 @@ KNOBS: tuple[Knob, ...] = (
     Knob("filler_share", "fillers", (), 0.15),
     Knob("typos_per_100", "typos", (("kind", "mix"),), 1.0, fits="severity"),
     Knob("whitespace_share", "whitespace", (("mode", "double"),), 0.2),
-    Knob("upper_share", "casing", (("mode", "upper"),), 1.0),
     Knob("lower_share", "casing", (("mode", "lower"),), 1.0),
+    Knob("upper_share", "casing", (("mode", "upper"),), 1.0),
     Knob("no_final_punct", "punctuation", (("mode", "drop"),), 1.0),
 )
 """The parts of a fitted profile, in the order they are applied (typed text first, then
-its case and punctuation; doubled spaces only, never tabs or line breaks)."""
+its case and punctuation; doubled spaces only, never tabs or line breaks). Capitals come
+after lower case, so a message drawn for both is shouted, and raising the profile
+severity never undoes one with the other."""
 
 TOLERANCES: Mapping[str, float] = {
     "contraction_share": 0.03, "texting_share": 0.02, "words": 0.5, "filler_share": 0.01,

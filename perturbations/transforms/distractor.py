@@ -51,8 +51,8 @@ class Distractor(TextTransform):
 
     Severity: how many and how long, kept within the length of real chat messages
     (a question plus at most about 30 words of chatter): 1 short sentence up to 0.5,
-    2 sentences above; from 0.5 on each may be a long one, with a chance rising to one
-    in two at 1 (0.3 at high).
+    2 sentences above; from 0.5 on each may be a long one (at most one per message),
+    with a chance rising to one in two at 1 (0.3 at high).
     Label: preserves. The question is kept verbatim; only unrelated text is added.
     Options: none besides ``fields``.
     """
@@ -67,6 +67,8 @@ class Distractor(TextTransform):
         after: list[str] = []
         for _ in range(n):
             pool = pools["long"] if rng.random() < p_long and pools["long"] else pools["short"]
+            if pool is pools["long"]:
+                pools["long"] = []  # one long aside at most: chat messages stay short
             if not pool:
                 break
             sentence = pool.pop(rng.randrange(len(pool)))
