@@ -28,7 +28,8 @@ from ..transforms.profile_file import run_parts
 from .profile_file import FittedPart, FittedProfile
 from .stats import TrafficStats, measure
 
-__all__ = ["fit_profile", "Knob", "KNOBS", "clean_questions", "simulate", "TOLERANCES"]
+__all__ = ["fit_profile", "refit", "Knob", "KNOBS", "clean_questions", "simulate",
+           "replicates_for", "TOLERANCES", "MIN_VARIANTS"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -86,18 +87,31 @@ def clean_questions() -> tuple[str, ...]:
     return tuple(data["questions"])
 
 
-def simulate(parts: Sequence[FittedPart], clean_texts: Sequence[str], seed: int = 0) -> list[str]:
-    """The variant of each clean text under ``parts`` at the fitted level."""
+MIN_VARIANTS = 240
+"""The fit draws replicates of the clean texts until it has at least this many variants:
+a typo on one message in twenty needs a few hundred draws to be measured, not sixty."""
+
+
+def replicates_for(clean_texts: Sequence[str]) -> int:
+    """Replicates of each clean text the fit draws (at least :data:`MIN_VARIANTS` in all)."""
+    return max(1, -(-MIN_VARIANTS // max(len(clean_texts), 1)))
+
+
+def simulate(parts: Sequence[FittedPart], clean_texts: Sequence[str], seed: int = 0,
+             replicates: int = 1) -> list[str]:
+    """The variants of each clean text under ``parts`` at the fitted level."""
     out = []
-    for i, text in enumerate(clean_texts):
-        item = Item(id=f"fit-{i}", input=text, target="x")
-        rng = variant_rng(seed, "fit", FITTED_SEVERITY, 0, item.id)
-        out.append(run_parts(item, parts, FITTED_SEVERITY, rng).input)
+    for r in range(replicates):
+        for i, text in enumerate(clean_texts):
+            item = Item(id=f"fit-{i}", input=text, target="x")
+            rng = variant_rng(seed, "fit", FITTED_SEVERITY, r, item.id)
+            out.append(run_parts(item, parts, FITTED_SEVERITY, rng).input)
     return out
 
 
 def _stat(parts: list[FittedPart], clean: Sequence[str], seed: int, stat: str) -> float:
-    return float(getattr(measure(simulate(parts, clean, seed), names_from=clean), stat))
+    variants = simulate(parts, clean, seed, replicates_for(clean))
+    return float(getattr(measure(variants, names_from=clean), stat))
 
 
 def _search(knob: Knob, parts: list[FittedPart], index: int, clean: Sequence[str], seed: int,
@@ -162,7 +176,7 @@ def fit_profile(target: TrafficStats, clean_texts: Sequence[str] | None = None, 
             value = _search(KNOBS[i], parts, i, clean, seed, getattr(target, KNOBS[i].stat))
             parts[i] = KNOBS[i].part(value)
     kept = [p for p, k in zip(parts, KNOBS) if (p.share if k.fits == "share" else p.severity) > 0]
-    fitted = measure(simulate(kept, clean, seed), names_from=clean)
+    fitted = measure(simulate(kept, clean, seed, replicates_for(clean)), names_from=clean)
     notes = []
     for k in KNOBS:
         want, got = getattr(target, k.stat), getattr(fitted, k.stat)
