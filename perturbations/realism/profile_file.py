@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError, DataError, UnknownNameError
 from ..registry import get_transform
+from ..transforms.profiles import Part
 from .stats import TrafficStats
 
 __all__ = ["FittedPart", "FittedProfile", "load_profile", "FORMAT_VERSION"]
@@ -43,22 +44,27 @@ _PART_KEYS = {"transform", "options", "severity", "share"}
 
 
 @dataclass(frozen=True)
-class FittedPart:
-    """One transform of a profile file."""
+class FittedPart(Part):
+    """One transform of a profile file: a profile :class:`Part` with its own severity.
 
-    transform: str
-    """Registered transform name (not a profile)."""
-    options: Mapping[str, str] = field(default_factory=dict)
-    """Spec options, as in ``typos:kind=keyboard``."""
+    ``share`` is the share of items the part runs on at the fitted level; ``scale`` is
+    unused (a profile file scales every part by the profile severity / 0.1).
+    """
+
     severity: float = 0.0
     """The part's severity when the profile runs at its fitted level."""
-    share: float = 1.0
-    """Share of items the part is applied to at the fitted level (drawn per item)."""
+
+    def __init__(self, transform: str, options: Mapping[str, str] | None = None,
+                 severity: float = 0.0, share: float = 1.0) -> None:
+        object.__setattr__(self, "transform", transform)
+        object.__setattr__(self, "options", dict(options or {}))
+        object.__setattr__(self, "scale", 1.0)
+        object.__setattr__(self, "share", share)
+        object.__setattr__(self, "severity", severity)
 
     def spec(self) -> str:
         """The part as a spec string, with its severity (``casing:mode=lower@1``)."""
-        opts = "".join(f":{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.transform}{opts}@{self.severity:.6g}"
+        return f"{super().spec()}@{self.severity:.6g}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"transform": self.transform, "options": dict(sorted(self.options.items())),

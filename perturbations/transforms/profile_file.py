@@ -11,6 +11,8 @@ from ..errors import ConfigError, DataError
 from ..records import Item
 from ..registry import get_transform, register
 from ..spec import FITTED_SEVERITY
+from .profiles import Part
+
 __all__ = ["ProfileFile", "REFERENCE_PROFILE", "scaled", "run_parts"]
 
 REFERENCE_PROFILE = Path(__file__).resolve().parent.parent / "data" / "profile_reference.json"
@@ -29,7 +31,7 @@ def run_parts(item: Item, parts: Sequence[Any], severity: float, rng: random.Ran
     out = item
     seen: dict[str, int] = {}
     for part in parts:
-        key = part.transform + "".join(f":{k}={v}" for k, v in sorted(part.options.items()))
+        key = Part.spec(part)  # the spec without severity: casing:mode=lower
         seen[key] = seen.get(key, 0) + 1
         key += f"#{seen[key]}"
         sev, share = scaled(part.severity, severity), scaled(part.share, severity)
