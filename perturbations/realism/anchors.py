@@ -26,7 +26,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -154,5 +153,3 @@ def preset_table(names: Sequence[str] | None = None,
         rows.append(row)
     return rows
 
-
-_ = statistics  # kept for callers computing spreads

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -196,5 +196,3 @@ def refit(profile: FittedProfile, clean_texts: Sequence[str], seed: int | None =
     return fit_profile(profile.target, clean_texts, seed=profile.seed if seed is None else seed,
                        name=profile.name, source=profile.source)
 
-
-_ = replace  # re-exported for callers that tweak fitted parts

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..base import Option, Transform
-from ..errors import ConfigError, DataError
 from ..records import Item
 from ..registry import get_transform, register
 from ..spec import FITTED_SEVERITY
@@ -83,12 +82,7 @@ class ProfileFile(Transform):
 
         if str(path).startswith("~"):
             path = str(Path(path).expanduser())
-        try:
-            return load_profile(path or REFERENCE_PROFILE)
-        except DataError:
-            raise
-        except ConfigError as exc:  # pragma: no cover - defensive
-            raise DataError(str(exc), path=str(path)) from None
+        return load_profile(path or REFERENCE_PROFILE)
 
     def apply(self, item: Item, severity: float, rng: random.Random) -> Item:
         if severity <= 0:

@@ -12,7 +12,7 @@ import pytest
 
 from perturbations import (ConfigError, DataError, Item, expand_specs, parse_spec, perturb,
                            perturb_items)
-from perturbations.realism import FittedPart, FittedProfile, load_profile
+from perturbations.realism import FittedPart, load_profile
 from perturbations.spec import FITTED_SEVERITY
 from perturbations.transforms.profile_file import REFERENCE_PROFILE, scaled
 
