@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from ..base import TextTransform
 from ..registry import register
 
-__all__ = ["Distractor", "load_distractors", "sentence_count"]
+__all__ = ["Distractor", "load_distractors", "sentence_count", "long_share", "MAX_SENTENCES"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -23,11 +23,20 @@ def load_distractors() -> dict[str, Any]:
     return json.loads(text)
 
 
+MAX_SENTENCES = 2
+"""At most this many asides: real chat messages run to a few dozen words, not a page."""
+
+
 def sentence_count(severity: float) -> int:
-    """How many distractor sentences a severity adds: 1 up to 0.25, 2 up to 0.5, ... 4."""
+    """How many distractor sentences a severity adds: 1 up to 0.5, 2 above."""
     if severity <= 0:
         return 0
-    return min(4, max(1, int(severity * 4 + 0.999999)))
+    return 1 if severity <= 0.5 else MAX_SENTENCES
+
+
+def long_share(severity: float) -> float:
+    """Chance that an aside is a long one: 0 up to 0.5, rising to one in two at 1."""
+    return max(0.0, min(0.5, (severity - 0.5)))
 
 
 @register("distractor", family="distractor", label_policy="preserves")
@@ -40,9 +49,10 @@ class Distractor(TextTransform):
     letter, so a distractor never offers the model a quantity or an answer. Each
     sentence goes before or after the question at random.
 
-    Severity: how many and how long: 1 sentence up to 0.25, 2 up to 0.5, 3 up to 0.75,
-    4 above; the share of long sentences rises with severity (none at 0.2, about
-    half at 0.5, all from 0.8 on).
+    Severity: how many and how long, kept within the length of real chat messages
+    (a question plus at most about 30 words of chatter): 1 short sentence up to 0.5,
+    2 sentences above; from 0.5 on each may be a long one (at most one per message),
+    with a chance rising to one in two at 1 (0.3 at high).
     Label: preserves. The question is kept verbatim; only unrelated text is added.
     Options: none besides ``fields``.
     """
@@ -51,12 +61,14 @@ class Distractor(TextTransform):
                      protected: Sequence[tuple[int, int]]) -> str:
         lex = load_distractors()
         n = sentence_count(severity)
-        long_share = max(0.0, min(1.0, (severity - 0.2) / 0.6))
+        p_long = long_share(severity)
         pools = {"short": list(lex["short"]), "long": list(lex["long"])}
         before: list[str] = []
         after: list[str] = []
         for _ in range(n):
-            pool = pools["long"] if rng.random() < long_share and pools["long"] else pools["short"]
+            pool = pools["long"] if rng.random() < p_long and pools["long"] else pools["short"]
+            if pool is pools["long"]:
+                pools["long"] = []  # one long aside at most: chat messages stay short
             if not pool:
                 break
             sentence = pool.pop(rng.randrange(len(pool)))

@@ -3,8 +3,14 @@
 A profile is a registered transform of family ``profile``. It applies its parts in a
 documented order, each at ``severity * scale`` (capped at 1), each with its own RNG
 drawn from the variant's RNG, so one spec string such as ``voice_transcript@high``
-stands for a realistic mix of noise. Parts are looked up in the registry when the
-profile is applied, so this module imports even before the part modules exist.
+stands for a realistic mix of noise. A part may run on a share of the items only
+(``share``, drawn per item from its own stream), the way a real customer adds an aside
+to some messages, not to all. Parts are looked up in the registry when the profile is
+applied, so this module imports even before the part modules exist.
+
+Typed profiles (everything but ``voice_transcript``) never insert spoken fillers or
+doubled words, and never tabs or line breaks inside a sentence: those are not what
+people type.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from ..records import Item
 from ..registry import get_transform, register
 
 __all__ = ["Part", "Profile", "MobileTyping", "CustomerChat", "VoiceTranscript", "NonNative",
-           "Hurried", "POLICY_ORDER", "strictest_policy"]
+           "Hurried", "POLICY_ORDER", "strictest_policy", "run_steps", "part_rng",
+           "TYPED_PROFILES"]
 
 POLICY_ORDER: Mapping[str, int] = {"preserves": 0, "remaps": 1, "may_break": 2}
 """Label policies from weakest to strictest claim on the gold answer."""
@@ -39,6 +46,8 @@ class Part:
     """Spec options, as in ``typos:kind=keyboard``."""
     scale: float = 1.0
     """The part runs at ``profile severity * scale``, capped at 1."""
+    share: float = 1.0
+    """Share of items the part runs on (drawn per item; 1 = every item)."""
 
     def spec(self) -> str:
         """This part as a spec string without severity."""
@@ -54,6 +63,25 @@ def part_rng(rng: random.Random, index: int) -> random.Random:
     return random.Random(f"{rng.getrandbits(64)}\x1f{index}")
 
 
+def run_steps(item: Item, steps: Any, rng: random.Random) -> Item:
+    """Apply ``(transform, severity, share)`` steps in order, each with its own RNG.
+
+    Every step draws 64 bits from ``rng`` whether or not it runs, so a change to one
+    step never shifts another's noise. A step with ``share < 1`` runs on an item when a
+    draw from a stream of its own (not the stream the transform uses) falls below the
+    share, so raising the share adds items without changing the noise of the others.
+    """
+    out = item
+    for index, (transform, severity, share) in enumerate(steps):
+        bits = rng.getrandbits(64)
+        if severity <= 0 or share <= 0:
+            continue
+        if share < 1 and random.Random(f"{bits}\x1fshare\x1f{index}").random() >= share:
+            continue
+        out = transform.apply(out, min(1.0, severity), random.Random(f"{bits}\x1f{index}"))
+    return out
+
+
 class Profile(Transform):
     """Base class of profiles: subclasses set ``PARTS`` (applied in order)."""
 
@@ -66,13 +94,9 @@ class Profile(Transform):
     def apply(self, item: Item, severity: float, rng: random.Random) -> Item:
         if severity <= 0:
             return item
-        out = item
-        for index, (part, transform) in enumerate(self.parts()):
-            sub_rng = part_rng(rng, index)
-            part_severity = min(1.0, severity * part.scale)
-            if part_severity > 0:
-                out = transform.apply(out, part_severity, sub_rng)
-        return out
+        steps = [(transform, severity * part.scale, part.share)
+                 for part, transform in self.parts()]
+        return run_steps(item, steps, rng)
 
     @classmethod
     def parts_policy(cls) -> str:
@@ -102,11 +126,12 @@ class MobileTyping(Profile):
 
 @register("customer_chat", family="profile", label_policy="preserves")
 class CustomerChat(Profile):
-    """A customer in a support chat: casual wording, contractions, an aside about their day.
+    """A customer in a support chat: casual wording, contractions, now and then an aside.
 
     Imitates an impatient customer typing into a chat widget. Applies, in order:
     ``slang:style=mix`` (x0.6), ``contractions:mode=contract`` (x0.8),
-    ``distractor`` (x0.5), ``casing:mode=lower`` (x0.5), ``typos:kind=mix`` (x0.4).
+    ``distractor`` (x0.5, on 25% of the items only: most customers do not talk about
+    their day), ``casing:mode=lower`` (x0.5), ``typos:kind=mix`` (x0.4).
 
     Severity: the profile severity scales each part by its xN factor.
     Label: preserves (every part preserves the gold answer).
@@ -115,7 +140,7 @@ class CustomerChat(Profile):
     PARTS = (
         Part("slang", {"style": "mix"}, 0.6),
         Part("contractions", {"mode": "contract"}, 0.8),
-        Part("distractor", {}, 0.5),
+        Part("distractor", {}, 0.5, share=0.25),
         Part("casing", {"mode": "lower"}, 0.5),
         Part("typos", {"kind": "mix"}, 0.4),
     )
@@ -148,7 +173,8 @@ class NonNative(Profile):
     Imitates a second-language speaker who avoids contractions, misspells longer words
     the way learners do and places punctuation and spaces unusually. Applies, in order:
     ``contractions:mode=expand`` (x1.0), ``typos:kind=misspell`` (x0.6),
-    ``punctuation:mode=mix`` (x0.4), ``whitespace:mode=extra`` (x0.3).
+    ``punctuation:mode=mix`` (x0.4), ``whitespace:mode=double`` (x0.3, on 20% of the
+    items: a doubled space now and then, never a tab or a line break in a sentence).
 
     Severity: the profile severity scales each part by its xN factor.
     Label: preserves (every part preserves the gold answer).
@@ -158,8 +184,12 @@ class NonNative(Profile):
         Part("contractions", {"mode": "expand"}, 1.0),
         Part("typos", {"kind": "misspell"}, 0.6),
         Part("punctuation", {"mode": "mix"}, 0.4),
-        Part("whitespace", {"mode": "extra"}, 0.3),
+        Part("whitespace", {"mode": "double"}, 0.3, share=0.2),
     )
+
+
+TYPED_PROFILES = ("mobile_typing", "customer_chat", "non_native", "hurried")
+"""Profiles of typed text: none of them has a spoken part (fillers, doubled words)."""
 
 
 @register("hurried", family="profile", label_policy="may_break")

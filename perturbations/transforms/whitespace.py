@@ -1,5 +1,9 @@
 """Whitespace noise: doubled spaces, stray tabs and line breaks, words run together.
 
+``double`` is the whitespace slip people actually leave in typed messages (a doubled
+space); ``extra`` also adds tabs and line breaks, which come from pasting text rather
+than typing it, and is a stress setting.
+
 Only whitespace changes: deleting every whitespace character from the input and from
 the output gives the same string, so no letter, digit or mark is ever lost or added.
 """
@@ -15,7 +19,7 @@ from ..text import Token, count_for, tokenize
 
 __all__ = ["Whitespace", "MODES", "GAP_RATE", "EXTRA_WHITESPACE", "MERGE_SHARE"]
 
-MODES = ("extra", "merge", "mix")
+MODES = ("extra", "double", "merge", "mix")
 """Values of the ``mode`` option."""
 
 GAP_RATE = 0.5
@@ -41,7 +45,8 @@ class Whitespace(TextTransform):
     separate and byte-identical; two merges never touch the same word, so at most two
     words run together.
     Options: ``mode`` = extra (append a space, two spaces, a tab or a line break to a
-    gap), merge (delete the space between two words: "the capital" -> "thecapital";
+    gap; pasted text), double (append one space: a doubled space, the slip typed
+    messages show), merge (delete the space between two words: "the capital" -> "thecapital";
     only gaps made of plain spaces), mix (the default: 40% merges, 60% extra).
     """
 
@@ -70,6 +75,8 @@ class Whitespace(TextTransform):
             if merge and (i - 1) not in merged_words:
                 texts[i] = ""
                 merged_words.update((i - 1, i + 1))
+            elif mode == "double":
+                texts[i] += " "
             elif mode != "merge":
                 texts[i] += rng.choices(choices, weights)[0]
         return "".join(texts)

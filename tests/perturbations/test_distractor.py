@@ -9,7 +9,8 @@ import pytest
 
 from perturbations import Item, perturb
 from perturbations.text import NUMBER_WORDS
-from perturbations.transforms.distractor import Distractor, load_distractors, sentence_count
+from perturbations.transforms.distractor import (MAX_SENTENCES, Distractor, load_distractors,
+                                                 long_share, sentence_count)
 
 QUESTION = "If a train leaves at 4 pm and travels for 2 hours, when does it arrive?"
 ALL = load_distractors()["short"] + load_distractors()["long"]
@@ -36,8 +37,8 @@ def test_lexicon_has_short_and_long_entries() -> None:
     assert max(map(len, lex["short"])) < min(map(len, lex["long"]))
 
 
-@pytest.mark.parametrize("severity,count", [(0.1, 1), (0.2, 1), (0.25, 1), (0.3, 2),
-                                            (0.5, 2), (0.8, 4), (1.0, 4)])
+@pytest.mark.parametrize("severity,count", [(0.1, 1), (0.2, 1), (0.25, 1), (0.3, 1),
+                                            (0.5, 1), (0.51, 2), (0.8, 2), (1.0, 2)])
 def test_sentence_count(severity: float, count: int) -> None:
     assert sentence_count(severity) == count
     assert sentence_count(0) == 0
@@ -60,12 +61,22 @@ def test_question_kept_verbatim_and_additions_from_lexicon(severity: float) -> N
 def test_long_sentences_grow_with_severity() -> None:
     long = set(load_distractors()["long"])
     def share(sev: float) -> float:
-        outs = [_run(QUESTION, sev, s) for s in range(30)]
+        outs = [_run(QUESTION, sev, s) for s in range(60)]
         picked = [s for o in outs for s in ALL if s in o]
         return sum(s in long for s in picked) / len(picked)
-    assert share(0.2) == 0.0
-    assert 0.2 < share(0.5) < 0.8
-    assert share(0.8) == 1.0
+    assert share(0.2) == 0.0 and share(0.5) == 0.0
+    assert 0.15 < share(0.8) < 0.45
+    assert 0.3 < share(1.0) < 0.7
+    assert long_share(0.8) == pytest.approx(0.3)
+
+
+def test_messages_stay_within_real_chat_length() -> None:
+    """Real chat messages run to a few dozen words (issue 16: distractor@high wrote 111)."""
+    words = [len(_run(QUESTION, 1.0, s).split()) for s in range(60)]
+    question = len(QUESTION.split())
+    assert max(words) - question <= 45
+    assert sum(words) / len(words) - question <= 30
+    assert sentence_count(1.0) == MAX_SENTENCES == 2
 
 
 def test_both_placements_occur() -> None:

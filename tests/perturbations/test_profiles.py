@@ -15,7 +15,8 @@ from perturbations.transforms.profiles import Part, Profile, part_rng, strictest
 
 ITEM = Item(id="p", input="Hello, What is the capital of France? Their answer is wrong.",
             target="Paris")
-PROFILES = [n for n in transform_names() if get_transform(n).family == "profile"]
+PROFILES = [n for n in transform_names()
+            if get_transform(n).family == "profile" and hasattr(get_transform(n), "PARTS")]
 
 
 class _Recorder(Transform):

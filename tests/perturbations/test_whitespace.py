@@ -125,3 +125,11 @@ def test_identity_at_zero_and_single_word() -> None:
     t = Whitespace()
     assert t.apply(item, 0.0, random.Random(0)) is item
     assert t.apply(item, 1.0, random.Random(0)).input == "Hello"
+
+
+def test_double_only_doubles_spaces() -> None:
+    for i, t in enumerate(corpus(50)):
+        out = run(t, 1.0, seed=i, mode="double")
+        assert "\t" not in out and "\n" not in out
+        assert out.split() == t.split() and len(out) > len(t)
+        assert "   " not in out
