@@ -94,7 +94,7 @@ class Score:
 RESULT_COLUMNS = (
     "model", "item_id", "variant_id", "spec", "transform", "severity", "severity_label",
     "replicate", "changed", "edit_rate", "label_policy", "task", "input", "target",
-    "response", "parsed", "score", "unparseable", "error", "latency", "cached",
+    "response", "parsed", "score", "unparseable", "score_detail", "error", "latency", "cached",
     "tokens_in", "tokens_out",
 )
 """Columns of the per-row results frame, one row per model x variant (clean rows have

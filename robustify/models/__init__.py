@@ -7,17 +7,20 @@ Build one from a spec string with :func:`parse_model_spec`::
     >>> backend.kind, backend.max_concurrency
     ('python', 8)
 
-The backend modules import their heavy dependencies (openai, llama_cpp) only when a
-backend of that kind is built.
+Kinds are registered (:mod:`.registry`; built-ins in :mod:`.kinds`; plugins through the
+entry-point group ``robustify.backends``). The backend modules import their heavy
+dependencies (openai, llama_cpp) only when a backend of that kind is built.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from robustify.models.base import (ACCEPTED_SPEC_FORMS, DEFAULT_MODEL_SPEC, Backend, BaseBackend,
-                   FatalModelError, ModelCallError, ModelSpec, TransientModelError,
-                   is_loopback_url, one_line, parse_model_spec, split_model_spec)
+from robustify.models.base import (DEFAULT_MODEL_SPEC, Backend, BaseBackend, FatalModelError,
+                                   ModelCallError, ModelSpec, TransientModelError,
+                                   is_loopback_url, one_line)
+from robustify.models.registry import (BACKENDS, accepted_spec_forms, parse_model_spec,
+                                       register_backend, split_model_spec)
 from robustify.models.retry import RetryExhaustedError, RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -35,16 +38,18 @@ __all__ = [
     "is_loopback_url",
     "one_line",
     "DEFAULT_MODEL_SPEC",
-    "ACCEPTED_SPEC_FORMS",
+    "accepted_spec_forms",
+    "register_backend",
+    "BACKENDS",
     "OpenAICompatBackend",
     "LocalBackend",
     "PythonCallableBackend",
 ]
 
 _LAZY = {
-    "OpenAICompatBackend": ".openai_compat",
-    "LocalBackend": ".local",
-    "PythonCallableBackend": ".python_callable",
+    "OpenAICompatBackend": "robustify.models.openai_compat",
+    "LocalBackend": "robustify.models.local",
+    "PythonCallableBackend": "robustify.models.python_callable",
 }
 
 

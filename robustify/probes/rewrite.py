@@ -218,7 +218,7 @@ def parse_rewrite_spec(text: str | RewriteSpec) -> RewriteSpec:
     if not 0.0 <= temperature <= 2.0 or max_tokens < 8:
         raise ConfigError(f"rewrite spec {raw!r}: temperature must lie in [0, 2] and "
                           f"max_tokens be at least 8")
-    from robustify.models.base import split_model_spec
+    from robustify.models import split_model_spec
 
     model = options.get("model") or DEFAULT_REWRITER
     split_model_spec(model)  # fails now, with the accepted forms, rather than mid-run

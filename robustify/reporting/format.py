@@ -36,6 +36,10 @@ def is_missing(value: Any) -> bool:
         return False
 
 
+def _text(value: Any) -> str:
+    return "" if is_missing(value) else str(value)
+
+
 def pct(x: Any, digits: int = 1) -> str:
     """A share as a percentage: ``0.123 -> '12.3%'``."""
     return MISSING if is_missing(x) else f"{float(x) * 100:.{digits}f}%"
@@ -74,29 +78,41 @@ def num(x: Any) -> str:
 
 def short(text: Any, limit: int = 160) -> str:
     """Whitespace collapsed, cut at ``limit`` characters with an ellipsis."""
-    text = "" if is_missing(text) else " ".join(str(text).split())
+    text = " ".join(_text(text).split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def truncate(text: Any, limit: int = 600) -> str:
     """Cut at ``limit`` characters (whitespace kept), marked with `` …``."""
-    text = "" if is_missing(text) else str(text)
+    text = _text(text)
     return text if len(text) <= limit else text[:limit].rstrip() + " …"
 
 
 def escape_html(value: Any) -> str:
-    """HTML-escape anything (quotes included); the only way data enters an HTML document."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """HTML-escape anything (quotes included); the only way data enters an HTML document.
+
+    A missing value (None, NaN, ``pd.NA``) is empty text, never ``nan`` or ``<NA>``.
+    """
+    return html.escape(_text(value), quote=True)
 
 
-def escape_md(value: Any) -> str:
+def escape_md(value: Any, *, line_start: bool = True) -> str:
     """Escape text for Markdown: HTML first, then the inline Markdown metacharacters.
 
     Quotes stay as they are (no tag can start without ``<``, which is escaped), so the
-    Markdown reads "the model's answer", not "the model&#x27;s answer". A leading ``#``,
-    ``>``, ``+`` or ``-`` is escaped so data never becomes a heading, quote or list.
+    Markdown reads "the model's answer", not "the model&#x27;s answer". Line breaks become
+    ``<br>``, so data never starts a line of its own. A missing value is empty text.
+
+    Args:
+        value: Anything; converted with ``str``.
+        line_start: The text opens a Markdown line (a paragraph, a quote): a leading
+            ``#``, ``>``, ``+`` or ``-`` is escaped so data never becomes a heading, quote
+            or list. False inside a line (a table cell, after a label), where they are
+            plain characters and stay readable (``-3.2``).
     """
-    raw = html.escape("" if value is None else str(value), quote=False)
+    raw = html.escape(_text(value), quote=False)
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", raw)
-    text = re.sub(r"^(\s*)([#>+-])", r"\1\\\2", text)
-    return text.replace("\r\n", "\n").replace("\n", "<br>")
+    if line_start:
+        text = re.sub(r"^(\s*)([#>+-])", r"\1\\\2", text)
+        text = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", text)  # "1." would open a list
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "<br>")

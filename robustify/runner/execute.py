@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -48,11 +49,10 @@ import pandas as pd
 
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.records import Item, Variant
-
-from robustify.runner.cache import KeyMaker, ResponseCache, canonical_json
 from robustify.models.base import Backend, FatalModelError, one_line, run_sync
-from robustify.runner.progress import CallProgress, progress_mode
 from robustify.records import RESULT_COLUMNS, Completion, Score
+from robustify.runner.cache import KeyMaker, ResponseCache, canonical_json
+from robustify.runner.progress import CallProgress, progress_mode
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
 
@@ -366,6 +366,7 @@ class _Results:
         self.parsed: list[Any] = [None] * n
         self.score = array("d", [_NAN]) * n
         self.unparseable = bytearray(n)
+        self.detail: list[str | None] = [None] * n
         self.error: list[str | None] = [None] * n
         self.latency = array("d", [0.0]) * n
         self.cached = bytearray(n)
@@ -380,6 +381,7 @@ class _Results:
             "parsed": self.parsed[index],
             "score": self.score[index],
             "unparseable": bool(self.unparseable[index]),
+            "score_detail": self.detail[index],
             "error": self.error[index],
             "latency": self.latency[index],
             "cached": bool(self.cached[index]),
@@ -399,6 +401,7 @@ class _Results:
             "parsed": self.parsed,
             "score": np.frombuffer(self.score, dtype=np.float64) if n else [],
             "unparseable": np.frombuffer(bytes(self.unparseable), dtype=np.bool_),
+            "score_detail": self.detail,
             "error": self.error,
             "latency": np.frombuffer(self.latency, dtype=np.float64) if n else [],
             "cached": np.frombuffer(bytes(self.cached), dtype=np.bool_),
@@ -525,20 +528,28 @@ class _Run:
         self.parsed_values: dict[str, str] = {}
 
     # ----------------------------------------------------------------- rows
-    def _score(self, item: Item, text: str) -> tuple[float, Any, bool, str | None]:
+    def _score(self, item: Item, text: str) -> tuple[float, Any, bool, str | None, str | None]:
         try:
             result = self.score(item, text)
         except Exception as exc:  # a scorer bug must not lose the answers
             if not self.warned_score:
                 self.warned_score = True
                 logger.exception("scoring failed on item %r", item.id)
-            return _NAN, None, False, one_line(f"scoring failed: {type(exc).__name__}: {exc}")
+            return (_NAN, None, False,
+                    one_line(f"scoring failed: {type(exc).__name__}: {exc}"), None)
         parsed = result.parsed
         if type(parsed) is str and len(parsed) <= 32:
             # Short parsed answers repeat ("A", "yes", "42"): one copy each, not one per
             # row. Long ones are mostly unique, where a table would only add memory.
             parsed = self.parsed_values.setdefault(parsed, parsed)
-        return float(result.value), parsed, bool(result.unparseable), None
+        detail = None
+        if result.detail:
+            # kept as compact JSON (the scorer's own words on how it read the answer);
+            # the few distinct details repeat, so one copy each
+            detail = json.dumps(result.detail, sort_keys=True, ensure_ascii=False,
+                                separators=(",", ":"), default=str)
+            detail = self.parsed_values.setdefault(detail, detail)
+        return float(result.value), parsed, bool(result.unparseable), None, detail
 
     def finish(self, b: int, group: int, *, completion: Completion | None,
                error: str | None, latency: float, cached: bool) -> int:
@@ -554,7 +565,7 @@ class _Run:
         unscored = self.unscored
         ok = completion is not None and error is None
         # Rows reusing a clean answer share the clean row's item object: score it once.
-        scored: dict[int, tuple[float, Any, bool, str | None]] = {}
+        scored: dict[int, tuple[float, Any, bool, str | None, str | None]] = {}
         for position, index in enumerate(indices):
             if ok:
                 assert completion is not None
@@ -573,10 +584,11 @@ class _Run:
                     outcome = scored.get(id(source))
                     if outcome is None:
                         outcome = scored[id(source)] = self._score(source, text)
-                value, parsed, unparseable, row_error = outcome
+                value, parsed, unparseable, row_error, detail = outcome
                 res.score[index] = value
                 res.parsed[index] = parsed
                 res.unparseable[index] = unparseable
+                res.detail[index] = detail
                 if row_error is not None:
                     res.error[index] = row_error
                     plan.stats.errors += 1

@@ -1,14 +1,17 @@
-"""Scoring: a model's answer text -> :class:`robustify.records.Score`, by task kind.
+"""Scoring: a model's answer text -> :class:`robustify.records.Score`, by task kind or by name.
 
-- :mod:`.rules` holds the built-in scorers (multiple choice, exact, normalised, numeric,
-  yes/no, classification, contains, token F1, regex), registered by name;
-- :mod:`.clarify` detects answers that ask for clarification instead of answering.
+- :mod:`.registry`: the scorer registry (plugins through ``robustify.scorers``), the
+  default scorer per task kind and :func:`score_answer`;
+- :mod:`.rules`: the built-in scorers (multiple choice, exact, normalised, numeric,
+  yes/no, classification, short answer, contains, token F1, regex);
+- :mod:`.clarify`: detects answers that ask for clarification instead of answering.
 """
 
 from __future__ import annotations
 
-from robustify.scoring.rules import (DEFAULT_SCORERS, SCORERS, Scorer, normalize_text,
-                                     parse_number, score_answer)
+from robustify.scoring.registry import (DEFAULT_SCORERS, SCORERS, Scorer, get_scorer,
+                                        register_scorer, score_answer, scorer_names)
+from robustify.scoring.rules import normalize_text, parse_number
 
-__all__ = ["score_answer", "SCORERS", "DEFAULT_SCORERS", "Scorer", "normalize_text",
-           "parse_number"]
+__all__ = ["score_answer", "SCORERS", "DEFAULT_SCORERS", "Scorer", "register_scorer",
+           "get_scorer", "scorer_names", "normalize_text", "parse_number"]

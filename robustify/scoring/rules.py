@@ -11,37 +11,33 @@ different finding from one that makes it wrong:
 
 >>> from perturbations import Item
 >>> item = Item(id="q", input="Is it raining?", target="yes", task="yes_no")
->>> score_answer(item, "Yes, it is.").value
+>>> score_yes_no(item, "Yes, it is.").value
 1.0
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import string
 import unicodedata
 from collections import Counter
 from fractions import Fraction
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from perturbations.errors import ConfigError, UnknownNameError
+from perturbations.errors import ConfigError
 from perturbations.records import Item, choice_letter
 
 from robustify.records import Score
+from robustify.scoring.registry import register_scorer
 
 __all__ = [
-    "score_answer",
-    "SCORERS",
-    "DEFAULT_SCORERS",
-    "normalize_text",
-    "parse_number",
-    "Scorer",
+    "score_multiple_choice", "score_exact", "score_normalized", "score_numeric",
+    "score_yes_no", "score_classification", "score_short_answer", "score_contains",
+    "score_token_f1", "score_regex", "normalize_text", "parse_number",
 ]
 
-Scorer = Callable[[Item, str], Score]
-"""A scorer: ``(item, answer_text) -> Score``; ``text`` is never ``None`` here."""
+
 
 
 def _unparseable(**detail: Any) -> Score:
@@ -99,6 +95,7 @@ def _answer_aliases(item: Item) -> list[str]:
     return out
 
 
+@register_scorer("exact")
 def score_exact(item: Item, text: str) -> Score:
     """Right when the stripped answer equals the target exactly (case-sensitive)."""
     answer = text.strip()
@@ -107,6 +104,7 @@ def score_exact(item: Item, text: str) -> Score:
     return _graded(answer == item.target.strip(), answer)
 
 
+@register_scorer("normalized")
 def score_normalized(item: Item, text: str) -> Score:
     """Right when the normalised answer equals the normalised target or an alias."""
     answer = normalize_text(text)
@@ -118,6 +116,7 @@ def score_normalized(item: Item, text: str) -> Score:
     return _graded(False, answer)
 
 
+@register_scorer("contains")
 def score_contains(item: Item, text: str) -> Score:
     """Right when the target or an alias occurs as whole words in the normalised answer."""
     answer = normalize_text(text)
@@ -129,6 +128,7 @@ def score_contains(item: Item, text: str) -> Score:
     return _graded(False, answer)
 
 
+@register_scorer("short_answer")
 def score_short_answer(item: Item, text: str) -> Score:
     """Short factual answers: normalised exact match, else whole-word containment.
 
@@ -169,6 +169,7 @@ def _f1(prediction: list[str], gold: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+@register_scorer("token_f1")
 def score_token_f1(item: Item, text: str) -> Score:
     """Partial credit: SQuAD-style token F1 against the target, best over aliases."""
     prediction = _tokens(text)
@@ -182,6 +183,7 @@ def score_token_f1(item: Item, text: str) -> Score:
     return Score(best, parsed=" ".join(prediction), detail={"matched": best_alias})
 
 
+@register_scorer("regex")
 def score_regex(item: Item, text: str) -> Score:
     """Grade with the pattern in ``metadata["answer_regex"]`` (searched, case-insensitive).
 
@@ -304,6 +306,7 @@ _NUMERIC_MARKERS = (
 )
 
 
+@register_scorer("numeric")
 def score_numeric(item: Item, text: str) -> Score:
     """Numeric final answer: the number after ``####``/``\\boxed{}``/"the answer is",
     else the last number in the text.
@@ -392,6 +395,7 @@ def _gold_yes_no(item: Item) -> str:
     raise ConfigError(f"item {item.id!r}: yes/no target {item.target!r} is not yes or no")
 
 
+@register_scorer("yes_no")
 def score_yes_no(item: Item, text: str) -> Score:
     """Yes/no questions: "Yes.", "no", "Yes, because ...", "True"/"False", "Answer: No".
 
@@ -472,6 +476,7 @@ def _mc_text_matches(text: str, choices: tuple[str, ...]) -> list[int]:
                        for j in hits)]
 
 
+@register_scorer("multiple_choice")
 def score_multiple_choice(item: Item, text: str) -> Score:
     """Multiple choice: a letter ("B", "(B)", "Answer: B", "B. Paris", "The answer is B")
     or the text of one option ("Paris").
@@ -545,6 +550,7 @@ def _label_names(item: Item) -> dict[str, list[str]]:
     return names
 
 
+@register_scorer("classification")
 def score_classification(item: Item, text: str) -> Score:
     """A label from ``metadata["labels"]``, matched case-, underscore- and space-insensitively,
     or one of its ``metadata["aliases"][label]``.
@@ -575,79 +581,3 @@ def score_classification(item: Item, text: str) -> Score:
         return _graded(mentioned[0] == item.target, mentioned[0], source="mention")
     return _unparseable(reason="several labels" if mentioned else "no label",
                         labels=mentioned)
-
-
-# --- registry and entry point -----------------------------------------------------------
-
-SCORERS: dict[str, Scorer] = {
-    "multiple_choice": score_multiple_choice,
-    "exact": score_exact,
-    "normalized": score_normalized,
-    "numeric": score_numeric,
-    "yes_no": score_yes_no,
-    "classification": score_classification,
-    "short_answer": score_short_answer,
-    "contains": score_contains,
-    "token_f1": score_token_f1,
-    "regex": score_regex,
-}
-"""Scorers by name, for ``scorer="..."`` in the API, job files and the CLI."""
-
-DEFAULT_SCORERS: dict[str, str] = {
-    "multiple_choice": "multiple_choice",
-    "yes_no": "yes_no",
-    "numeric": "numeric",
-    "classification": "classification",
-    "short_answer": "short_answer",
-}
-"""Which scorer grades each task kind when none is given."""
-
-
-def _lookup(name: str) -> Scorer:
-    try:
-        return SCORERS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, SCORERS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownNameError(f"unknown scorer {name!r} (known: {', '.join(SCORERS)}){hint}") \
-            from None
-
-
-def _coerce(result: Any) -> Score:
-    if isinstance(result, Score):
-        return result
-    if isinstance(result, bool):
-        return Score(1.0 if result else 0.0)
-    if isinstance(result, (int, float)):
-        return Score(float(result))
-    raise TypeError(f"a custom scorer must return Score, bool or a number, got "
-                    f"{type(result).__name__}")
-
-
-def score_answer(item: Item, text: str | None, *,
-                 scorer: str | Callable[[Item, str], Any] | None = None) -> Score:
-    """Grade one answer.
-
-    Args:
-        item: The item asked (for a variant: its perturbed item, whose target is the
-            gold, remapped where the transform remaps it).
-        text: The model's answer; ``None`` when the call failed.
-        scorer: A name from :data:`SCORERS`, a callable ``(item, text) -> Score | bool |
-            float``, or ``None`` for the default of ``item.task``
-            (:data:`DEFAULT_SCORERS`).
-
-    Returns:
-        The score; ``Score(nan)`` when ``text`` is ``None``.
-
-    Raises:
-        UnknownNameError: ``scorer`` names no known scorer (close matches are listed).
-        ConfigError: the item lacks what the scorer needs (choices, answer_regex ...).
-    """
-    if callable(scorer):
-        fn: Callable[[Item, str], Any] = scorer
-    else:
-        fn = _lookup(scorer or DEFAULT_SCORERS[item.task])
-    if text is None:
-        return Score(math.nan)
-    return _coerce(fn(item, text))
-

@@ -65,7 +65,7 @@ def row(model: str, item_id: str, spec: str = "clean", score: float = 1.0, **fie
         "label_policy": "preserves", "task": "multiple_choice",
         "input": f"Question {item_id}?", "target": "A",
         "response": "A" if right else "B", "parsed": "A" if right else "B",
-        "score": score, "unparseable": False, "error": None, "latency": 0.01,
+        "score": score, "unparseable": False, "score_detail": None, "error": None, "latency": 0.01,
         "cached": False, "tokens_in": 20, "tokens_out": 3,
     }
     base.update(fields)

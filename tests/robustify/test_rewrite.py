@@ -227,7 +227,7 @@ def test_rewrite_variants_run_and_analyse_like_any_variant() -> None:
     from robustify.analysis.paired import summarize
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     variants, _ = rewrite_variants(ITEMS, "rewrite:persona=hurried", PythonCallableBackend(
         FakeRewriter(), label="fake"))

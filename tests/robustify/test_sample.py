@@ -13,7 +13,7 @@ import pytest
 
 from perturbations.records import TASK_KINDS, Item, choice_letter
 from robustify.prompts import DEFAULT_TEMPLATES, INTENT_LABELS, build_messages
-from robustify.scoring.rules import parse_number, score_answer
+from robustify.scoring import parse_number, score_answer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "robustify" / "data" / "sample.jsonl"
 PREFIX = {"multiple_choice": "mc", "yes_no": "yn", "numeric": "math",

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from perturbations.errors import ConfigError, UnknownNameError
 from perturbations.records import Item
 from robustify.records import Score
-from robustify.scoring.rules import (DEFAULT_SCORERS, SCORERS, normalize_text, parse_number,
+from robustify.scoring import (DEFAULT_SCORERS, SCORERS, normalize_text, parse_number,
                                score_answer)
 
 MC = Item(id="mc", task="multiple_choice",
@@ -315,7 +315,7 @@ def test_default_scorer_follows_the_task_kind() -> None:
     assert set(DEFAULT_SCORERS) == {"multiple_choice", "yes_no", "numeric", "classification",
                                     "short_answer"}
     assert all(name in SCORERS for name in DEFAULT_SCORERS.values())
-    assert {"exact", "normalized", "contains", "token_f1", "regex"} <= set(SCORERS)
+    assert {"exact", "normalized", "contains", "token_f1", "regex"} <= set(SCORERS.names())
 
 
 def test_custom_callable_scorers() -> None:
@@ -327,7 +327,7 @@ def test_custom_callable_scorers() -> None:
 
 
 def test_unknown_scorer_names_close_matches() -> None:
-    with pytest.raises(UnknownNameError, match="did you mean numeric"):
+    with pytest.raises(UnknownNameError, match="did you mean 'numeric'"):
         score_answer(FACT, "x", scorer="numerc")
 
 
