@@ -36,7 +36,7 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
     from robustify.runner.execute import estimate_calls, run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     from robustify.data import load_items
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     try:
         backend = parse_model_spec("local:smollm2", n_threads=1)

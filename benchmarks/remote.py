@@ -96,7 +96,7 @@ def _runner(base_url: str, variants: list[Any], concurrency: int, workdir: Path
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     def run() -> Any:
         backend = parse_model_spec(f"openai:fake@{base_url}", concurrency=concurrency)

@@ -124,7 +124,7 @@ def child(n_items: int, real: bool) -> dict[str, Any]:
     from robustify.models import parse_model_spec
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring.rules import score_answer
+    from robustify.scoring import score_answer
 
     backend = parse_model_spec("python:benchmarks.scale:answer", concurrency=8)
     if real:
