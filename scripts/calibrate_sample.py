@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 from perturbations.records import Item  # noqa: E402
 from robustify.prompts import (DEFAULT_TEMPLATES, PromptTemplate, build_messages,  # noqa: E402
                                load_templates)
-from robustify.scoring.rules import score_answer  # noqa: E402
+from robustify.scoring import score_answer  # noqa: E402
 
 __all__ = ["default_model_path", "load_sample", "calibrate", "summarize", "main"]
 
