@@ -35,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--concurrency", type=int_at_least(1), help="parallel calls per model")
     p.add_argument("--max-calls", type=int_at_least(0), help="make at most N model calls")
     p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
+    p.add_argument("--scorer", help="grade every item with this registered scorer (exact, "
+                                    "normalized, contains, token_f1, numeric, ...; default: "
+                                    "by each item's task kind)")
     p.add_argument("--noise-floor", type=int_at_least(0),
                    help="re-ask clean items K times to measure flips without noise")
     p.add_argument("--estimate", action="store_true",
@@ -97,7 +100,8 @@ def job_from_args(args: argparse.Namespace):
     return job.override(seed=args.seed, replicates=args.replicates, limit=args.limit,
                         out=args.out, cache=args.cache, concurrency=args.concurrency,
                         max_calls=args.max_calls, templates=args.templates,
-                        noise_floor=args.noise_floor, gates=gates, **changes).validate()
+                        noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
+                        **changes).validate()
 
 
 def print_summary(result, out=sys.stdout) -> None:

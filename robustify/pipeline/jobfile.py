@@ -107,6 +107,9 @@ class JobConfig:
     templates: str | None = None
     noise_floor: int = 0
     gates: Gates = Gates()
+    scorer: str | None = None
+    """A registered scorer name for every item (``exact``, ``token_f1`` ...); ``None``: the
+    default scorer of each item's task kind."""
     source: str | None = None
     """The job file this came from (for error messages)."""
     file_keys: frozenset[str] = frozenset()
@@ -136,6 +139,13 @@ class JobConfig:
             raise ConfigError(f"{where}models: at least one model is needed")
         if not self.data:
             raise ConfigError(f"{where}data: at least one data set is needed")
+        if self.scorer is not None:
+            from robustify.scoring import get_scorer
+
+            try:
+                get_scorer(self.scorer)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.where('scorer')}{exc}") from None
         return self
 
     def override(self, **changes: Any) -> "JobConfig":
@@ -325,6 +335,11 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
             kwargs[key] = value
     if raw.get("out") is not None:
         kwargs["out"] = _safe_out(str(raw["out"]), path)
+    if raw.get("scorer") is not None:
+        if not isinstance(raw["scorer"], str):
+            raise ConfigError(f"{path}: key 'scorer': expected a scorer name, got "
+                              f"{type(raw['scorer']).__name__}")
+        kwargs["scorer"] = raw["scorer"]
     if "gates" in raw:
         kwargs["gates"] = _gates(raw["gates"], path)
     return JobConfig(**kwargs).validate()

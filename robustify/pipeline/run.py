@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -90,6 +91,7 @@ class PreparedJob:
             "dataset_hash": self.dataset_hash,
             "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
             "templates": job.templates,
+            "scorer": job.scorer,
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
             **extra,
@@ -251,7 +253,6 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     """
     from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
-    from robustify.scoring import score_answer
 
     prep = prepared or prepare_job(job)
     job = prep.job
@@ -286,7 +287,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                                           Variant.to_json)
             try:
                 results = run_queries(stream, prep.backends, build_messages=messages,
-                                      score=score_answer, cache=cache, max_calls=job.max_calls,
+                                      score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
                                       progress=progress)
             except FatalModelError as exc:
                 # a permanent 401/404: keep what the other models (and this one) answered
@@ -358,7 +359,6 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
     """Re-ask the clean items k times with other sampling seeds (no perturbation)."""
     from robustify.models import parse_model_spec
     from robustify.runner.execute import run_queries
-    from robustify.scoring import score_answer
 
     clean = [Variant.clean(item, seed=prep.job.seed, version=__version__) for item in prep.items]
     frames = []
@@ -370,13 +370,20 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
                                              api_key_env=config.api_key_env,
                                              concurrency=config.concurrency or prep.job.concurrency,
                                              timeout=config.timeout))
-        frame = run_queries(clean, backends, build_messages=messages, score=score_answer,
+        frame = run_queries(clean, backends, build_messages=messages, score=_scorer_of(prep.job),
                             cache=cache, progress=progress)
         frame["repeat"] = repeat
         frames.append(frame)
         for backend in backends:
             backend.close()
     return pd.concat(frames, ignore_index=True)
+
+
+def _scorer_of(job: JobConfig) -> Callable[..., Any]:
+    """``score_answer`` with the job's scorer (validated with the job, before any call)."""
+    from robustify.scoring import score_answer
+
+    return functools.partial(score_answer, scorer=job.scorer) if job.scorer else score_answer
 
 
 def _counts(results: pd.DataFrame) -> dict[str, int]:
@@ -527,7 +534,7 @@ def evaluate(data: str | Sequence[str] = "sample",
              out: str | os.PathLike[str] | None = None, cache: str | os.PathLike[str] | None = None,
              concurrency: int | None = None, max_calls: int | None = None,
              params: dict[str, Any] | None = None, api_key_env: str | None = None,
-             templates: str | None = None, noise_floor: int = 0,
+             templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
              progress: bool = True, write: bool = True) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
@@ -549,6 +556,8 @@ def evaluate(data: str | Sequence[str] = "sample",
         api_key_env: Name of the variable holding the key for remote models.
         templates: YAML/JSON file overriding the prompt templates.
         noise_floor: Re-ask clean items this many extra times to measure flips without noise.
+        scorer: A registered scorer for every item (``exact``, ``token_f1``, a plugin's);
+            default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
         progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
             once the run has lasted 10 s.
         write: Write the run folder (variants, results, report).
@@ -564,5 +573,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     severity=tuple(str(s) for s in as_tuple(severity)), seed=seed,
                     replicates=replicates, limit=limit, out=str(out) if out is not None else None,
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
-                    max_calls=max_calls, templates=templates, noise_floor=noise_floor)
+                    max_calls=max_calls, templates=templates, noise_floor=noise_floor,
+                    scorer=scorer)
     return run_job(job, progress=progress, write=write)
