@@ -26,7 +26,7 @@ import importlib
 import logging
 import re
 from importlib import metadata
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .errors import ConfigError, UnknownNameError
 
@@ -50,16 +50,19 @@ class Registry(Generic[T]):
         builtins: Modules imported on first lookup; their import runs ``register``.
         check: Called with each registered object; raises ``TypeError`` for the wrong kind.
         hint: Appended to the unknown-name error (where to list the names).
+        sort: List names sorted (default) or in registration order (built-ins first, in
+            the order their module registers them).
     """
 
     def __init__(self, kind: str, *, entry_point_group: str | None,
                  builtins: Iterable[str] = (), check: Callable[[Any], None] | None = None,
-                 hint: str = "") -> None:
+                 hint: str = "", sort: bool = True) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._builtins = tuple(builtins)
         self._check = check
         self._hint = hint
+        self._sort = sort
         self._items: dict[str, T] = {}
         self._loaded = False
 
@@ -117,17 +120,30 @@ class Registry(Generic[T]):
         raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}{self._hint}")
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
+        """Every registered name (sorted, or in registration order)."""
         self.load()
-        return sorted(self._items)
+        return sorted(self._items) if self._sort else list(self._items)
 
-    def items(self) -> dict[str, T]:
-        """Name -> object, sorted by name."""
-        return {name: self._items[name] for name in self.names()}
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs, in :meth:`names` order (as ``dict.items()``)."""
+        return [(name, self._items[name]) for name in self.names()]
+
+    def values(self) -> list[T]:
+        """The registered objects, in :meth:`names` order."""
+        return [self._items[name] for name in self.names()]
 
     def __contains__(self, name: object) -> bool:
         self.load()
         return name in self._items
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
 
 
 def _where(obj: Any) -> str:

@@ -4,7 +4,9 @@ A *format* says how to read rows from a file (``jsonl``, ``json``, ``csv``, ``ts
 ``parquet``, ``hf``). A *preset* (``mmlu``, ``gsm8k``, ``boolq``, ``arc``, ``intent``)
 adds what a well-known benchmark layout needs on top: which columns hold which item
 field, the task kind, and small fix-ups such as splitting GSM8K's ``#### 42`` answer.
-Both live in :data:`FORMATS`, keyed by the name given to ``--format``.
+Both live in the registry :data:`FORMATS`, keyed by the name given to ``--format``; the
+built-in ones are registered in :mod:`robustify.data.presets`, and other packages add
+presets with :func:`register_format` (entry-point group ``robustify.data_formats``).
 
 :func:`detect_format` picks a name from the file extension and a peek at the content,
 so most files load without ``--format``.
@@ -16,15 +18,15 @@ import csv
 import io
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from perturbations.errors import DataError
+from perturbations.plugins import Registry
 
 __all__ = [
-    "FormatInfo", "FORMATS", "DEFAULT_COLUMNS", "RowError",
+    "FormatInfo", "FORMATS", "DEFAULT_COLUMNS", "RowError", "register_format", "format_names",
     "detect_format", "canonical_format", "HF_MARKERS",
 ]
 
@@ -91,68 +93,32 @@ class FormatInfo:
     """Metadata shared by every item of a file (MMLU's subject from the file name)."""
 
 
-def _gsm8k_row(fields: dict[str, Any]) -> None:
-    # GSM8K answers are a worked solution whose last line is "#### <number>": the number
-    # is the gold answer; the worked text stays available for analysis and few-shot use.
-    answer = fields.get("target")
-    if not isinstance(answer, str) or "####" not in answer:
-        raise RowError("a GSM8K answer must end with '#### <number>'", field="target")
-    final = answer.rsplit("####", 1)[1].strip().replace(",", "")
-    if not final:
-        raise RowError("the GSM8K answer has nothing after '####'", field="target")
-    fields["target"] = final
-    fields["metadata"]["solution"] = answer
+FORMATS: Registry[FormatInfo] = Registry(
+    "format", entry_point_group="robustify.data_formats", builtins=("robustify.data.presets",),
+    check=lambda obj: _check_format(obj), sort=False,
+    hint=" (run 'python -m robustify run --help' to list the formats)")
+"""Every name accepted by ``--format``: the file formats, then the benchmark presets, then
+plugins (entry-point group ``robustify.data_formats``)."""
 
 
-_SPLIT_SUFFIX = re.compile(r"_(?:test|dev|val|validation|train|auxiliary_train)$")
+def _check_format(obj: Any) -> None:
+    if not isinstance(obj, FormatInfo):
+        raise TypeError(f"a data format must be a FormatInfo, got {obj!r}")
 
 
-def _mmlu_metadata(path: Path) -> dict[str, Any]:
-    # MMLU ships one CSV per subject named "<subject>_<split>.csv".
-    subject = _SPLIT_SUFFIX.sub("", path.stem)
-    return {"subject": subject} if subject else {}
+def register_format(info: FormatInfo) -> FormatInfo:
+    """Register a file format or a benchmark preset under ``info.name``.
+
+    >>> register_format(FormatInfo("my_qa", "Our QA export.", "jsonl", preset=True,
+    ...                            columns={"input": ("q",), "target": ("a",)}))  # doctest: +SKIP
+    """
+    return FORMATS.register(info.name)(info)
 
 
-FORMATS: dict[str, FormatInfo] = {
-    info.name: info
-    for info in (
-        FormatInfo("jsonl", "One JSON object per line; canonical rows are Item.to_dict() "
-                   "(id, input, target, context, choices, task, metadata).", "jsonl"),
-        FormatInfo("json", 'A JSON list of objects, or an object {"items": [...]}.', "json"),
-        FormatInfo("csv", "Comma-separated values with a header row.", "csv"),
-        FormatInfo("tsv", "Tab-separated values with a header row.", "tsv"),
-        FormatInfo("parquet", "An Apache Parquet table (needs pyarrow: "
-                   "pip install 'robustify[parquet]').", "parquet"),
-        FormatInfo("hf", "A folder written by Hugging Face datasets' save_to_disk "
-                   "(needs pip install 'robustify[hf]').", "hf"),
-        FormatInfo("mmlu", "MMLU CSV without a header: question, the options, answer "
-                   "letter; the subject comes from the file name (astronomy_test.csv).",
-                   "csv", preset=True, headerless=True, task="multiple_choice",
-                   columns={"input": ("question",), "target": ("answer",)},
-                   file_metadata=_mmlu_metadata),
-        FormatInfo("gsm8k", "GSM8K JSONL: question, worked answer ending '#### 42'; the "
-                   "target is the number, the solution goes to metadata['solution'].",
-                   None, preset=True, task="numeric",
-                   columns={"input": ("question",), "target": ("answer",)},
-                   row_hook=_gsm8k_row),
-        FormatInfo("boolq", "BoolQ JSONL: question, passage, answer true/false; a yes/no "
-                   "task with the passage as context.", None, preset=True, task="yes_no",
-                   columns={"input": ("question",), "context": ("passage",),
-                            "target": ("answer", "label")}),
-        FormatInfo("arc", 'ARC JSONL: {"id", "question": {"stem", "choices": [{"label", '
-                   '"text"}]}, "answerKey"}; labels may be 1-4 or A-E.', None, preset=True,
-                   task="multiple_choice",
-                   columns={"id": ("id",), "input": ("question.stem", "question"),
-                            "choices": ("question.choices", "choices"),
-                            "target": ("answerKey",)}),
-        FormatInfo("intent", "Text + label (CSV, TSV or JSONL): a classification task "
-                   "whose label set is read from the data.", None, preset=True,
-                   task="classification",
-                   columns={"input": ("text", "utterance", "sentence", "query", "input"),
-                            "target": ("label", "intent", "category", "target")}),
-    )
-}
-"""Every name accepted by ``--format``, in the order shown by ``--help``."""
+def format_names() -> list[str]:
+    """Every ``--format`` name: plain file formats first, then presets."""
+    names = FORMATS.names()
+    return [n for n in names if not FORMATS[n].preset] + [n for n in names if FORMATS[n].preset]
 
 
 def _read_head(path: Path) -> bytes:

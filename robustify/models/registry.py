@@ -55,7 +55,7 @@ def register_backend(kind: str) -> Callable[[F], F]:
 
 def accepted_spec_forms() -> tuple[str, ...]:
     """Every spec form of every registered kind, for error messages."""
-    return tuple(form for factory in BACKENDS.items().values() for form in factory.forms)
+    return tuple(form for factory in BACKENDS.values() for form in factory.forms)
 
 
 def invalid_spec(text: str, why: str) -> ConfigError:

@@ -18,7 +18,7 @@ import pytest
 
 from perturbations import ConfigError, DataError, Item, MissingDependencyError, UnknownNameError
 from robustify.data import FORMATS, FormatInfo, detect_format, load_items, parse_mapping
-from robustify.data import loaders
+from robustify.data import loaders, readers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -411,7 +411,7 @@ def test_explicit_yes_no_and_numeric_targets_are_checked(tmp_path: Path) -> None
 def test_generated_ids_are_logged(tmp_path: Path, caplog) -> None:
     path = write_jsonl(tmp_path / "mmlu.jsonl",
                        [{"question": f"q{n}", "answer": "a"} for n in range(17)])
-    with caplog.at_level(logging.INFO, logger="robustify.data.loaders"):
+    with caplog.at_level(logging.INFO, logger="robustify.data"):
         items = load_items(path)
     assert items[16].id == "mmlu-000017"
     assert "no id column" in caplog.text and "mmlu-000001..mmlu-000017" in caplog.text
@@ -440,7 +440,9 @@ def test_detect_format(tmp_path: Path, name: str, content: str, expected: str) -
 
 
 def test_formats_table() -> None:
-    assert list(FORMATS)[:6] == ["jsonl", "json", "csv", "tsv", "parquet", "hf"]
+    from robustify.data import format_names
+
+    assert format_names()[:6] == ["jsonl", "json", "csv", "tsv", "parquet", "hf"]
     assert {"mmlu", "gsm8k", "boolq", "arc", "intent"} <= set(FORMATS)
     for name, info in FORMATS.items():
         assert isinstance(info, FormatInfo) and info.name == name and info.description
@@ -679,7 +681,7 @@ def test_directory_missing_and_unreadable(tmp_path: Path, monkeypatch) -> None:
         if os.geteuid() == 0:  # root reads anything: simulate the refusal
             def refuse(*args, **kwargs):
                 raise PermissionError(13, "Permission denied", str(locked))
-            monkeypatch.setattr(loaders, "open", refuse, raising=False)
+            monkeypatch.setattr(readers, "open", refuse, raising=False)
         err = error_of(DataError, locked, format="jsonl")
         assert str(err) == f"{locked}: cannot read the file: permission denied"
     finally:
