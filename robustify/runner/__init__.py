@@ -1,7 +1,10 @@
 """The runner: variants x models -> answers, concurrent, cached and resumable.
 
-- :mod:`.execute` plans the calls (identical prompts sent once, unchanged variants reuse
-  their clean answer), runs them with a bound per backend and builds the results frame;
+- :mod:`.plan` groups the rows into prompts (identical prompts sent once, unchanged
+  variants reuse their clean answer) and keeps each backend's bill;
+- :mod:`.store` keeps the rows column by column until they become the results frame;
+- :mod:`.execute` runs the prompts with a bound per backend, scores the answers and
+  returns the frame;
 - :mod:`.cache` is the SQLite response cache (WAL, safe under concurrency);
 - :mod:`.progress` is the progress display (a bar on a terminal, timed lines in logs).
 """

@@ -1,0 +1,210 @@
+"""Planning a run: which rows share a prompt, which reuse their clean answer, what each backend costs.
+
+Identical messages for one backend form one prompt group (sent once); a variant whose
+item equals its clean original reuses the clean answer without a prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from array import array
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+
+from perturbations.errors import ConfigError
+from perturbations.records import Item, Variant
+
+from robustify.models.base import Backend
+from robustify.runner.cache import KeyMaker, canonical_json
+
+from robustify.runner.store import Rows
+
+__all__ = ["BackendStats", "Plan", "Groups", "check_backends", "differs_only_in_input",
+           "plan_rows"]
+
+BuildMessages = Callable[[Item], list[dict[str, str]]]
+
+_LOOKUP_CHUNK = 2000
+"""Keys per bulk cache lookup."""
+
+
+@dataclass
+class BackendStats:
+    """What one backend cost in a run (``frame.attrs["run_stats"][label]``)."""
+
+    rows: int = 0
+    """Rows of this backend (one per variant)."""
+    unique_prompts: int = 0
+    """Distinct prompts after dedupe and unchanged-variant reuse."""
+    cache_hits: int = 0
+    """Distinct prompts answered by the cache."""
+    calls: int = 0
+    """Prompts actually sent (each may have been retried inside the backend)."""
+    errors: int = 0
+    """Rows with an error (including ``max_calls`` and fatal stops)."""
+    skipped: int = 0
+    """Prompts not sent because of ``max_calls`` or a fatal error."""
+    unstored: int = 0
+    """Answers the response cache could not store (a re-run asks them again)."""
+    fatal: str | None = None
+    """The fatal error that stopped this backend, if any."""
+
+
+@dataclass
+class Plan:
+    """One backend's side of the run: its cache keys and its bill."""
+
+    backend: Backend
+    keys: list[bytes] = field(default_factory=list)
+    """Raw cache key of each prompt group (``.hex()`` is the cache key)."""
+    stats: BackendStats = field(default_factory=BackendStats)
+
+
+class Groups:
+    """Rows grouped by prompt, for all backends at once.
+
+    Two rows share a prompt for one backend exactly when they share it for every
+    backend (the key hashes the backend identity with the same messages), so one
+    grouping serves all. Groups are numbered in order of first appearance; the rows of
+    a group form a linked list through typed arrays (``first``, ``last``, ``next``),
+    which costs 8 bytes per row and 16 per group instead of a list and an int object
+    for each.
+    """
+
+    def __init__(self) -> None:
+        self.number: dict[bytes, int] = {}
+        """Raw key (of the first backend) -> group number."""
+        self.first = array("q")
+        self.last = array("q")
+        self.next = array("q")
+        """Per row: the next row of its group, or -1."""
+        self.chars: array[int] | None = None
+        """Prompt characters per group (only kept for :func:`estimate_calls`)."""
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def new(self, row: int) -> int:
+        """Open a group whose first row (the asker) is ``row``; return its number."""
+        self.first.append(row)
+        self.last.append(row)
+        return len(self.first) - 1
+
+    def join(self, group: int, row: int) -> None:
+        """Add ``row`` (the newest row) to ``group``."""
+        self.next[self.last[group]] = row
+        self.last[group] = row
+
+    def release(self) -> None:
+        """Forget the grouping (once every call is done)."""
+        self.number = {}
+        self.first = array("q")
+        self.last = array("q")
+        self.next = array("q")
+        self.chars = None
+
+    def rows(self, group: int) -> list[int]:
+        """Rows of ``group`` in order, the asker first."""
+        out = []
+        row = self.first[group]
+        nxt = self.next
+        while row >= 0:
+            out.append(row)
+            row = nxt[row]
+        return out
+
+
+def check_backends(backends: Sequence[Backend]) -> None:
+    if not backends:
+        raise ConfigError("no model backends given")
+    seen: set[str] = set()
+    for backend in backends:
+        for attr in ("label", "max_concurrency", "identity", "agenerate"):
+            if not hasattr(backend, attr):
+                raise ConfigError(f"{backend!r} is not a model backend (missing {attr!r})")
+        if backend.label in seen:
+            raise ConfigError(f"model {backend.label!r} is given twice; labels must be unique")
+        seen.add(backend.label)
+        if int(backend.max_concurrency) < 1:
+            raise ConfigError(f"model {backend.label!r}: max_concurrency must be >= 1")
+
+
+_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(Item) if f.name != "input")
+
+
+def differs_only_in_input(item: Item, clean: Item) -> bool:
+    """True when ``item`` is ``clean`` with another ``input`` (so it can be rebuilt from it)."""
+    if type(item) is not type(clean):
+        return False
+    for name in _ITEM_FIELDS:
+        a, b = getattr(item, name), getattr(clean, name)
+        if a is not b and a != b:
+            return False
+    return True
+
+
+def plan_rows(variants: Iterable[Variant], backends: Sequence[Backend],
+          build_messages: BuildMessages, rows: Rows | None = None,
+          count_chars: bool = False) -> tuple[list[Plan], Groups, int, int]:
+    """Read the variants once and group the rows by prompt.
+
+    Args:
+        rows: Where to store the rows (``None``: only count, as :func:`estimate_calls` does).
+        count_chars: Keep the prompt length of every group (for the token estimate).
+
+    Returns:
+        The plans, the groups, the number of rows, and the number of variants reusing
+        their clean original's answer.
+    """
+    makers = [KeyMaker(b.identity()).digest for b in backends]
+    first_maker, other_makers = makers[0], makers[1:]
+    plans = [Plan(b) for b in backends]
+    first_keys = plans[0].keys
+    other_keys = [plan.keys for plan in plans[1:]]
+    groups = Groups()
+    numbers = groups.number
+    nxt = groups.next
+    chars = groups.chars = array("q") if count_chars else None
+    # item id -> (clean item, its group): the first clean row of each item.
+    cleans: dict[str, tuple[Item, int]] = {}
+    reused = 0
+    index = -1
+    for index, variant in enumerate(variants):
+        nxt.append(-1)
+        item = variant.item
+        is_clean = variant.is_clean
+        clean = None if is_clean else cleans.get(item.id)
+        if clean is not None and not variant.changed and (item is clean[0] or item == clean[0]):
+            reused += 1
+            groups.join(clean[1], index)
+            if rows is not None:
+                rows.add(variant, clean[0], False)
+            continue
+        messages = build_messages(item)
+        messages_json = canonical_json(messages)
+        key = first_maker(messages_json)
+        group = numbers.get(key)
+        if group is None:
+            group = numbers[key] = groups.new(index)
+            first_keys.append(key)
+            for maker, keys in zip(other_makers, other_keys):
+                keys.append(maker(messages_json))
+            if chars is not None:
+                chars.append(sum(len(str(m.get("content", ""))) for m in messages))
+        else:
+            groups.join(group, index)
+        if is_clean and item.id not in cleans:
+            cleans[item.id] = (item, group)
+        if rows is not None:
+            if clean is not None and differs_only_in_input(item, clean[0]):
+                rows.add(variant, clean[0], True)
+            else:
+                rows.add(variant, item, False)
+    count = index + 1
+    for plan in plans:
+        plan.stats.rows = count
+        plan.stats.unique_prompts = len(groups)
+    return plans, groups, count, reused
+
+
