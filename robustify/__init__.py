@@ -27,7 +27,7 @@ __all__ = [
     "transform_names", "parse_model_spec", "run_queries", "ResponseCache", "build_messages",
     "score_answer", "summarize", "model_overview", "write_report",
     # records and errors
-    "GenerationParams", "Response", "Score",
+    "GenerationParams", "Completion", "Score",
     "RobustifyError", "ConfigError", "DataError", "UnknownNameError", "MissingDependencyError",
     "__version__",
 ]
@@ -42,7 +42,7 @@ _LAZY = {
     "score_answer": "scoring",
     "summarize": "analysis", "model_overview": "analysis",
     "write_report": "reporting",
-    "GenerationParams": "records", "Response": "records", "Score": "records",
+    "GenerationParams": "records", "Completion": "records", "Score": "records",
 }
 
 

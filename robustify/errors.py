@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from perturbations.errors import RobustifyError
 
-__all__ = ["AnalysisError", "GateFailure"]
-
-
-class GateFailure(RobustifyError):
-    """Raised by :meth:`RunResult.check_gates` callers that want an exception (exit code 1)."""
+__all__ = ["AnalysisError"]
 
 
 class AnalysisError(RobustifyError):

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-__all__ = ["GenerationParams", "Completion", "Response", "Score", "RESULT_COLUMNS"]
+__all__ = ["GenerationParams", "Completion", "Score", "RESULT_COLUMNS"]
 
 
 @dataclass(frozen=True)
@@ -45,32 +45,6 @@ class Completion:
     """Prompt tokens, when the backend reports them."""
     tokens_out: int | None = None
     """Completion tokens, when the backend reports them."""
-
-
-@dataclass(frozen=True)
-class Response:
-    """The answer of one model to one prompt (a variant or a clean item)."""
-
-    model: str
-    """Model label (the spec string the user gave, e.g. ``local:smollm2``)."""
-    variant_id: str
-    """Id of the variant asked (the clean original has its own variant id)."""
-    text: str | None
-    """Answer text; ``None`` when the call failed."""
-    error: str | None = None
-    """One-line error after retries were exhausted; ``None`` on success."""
-    latency: float = 0.0
-    """Seconds spent on the call (0 for cache hits)."""
-    tokens_in: int | None = None
-    """Prompt tokens, when known."""
-    tokens_out: int | None = None
-    """Completion tokens, when known."""
-    cached: bool = False
-    """True when the answer came from the response cache or a duplicate prompt in this run."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.text is not None
 
 
 @dataclass(frozen=True)

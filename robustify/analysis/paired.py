@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from perturbations.errors import ConfigError, DataError
+from perturbations.records import CLEAN  # the spec of clean rows: one constant, re-exported
 from robustify.analysis.stats import bootstrap_ci, group_rng, mcnemar_exact
 
 __all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "slice_columns",
@@ -39,8 +40,6 @@ __all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "s
 
 log = logging.getLogger(__name__)
 
-CLEAN = "clean"
-"""Spec and transform value of the unperturbed original rows."""
 
 LABEL_PRESERVING = ("preserves", "remaps")
 """Label policies under which the gold answer is still derivable from the perturbed item."""

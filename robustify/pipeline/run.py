@@ -36,7 +36,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
-from robustify.errors import AnalysisError, GateFailure
+from robustify.errors import AnalysisError
 from robustify.atomic import check_writable, slug, sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
 from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
     JobConfig, ModelConfig
@@ -45,7 +45,7 @@ from robustify.records import GenerationParams
 from robustify.runner.cache import default_cache_path, open_cache
 
 __all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult",
-           "SCHEMA_VERSION", "GateFailure", "AnalysisError"]
+           "SCHEMA_VERSION", "AnalysisError"]
 
 log = logging.getLogger(__name__)
 

@@ -345,7 +345,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
     hit_rows = 0
     run = _Run(rows, plans, groups, score=score, build_messages=build_messages, cache=cache,
                max_calls=max_calls, on_result=on_result,
-               progress=CallProgress(0, enabled=False))
+               progress=CallProgress(0, mode="off"))
     try:
         # Cache lookups happen before any call, in bulk; hits are emitted right away.
         # Chunks bound the memory of a re-run where nearly everything is a hit.
@@ -367,7 +367,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
             planned += misses
             queues.append(_Queue(answered, misses))
         total = planned if max_calls is None else min(planned, max_calls)
-        run.progress = CallProgress(total, enabled=progress_mode(progress))
+        run.progress = CallProgress(total, mode=progress_mode(progress))
         run.progress.cache_hits(hit_rows)
         logger.info("%d variants x %d models: %d prompts to send (%d reuse a clean answer, "
                     "%d rows answered by the cache)", count, len(backends), planned,

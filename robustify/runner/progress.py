@@ -52,8 +52,8 @@ class CallProgress:
 
     Args:
         total: Calls planned (cache misses after dedupe).
-        enabled: ``True`` or ``"bar"`` draws a bar, ``"lines"`` prints plain lines,
-            ``False``/``"off"`` makes every method a cheap no-op.
+        mode: ``"bar"`` draws a bar, ``"lines"`` prints plain lines, ``"off"`` makes every
+            method a cheap no-op (:func:`progress_mode` picks one from a user's choice).
         desc: Label.
         min_interval: Seconds between refreshes of the bar's hits/errors text.
         file: Where to write (default stderr).
@@ -62,7 +62,7 @@ class CallProgress:
         clock: Monotonic clock (tests pass a fake one).
     """
 
-    def __init__(self, total: int, *, enabled: bool | str, desc: str = "calls",
+    def __init__(self, total: int, *, mode: str, desc: str = "calls",
                  min_interval: float = 0.25, file: TextIO | None = None,
                  line_interval: float = 30.0, quiet_start: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -70,9 +70,9 @@ class CallProgress:
         self.calls = 0
         self.errors = 0
         self.hits = 0
-        # a plain bool keeps its old meaning (draw a bar or not); a mode name is checked
-        self.mode = progress_mode(enabled) if isinstance(enabled, str) else (
-            "bar" if enabled else "off")
+        if mode not in ("bar", "lines", "off"):
+            raise ValueError(f"progress mode must be 'bar', 'lines' or 'off', got {mode!r}")
+        self.mode = mode
         self._bar: Any = None
         self._min_interval = min_interval
         self._last = 0.0

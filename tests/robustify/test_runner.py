@@ -317,7 +317,7 @@ def test_progress_bar_shows_calls_hits_and_errors() -> None:
     import io
 
     stream = io.StringIO()
-    bar = CallProgress(4, enabled=True, file=stream, min_interval=0.0)
+    bar = CallProgress(4, mode="bar", file=stream, min_interval=0.0)
     bar.cache_hits(7)
     bar.call_done(error=False)
     bar.call_done(error=True)
@@ -342,7 +342,7 @@ def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
     assert progress_mode(False) == "off" and progress_mode("bar") == "bar"
     now = [100.0]
     stream = io.StringIO()
-    lines = CallProgress(200, enabled="lines", file=stream, clock=lambda: now[0])
+    lines = CallProgress(200, mode="lines", file=stream, clock=lambda: now[0])
     lines.cache_hits(40)
     for step in range(200):
         now[0] += 0.5  # one answer every half second: 100 s in all
@@ -357,7 +357,7 @@ def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
         "calls: 200/200 (100%), cache hits 40, errors 4, 1 min 40 s elapsed",
     ], out
     quiet = io.StringIO()
-    short = CallProgress(5, enabled="lines", file=quiet, clock=lambda: now[0])
+    short = CallProgress(5, mode="lines", file=quiet, clock=lambda: now[0])
     for _ in range(5):
         now[0] += 1.0
         short.call_done(error=False)
