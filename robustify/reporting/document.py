@@ -35,7 +35,7 @@ from robustify.atomic import write_bytes_atomic, write_text_atomic
 from robustify.reporting.format import MISSING, escape_html, escape_md, is_missing
 
 __all__ = ["CSP", "STYLES", "Heading", "Paragraph", "Table", "Figure", "Diff", "Example",
-           "Block", "Document", "frame_table", "word_diff", "render_html", "render_markdown"]
+           "Block", "Column", "Document", "frame_table", "word_diff", "render_html", "render_markdown"]
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
@@ -146,19 +146,30 @@ Block = Union[Heading, Paragraph, Table, Figure, Example]
 """Anything a :class:`Document` holds."""
 
 
-def frame_table(frame: Any, spec: Sequence[tuple[str, str, Callable[[Mapping[str, Any]], Any]]],
-                numeric: Iterable[str] = ()) -> Table:
-    """A table from a DataFrame: one row per record, one column per spec entry.
+Column = Union[tuple[str, str], tuple[str, Union[str, tuple[str, ...]], Callable[..., Any]]]
+"""A :func:`frame_table` column: ``(header, key)`` or ``(header, key or keys, format)``."""
+
+
+def frame_table(frame: Any, columns: Sequence[Column], *, text: Iterable[str] = ()) -> Table:
+    """A table from a DataFrame: one row per record, one column per entry of ``columns``.
 
     Args:
         frame: A pandas DataFrame.
-        spec: ``(header, key, format)`` per column; ``format`` gets the record.
-        numeric: Keys of the columns to right-align.
+        columns: ``(header, key)`` shows the value as it is; ``(header, key, format)``
+            shows ``format(value)``; ``(header, (key, ...), format)`` shows
+            ``format(value, ...)`` (an interval from two columns). A key the frame
+            lacks gives None.
+        text: Headers of the text columns; every other column is numeric (right-aligned).
     """
-    numeric = set(numeric)
-    return Table.of([h for h, _, _ in spec],
-                    ([fmt(r) for _, _, fmt in spec] for r in frame.to_dict("records")),
-                    {i for i, (_, key, _) in enumerate(spec) if key in numeric})
+    text = set(text)
+    cells: list[tuple[str, tuple[str, ...], Callable[..., Any]]] = []
+    for header, key, *fmt in columns:
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        cells.append((header, keys, fmt[0] if fmt else (lambda value: value)))
+    return Table.of([header for header, _, _ in cells],
+                    ([fmt(*(record.get(k) for k in keys)) for _, keys, fmt in cells]
+                     for record in frame.to_dict("records")),
+                    {i for i, (header, _, _) in enumerate(cells) if header not in text})
 
 
 @dataclass

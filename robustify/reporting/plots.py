@@ -3,7 +3,7 @@
 Every function takes the frame produced by :mod:`robustify.analysis`, draws on ``ax``
 (or on a new pyplot figure when ``ax`` is None, so a notebook shows it) and returns the
 Axes. Nothing here calls ``plt.show()``, changes ``rcParams`` or keeps global state;
-:mod:`robustify.reporting.run_report` owns figures it saves.
+:mod:`robustify.reporting.charts` lists them (one name each) and owns the figures it saves.
 
 Shared conventions:
 
@@ -42,6 +42,7 @@ __all__ = [
     "plot_flips",
     "select_severity",
     "series_style",
+    "axes_or_new",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def series_style(index: int) -> dict[str, Any]:
             "marker": _MARKERS[index % len(_MARKERS)]}
 
 
-def _axes(ax: "Axes | None", figsize: tuple[float, float]) -> "Axes":
+def axes_or_new(ax: "Axes | None", figsize: tuple[float, float]) -> "Axes":
+    """``ax`` itself, or the Axes of a new pyplot figure of ``figsize`` (for notebooks)."""
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt  # only when the caller asked for a new figure
@@ -193,7 +195,7 @@ def plot_overestimation(overview: pd.DataFrame, ax: "Axes | None" = None, *,
     """
     _need(overview, ["model", "clean_score", "perturbed_score"], "plot_overestimation")
     n = len(overview)
-    ax = _axes(ax, (7.5, 1.6 + 0.55 * max(n, 1)))
+    ax = axes_or_new(ax, (7.5, 1.6 + 0.55 * max(n, 1)))
     y = np.arange(n)
     clean = overview["clean_score"].to_numpy(float) * 100
     noisy = overview["perturbed_score"].to_numpy(float) * 100
@@ -251,8 +253,8 @@ def plot_drop_by_transform(summary: pd.DataFrame, ax: "Axes | None" = None, *,
     _need(summary, ["model", "transform", "drop_pp"], "plot_drop_by_transform")
     data = select_severity(summary, severity)
     models, transforms = _unique(data["model"]), _unique(data["transform"])
-    ax = _axes(ax, (max(6.0, 1.0 + 0.45 * len(models) * len(transforms) + 0.6 * len(transforms)),
-                    4.5))
+    ax = axes_or_new(ax, (max(6.0, 1.0 + 0.45 * len(models) * len(transforms)
+                              + 0.6 * len(transforms)), 4.5))
     x = np.arange(len(transforms))
     width = 0.8 / max(len(models), 1)
     for m, model in enumerate(models):
@@ -305,7 +307,8 @@ def plot_heatmap(summary: pd.DataFrame, ax: "Axes | None" = None, *, value: str 
 
     data = select_severity(summary, severity)
     models, transforms = _unique(data["model"]), _unique(data["transform"])
-    ax = _axes(ax, (max(5.0, 2.5 + 1.0 * len(transforms)), max(2.5, 1.5 + 0.5 * len(models))))
+    ax = axes_or_new(ax, (max(5.0, 2.5 + 1.0 * len(transforms)),
+                          max(2.5, 1.5 + 0.5 * len(models))))
     grid = (data.pivot_table(index="model", columns="transform", values=value, aggfunc="first",
                              dropna=False)
             .reindex(index=models, columns=transforms).to_numpy(float))
@@ -360,7 +363,7 @@ def plot_severity_curves(curve: pd.DataFrame, model: str | None = None,
         raise ConfigError(f"no model {model!r} in the curve (models: "
                           f"{', '.join(map(str, models))})")
     data = curve.loc[curve["model"] == model]
-    ax = _axes(ax, (6.5, 4.5))
+    ax = axes_or_new(ax, (6.5, 4.5))
     for t, transform in enumerate(_unique(data["transform"])):
         rows = data.loc[data["transform"] == transform].sort_values("severity", kind="mergesort")
         style = series_style(t)
@@ -407,7 +410,7 @@ def plot_flips(summary: pd.DataFrame, ax: "Axes | None" = None, *, model: str | 
                           f"{', '.join(map(str, models))})")
     data = select_severity(summary.loc[summary["model"] == model], severity)
     transforms = _unique(data["transform"])
-    ax = _axes(ax, (max(5.5, 1.5 + 0.8 * len(transforms)), 4.5))
+    ax = axes_or_new(ax, (max(5.5, 1.5 + 0.8 * len(transforms)), 4.5))
     rows = data.set_index("transform").reindex(transforms)
     scored = rows["n_scored"].to_numpy(float)
     share = np.divide(100.0, scored, out=np.zeros_like(scored), where=scored > 0)

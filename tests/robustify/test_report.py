@@ -1,4 +1,5 @@
-"""Tests of robustify.reporting.run_report: files, numbers, escaping, the Markdown twin, atomic writes."""
+"""Tests of the run report (robustify.reporting): files, numbers, escaping, the Markdown twin,
+atomic writes, and the chart list it iterates."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ import pytest
 from perturbations.errors import ConfigError
 
 import robustify.analysis as A
-from robustify.reporting import run_report as R
+from robustify import reporting as R
+from robustify.reporting import charts
+from robustify.reporting.document import CSP, word_diff
+from robustify.reporting.format import escape_html, escape_md
+from robustify.reporting.results_io import jsonable, results_jsonl
 from robustify._secrets import redact
 from robustify.atomic import write_json_atomic
 
@@ -22,7 +27,7 @@ from .results_factory import HOSTILE_TEXTS, frame, make_results, row
 MODELS = ("local:smollm2", "openai:gpt-4o-mini")
 HOSTILE_MODEL = "<b onmouseover=alert(1)>evil-model</b>"
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz012345"
-CHARTS = ("overestimation", "drop_by_transform", "heatmap", "severity_curves", "flips")
+CHARTS = tuple(charts.names())
 
 
 def hostile_results() -> pd.DataFrame:
@@ -129,7 +134,7 @@ def test_summary_csv_matches_summarize(written):
 def test_page_has_strict_csp_and_no_active_content(written):
     out, _, _ = written
     page = (out / "report.html").read_text()
-    assert (f'<meta http-equiv="Content-Security-Policy" content="{R.CSP.replace(chr(39), "&#x27;")}">'
+    assert (f'<meta http-equiv="Content-Security-Policy" content="{CSP.replace(chr(39), "&#x27;")}">'
             in page)
     assert "default-src &#x27;none&#x27;; img-src data:; style-src &#x27;unsafe-inline&#x27;" in page
     parsed = _parse(page)
@@ -152,7 +157,7 @@ def test_hostile_strings_appear_only_escaped(written, payload):
     page = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
     assert payload not in page and payload not in md
-    escaped = R._e(payload)
+    escaped = escape_html(payload)
     assert escaped in page, f"{payload!r} not shown at all"
     # The page's visible text shows the payload verbatim, as text.
     assert payload in "".join(_parse(page).text)
@@ -163,7 +168,7 @@ def test_hostile_strings_appear_only_escaped(written, payload):
 
 def test_no_secret_in_any_output(written):
     out, _, _ = written
-    for name, escape in (("report.html", R._e), ("report.md", R._md)):
+    for name, escape in (("report.html", escape_html), ("report.md", escape_md)):
         text = (out / name).read_text()
         assert SECRET not in text and "hunter2" not in text
         assert escape("[redacted]") in text
@@ -203,7 +208,7 @@ def test_results_jsonl_round_trip(written):
     assert loaded["response"].tolist()[:5] == df["response"].tolist()[:5]
     pd.testing.assert_frame_equal(A.summarize(loaded, n_boot=50), A.summarize(df, n_boot=50))
     first = json.loads((out / "results.jsonl").read_text().splitlines()[0])
-    assert first == json.loads(json.dumps(R._jsonable(df.iloc[0].to_dict())))
+    assert first == json.loads(json.dumps(jsonable(df.iloc[0].to_dict())))
     assert first["model"] == MODELS[0] and first["meta.domain"] == "science"
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == len(df) and list(csv.columns) == list(df.columns)
@@ -269,7 +274,7 @@ def test_rebuild_reads_noise_floor(tmp_path):
     R.write_report(df, tmp_path, title="t", n_boot=0)
     clean = df[df["spec"] == "clean"]
     repeats = pd.concat([clean.assign(repeat=1), clean.assign(repeat=2, score=0.0)])
-    (tmp_path / "noise_floor.jsonl").write_text(R._results_jsonl(repeats))
+    (tmp_path / "noise_floor.jsonl").write_text(results_jsonl(repeats))
     files = R.rebuild_report(tmp_path, n_boot=0)
     page = files["html"].read_text()
     assert "<h3>Noise floor</h3>" in page
@@ -313,11 +318,11 @@ def test_formats_and_clean_only_runs(tmp_path):
 
 
 def test_word_diff_exact():
-    assert R.word_diff("What is the capital?", "Waht is teh capital ?") == (
+    assert word_diff("What is the capital?", "Waht is teh capital ?") == (
         "<del>What</del><ins>Waht</ins> is <del>the</del><ins>teh</ins> capital<ins> </ins>?")
-    assert R.word_diff("a <b>", "a <i>") == "a &lt;<del>b</del><ins>i</ins>&gt;"
-    assert R.word_diff(None, "x") == "<ins>x</ins>"
-    assert R.word_diff("same", "same") == "same"
+    assert word_diff("a <b>", "a <i>") == "a &lt;<del>b</del><ins>i</ins>&gt;"
+    assert word_diff(None, "x") == "<ins>x</ins>"
+    assert word_diff("same", "same") == "same"
 
 
 def test_redact():
@@ -329,14 +334,16 @@ def test_redact():
 
 
 def test_figure_size_grows_with_content():
-    small = R.figure_size("drop", 2, 3)
-    big = R.figure_size("drop", 4, 12)
+    def size(name, m, t):
+        return charts.get(name).size(m, t)
+
+    small = size("drop_by_transform", 2, 3)
+    big = size("drop_by_transform", 4, 12)
     assert big[0] > small[0]
-    assert R.figure_size("heatmap", 10, 4)[1] > R.figure_size("heatmap", 2, 4)[1]
-    assert R.figure_size("overestimation", 8, 1)[1] > R.figure_size("overestimation", 2, 1)[1]
-    assert R.figure_size("drop", 20, 40)[0] <= 24.0
-    with pytest.raises(ValueError):
-        R.figure_size("pie", 1, 1)
+    assert size("heatmap", 10, 4)[1] > size("heatmap", 2, 4)[1]
+    assert size("overestimation", 8, 1)[1] > size("overestimation", 2, 1)[1]
+    assert size("drop_by_transform", 20, 40)[0] <= 24.0
+    assert size("severity_curves", 4, 1)[1] > size("severity_curves", 3, 1)[1]
 
 
 def test_relative_drop_undefined_shows_dash(tmp_path):
