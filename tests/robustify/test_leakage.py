@@ -355,7 +355,7 @@ def test_report_is_escaped_and_complete(tmp_path: Path) -> None:
     md = files["md"].read_text()
     assert "charts/leakage_suspects.png" in md and "<script" not in md
     for key in ("items_csv", "completion_csv", "summary_json", "rows_jsonl",
-                "chart_leakage_suspects", "chart_leakage_completion"):
+                "chart_leakage_suspects_png", "chart_leakage_completion_png"):
         assert files[key].is_file()
     assert not [p for p in tmp_path.rglob(".*.tmp")]
 
