@@ -16,7 +16,7 @@ import pytest
 from perturbations.errors import ConfigError
 from robustify.probes import compare
 from robustify.probes.compare import ALL_PRESERVING, CLEAN_ROW, compare_runs, plot_comparison
-from robustify.reporting.run_report import write_results_jsonl
+from robustify.reporting import write_results_jsonl
 from tests.robustify.results_factory import HOSTILE_TEXTS, frame, make_results, row
 
 
