@@ -15,13 +15,8 @@ See ``docs/realism.md``.
 
 from __future__ import annotations
 
-from .anchors import (PUBLISHED_RATES, build_reference_profile, errors_per_100_words,
-                      preset_table, realistic_severity, realistic_source, reference_corpora)
-from .compare import (distance, measure_variants, out_of_range, realism_table, stats_of_spec,
-                      tolerance)
-from .fit import KNOBS, clean_questions, fit_profile, refit, simulate
-from .profile_file import FittedPart, FittedProfile, load_profile
-from .stats import STAT_FIELDS, STAT_LABELS, TrafficStats, measure
+import importlib
+from typing import Any
 
 __all__ = [
     "TrafficStats", "measure", "STAT_FIELDS", "STAT_LABELS",
@@ -31,3 +26,29 @@ __all__ = [
     "PUBLISHED_RATES", "reference_corpora", "realistic_severity", "realistic_source",
     "build_reference_profile", "errors_per_100_words", "preset_table",
 ]
+
+# Where each public name lives. Loaded on first use (PEP 562): importing one submodule,
+# such as .levels during spec parsing, must not pull in the fitter and the engine.
+_HOME = {
+    **dict.fromkeys(("TrafficStats", "measure", "STAT_FIELDS", "STAT_LABELS"), "stats"),
+    **dict.fromkeys(("FittedPart", "FittedProfile", "load_profile"), "profile_file"),
+    **dict.fromkeys(("fit_profile", "refit", "simulate", "clean_questions", "KNOBS"), "fit"),
+    **dict.fromkeys(("realism_table", "distance", "tolerance", "out_of_range",
+                     "measure_variants", "stats_of_spec"), "compare"),
+    **dict.fromkeys(("realistic_severity", "realistic_source"), "levels"),
+    **dict.fromkeys(("PUBLISHED_RATES", "reference_corpora", "build_reference_profile",
+                     "errors_per_100_words", "preset_table"), "anchors"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,6 +29,8 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .levels import realistic_severity, realistic_source
+
 __all__ = ["PUBLISHED_RATES", "reference_corpora", "realistic_severity", "realistic_source",
            "build_reference_profile", "errors_per_100_words", "preset_table",
            "CHARS_PER_WORD"]
@@ -72,33 +74,6 @@ def build_reference_profile(seed: int = 0):
     messages = [m for texts in reference_corpora().values() for m in texts]
     return fit_profile(measure(messages), seed=seed, name="reference-typed-traffic",
                        source={"files": list(CORPORA), "messages": len(messages)})
-
-
-@functools.cache
-def _reference_levels() -> Mapping[str, float]:
-    from ..transforms.profile_file import REFERENCE_PROFILE
-    from .profile_file import load_profile
-
-    levels: dict[str, float] = {}
-    for part in load_profile(REFERENCE_PROFILE).parts:
-        level = round(part.severity * part.share, 4)  # the same expected amount, every item
-        levels[part.transform] = max(levels.get(part.transform, 0.0), level)
-    return levels
-
-
-def realistic_severity(name: str) -> float:
-    """The ``realistic`` severity of transform ``name`` (``low`` when it has no anchor)."""
-    level = _reference_levels().get(name, 0.0)
-    return level if level > 0 else 0.2
-
-
-def realistic_source(name: str) -> str:
-    """One line: where ``name``'s realistic severity comes from."""
-    if name == "profile":
-        return "the file's fitted level"
-    if _reference_levels().get(name, 0.0) > 0:
-        return "fitted to real typed messages (data/profile_reference.json)"
-    return "no anchor in real typed messages: same as low"
 
 
 def _token_edits(before: str, after: str) -> int:

@@ -12,11 +12,9 @@ from ..registry import get_transform, register
 from ..spec import FITTED_SEVERITY
 from .profiles import Part
 
-__all__ = ["ProfileFile", "REFERENCE_PROFILE", "scaled", "run_parts"]
+from ..realism.levels import REFERENCE_FILE as REFERENCE_PROFILE
 
-REFERENCE_PROFILE = Path(__file__).resolve().parent.parent / "data" / "profile_reference.json"
-"""The profile used when no path is given: fitted to the two real typed corpora that ship
-in ``perturbations/data`` (assistant requests and chat turns; JSON is valid YAML)."""
+__all__ = ["ProfileFile", "REFERENCE_PROFILE", "scaled", "run_parts"]
 
 
 def run_parts(item: Item, parts: Sequence[Any], severity: float, rng: random.Random) -> Item:
