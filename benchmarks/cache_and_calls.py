@@ -30,7 +30,7 @@ CONCURRENCY = 64
 
 def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     """Estimate, run, re-run; return raw numbers and figures."""
-    from robustify.pipeline.run import prepare_job
+    from robustify.pipeline import prepare_job
     from robustify.runner.cache import ResponseCache
     from robustify.pipeline.jobfile import JobConfig
     from robustify.models import parse_model_spec

@@ -194,7 +194,7 @@ def test_small_job_end_to_end(tmp_path: Path) -> None:
 def test_a_failed_analysis_keeps_every_paid_answer(tmp_path: Path, monkeypatch, capsys) -> None:
     """The analysis raises after the calls: exit 3, one line, answers cached, rerun is free."""
     from robustify import cli
-    from robustify.pipeline import run as api
+    from robustify.pipeline import result as api
     from robustify.runner.cache import ResponseCache
     from tests.robustify import e2e_models
 

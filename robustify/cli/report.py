@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from robustify.pipeline.run import RunResult
+    from robustify.pipeline import RunResult
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").is_file():

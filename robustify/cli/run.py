@@ -124,7 +124,7 @@ def print_summary(result, out=sys.stdout) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from robustify.pipeline.run import prepare_job, run_job
+    from robustify.pipeline import prepare_job, run_job
 
     job = job_from_args(args)
     progress = not args.quiet  # a bar on a terminal, plain lines in a log

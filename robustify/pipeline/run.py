@@ -1,4 +1,7 @@
-"""The notebook API: one call runs a whole job; the result object holds every view of it.
+"""Running a job: the lock, the variants file, the queries, the analysis, the report.
+
+:func:`evaluate` is the notebook API: one call runs a whole job and returns its
+:class:`~robustify.pipeline.result.RunResult`.
 
 >>> import robustify
 >>> result = robustify.evaluate(data="sample", models=["local:smollm2"],
@@ -18,209 +21,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import itertools
-import json
 import logging
 import os
-import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from perturbations import CLEAN, Item, Variant, expand_specs, parse_spec_list, perturb_items
+from perturbations import Item, Variant
 from perturbations.errors import ConfigError, RobustifyError
-from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
 from robustify.errors import AnalysisError
-from robustify.atomic import check_writable, slug, sweep_temp_files, tee_jsonl_atomic, write_json_atomic, write_jsonl_atomic
-from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, Gates, \
-    JobConfig, ModelConfig
+from robustify.atomic import sweep_temp_files, tee_jsonl_atomic
+from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
 from robustify.models.base import FatalModelError
-from robustify.records import GenerationParams
-from robustify.runner.cache import default_cache_path, open_cache
+from robustify.runner.cache import open_cache
+from robustify.pipeline.prepare import PreparedJob, prepare_job
+from robustify.pipeline.result import RunResult
 
-__all__ = ["evaluate", "run_job", "prepare_job", "PreparedJob", "RunResult",
-           "SCHEMA_VERSION", "AnalysisError"]
+__all__ = ["evaluate", "run_job", "AnalysisError"]
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class PreparedJob:
-    """A validated job: everything checked, nothing sent to a model yet."""
-
-    job: JobConfig
-    items: list[Item]
-    specs: list[str]
-    backends: list[Any]
-    out_dir: Path
-    cache_path: Path | None
-    templates: Any
-    dataset_hash: str
-    rewrites: list[Any] = field(default_factory=list)
-    """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
-
-    def variants(self) -> Iterator[Variant]:
-        """The clean originals first, then every variant, in a stable order."""
-        for item in self.items:
-            yield Variant.clean(item, seed=self.job.seed, version=__version__)
-        yield from perturb_items(self.items, self.specs, seed=self.job.seed,
-                                 replicates=self.job.replicates)
-
-    def manifest(self, **extra: Any) -> dict[str, Any]:
-        """Run facts recorded beside the results; never contains a key."""
-        job = self.job
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "robustify_version": __version__,
-            "seed": job.seed,
-            "replicates": job.replicates,
-            "transforms": list(job.transforms),
-            "severity": list(job.severity),
-            "specs": list(self.specs),
-            "data": [dataclasses.asdict(d) for d in job.data],
-            "limit": job.limit,
-            "n_items": len(self.items),
-            "dataset_hash": self.dataset_hash,
-            "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
-            "templates": job.templates,
-            "scorer": job.scorer,
-            "python": platform.python_version(),
-            "platform": platform.platform(terse=True),
-            **extra,
-        }
-
-
-def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
-    identity = _redact_tree(dict(backend.identity()))  # defensive: identities carry no keys
-    return {"label": backend.label, "kind": backend.kind, "identity": identity,
-            "api_key_env": config.api_key_env,
-            "max_concurrency": getattr(backend, "max_concurrency", None)}
-
-
-def _redact_tree(obj: Any, key: str = "") -> Any:
-    from robustify._secrets import redact
-
-    if isinstance(obj, dict):
-        return {k: _redact_tree(v, str(k)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_redact_tree(v, key) for v in obj]
-    return redact(obj, key)
-
-
-def _dataset_hash(items: Sequence[Item]) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(json.dumps(item.to_dict(), sort_keys=True, ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _load_data(job: JobConfig) -> list[Item]:
-    from robustify.data import load_items
-
-    many = len(job.data) > 1
-    items: list[Item] = []
-    seen: dict[str, str] = {}
-    for source in job.data:
-        loaded = load_items(source.path, format=source.format, mapping=source.map,
-                            limit=job.limit, seed=job.seed, task=source.task)
-        name = source.name or Path(source.path).stem
-        for item in loaded:
-            if many:
-                item = dataclasses.replace(item, id=f"{name}/{item.id}",
-                                           metadata={**item.metadata, "dataset": name})
-            if item.id in seen:
-                raise ConfigError(f"item id {item.id!r} appears in both {seen[item.id]} and "
-                                  f"{source.path}; give the data sets a 'name'")
-            seen[item.id] = source.path
-            items.append(item)
-    return items
-
-
-def _default_out(job: JobConfig) -> Path:
-    data = "+".join(d.name or Path(d.path).stem for d in job.data)
-    models = "+".join(m.spec.split("@")[0] for m in job.models)
-    return Path("reports") / slug(f"{data}__{models}")
-
-
-def _build_backends(job: JobConfig) -> list[Any]:
-    from robustify.models import parse_model_spec
-
-    backends = []
-    for model in job.models:
-        params = dict(model.params)
-        if "stop" in params and params["stop"] is not None:
-            params["stop"] = tuple(params["stop"])
-        try:
-            gen = GenerationParams(**params)
-        except TypeError as exc:
-            raise ConfigError(f"model {model.spec!r}: bad generation parameter ({exc})") from None
-        backends.append(parse_model_spec(model.spec, params=gen, api_key_env=model.api_key_env,
-                                         concurrency=model.concurrency or job.concurrency,
-                                         timeout=model.timeout))
-    return backends
-
-
-@contextlib.contextmanager
-def _blame(job: JobConfig, key: str) -> Iterator[None]:
-    """Prefix errors about a value with the job file and key it came from."""
-    try:
-        yield
-    except RobustifyError as exc:
-        where = job.where(key)
-        if not where:
-            raise
-        raise ConfigError(f"{where}{exc}") from None
-
-
-def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
-    """Validate a job completely before any model call.
-
-    Loads and checks the data, parses every transform spec and severity, builds the
-    backends (checking keys and, with ``preflight``, that remote servers answer),
-    and checks the output folder is writable.
-
-    Raises:
-        RobustifyError: the first problem found, with the file/line/key it concerns.
-    """
-    job = job.validate()
-    with _blame(job, "severity"):
-        for sev in job.severity:
-            parse_severity(sev, where="severity")
-    with _blame(job, "transforms"):
-        from robustify.probes.rewrite import split_rewrite_specs
-
-        regular, rewrites = split_rewrite_specs(job.transforms)
-        specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
-                 if regular else [])
-    items = _load_data(job)
-    templates = None
-    if job.templates:
-        from robustify.prompts import load_templates
-
-        templates = load_templates(job.templates)
-    out_dir = Path(job.out) if job.out else _default_out(job)
-    check_writable(out_dir)
-    with _blame(job, "models"):
-        backends = _build_backends(job)
-    if preflight:
-        for backend in backends:
-            check = getattr(backend, "preflight", None)
-            if check is not None:
-                check()
-    cache_path = None if job.cache == "off" else Path(job.cache) if job.cache else default_cache_path()
-    return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
-                       cache_path=cache_path, templates=templates,
-                       dataset_hash=_dataset_hash(items), rewrites=rewrites)
-
 
 @contextlib.contextmanager
 def _run_lock(out_dir: Path) -> Iterator[None]:
@@ -394,135 +218,6 @@ def _counts(results: pd.DataFrame) -> dict[str, int]:
         "cached": int(results["cached"].fillna(False).astype(bool).sum()),
         "unparseable": int(results["unparseable"].fillna(False).astype(bool).sum()),
     }
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced; every view is computed from ``results``.
-
-    Attributes:
-        results: The per-row frame (one row per model x variant, clean rows included).
-        manifest: Run facts (seed, specs, models, data hash, counts); never a key.
-        out_dir: Where the run was written, if it was.
-        noise_floor_rows: Re-asked clean rows (column ``repeat``) when a noise floor was run.
-    """
-
-    results: pd.DataFrame
-    manifest: dict[str, Any] = field(default_factory=dict)
-    out_dir: Path | None = None
-    noise_floor_rows: pd.DataFrame | None = None
-
-    @classmethod
-    def load(cls, run_dir: str | os.PathLike[str]) -> "RunResult":
-        """Read a saved run (results.jsonl + manifest.json) without any model call."""
-        from robustify.reporting.run_report import load_results
-
-        run_dir = Path(run_dir)
-        results, manifest = load_results(run_dir)
-        floor_path = run_dir / "noise_floor.jsonl"
-        floor = pd.read_json(floor_path, lines=True) if floor_path.exists() else None
-        return cls(results=results, manifest=manifest, out_dir=run_dir, noise_floor_rows=floor)
-
-    @property
-    def seed(self) -> int:
-        return int(self.manifest.get("seed", 0))
-
-    def summary(self, by: Sequence[str] = ("model", "transform", "severity"), **kwargs: Any) -> pd.DataFrame:
-        """Paired drop statistics per group (see :func:`robustify.analysis.summarize`)."""
-        from robustify.analysis.paired import summarize
-
-        kwargs.setdefault("seed", self.seed)
-        return summarize(self.results, by=tuple(by), **kwargs)
-
-    def overview(self) -> pd.DataFrame:
-        """Per model: clean, mean perturbed and worst-case score, and the overestimation."""
-        from robustify.analysis.paired import model_overview
-
-        return model_overview(self.results, seed=self.seed)
-
-    def failures(self) -> pd.DataFrame:
-        """Rows whose model call failed, with the error."""
-        return self.results[self.results["error"].notna()]
-
-    def noise_floor(self) -> pd.DataFrame | None:
-        """Flip rate on clean items re-asked with no perturbation, if it was measured."""
-        if self.noise_floor_rows is None:
-            return None
-        from robustify.analysis.paired import noise_floor
-
-        return noise_floor(pd.concat([self.results[self.results["spec"] == CLEAN].assign(repeat=0),
-                                      self.noise_floor_rows], ignore_index=True))
-
-    # charts: thin wrappers so a notebook needs only the result object
-    def plot_overestimation(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_overestimation
-
-        return plot_overestimation(self.overview(), ax=ax)
-
-    def plot_drop(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_drop_by_transform
-
-        return plot_drop_by_transform(self.summary(), ax=ax)
-
-    def plot_heatmap(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_heatmap
-
-        return plot_heatmap(self.summary(), ax=ax)
-
-    def plot_severity(self, model: str | None = None, ax: Any = None) -> Any:
-        from robustify.analysis import severity_curve
-        from robustify.reporting.plots import plot_severity_curves
-
-        return plot_severity_curves(severity_curve(self.results), model=model, ax=ax)
-
-    def plot_flips(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_flips
-
-        return plot_flips(self.summary(), ax=ax)
-
-    def write_report(self, path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-        """Write report.html, report.md, summary.csv, results and manifest to ``path``."""
-        from robustify.reporting.run_report import write_report
-
-        out = Path(path) if path is not None else self.out_dir
-        if out is None:
-            raise ConfigError("write_report needs a folder: this result was never saved")
-        files = write_report(self.results, out, title=_title(self.manifest),
-                             manifest=self.manifest, noise_floor=self.noise_floor())
-        files["manifest"] = write_json_atomic(out / "manifest.json", self.manifest)
-        if self.noise_floor_rows is not None:
-            files["noise_floor"] = write_jsonl_atomic(
-                out / "noise_floor.jsonl",
-                (json.loads(r) for r in self.noise_floor_rows.to_json(orient="records",
-                                                                      lines=True).splitlines()))
-        return files
-
-    def check_gates(self, gates: Gates) -> list[str]:
-        """Messages for every gate the run fails (empty list: all passed)."""
-        messages: list[str] = []
-        if gates.max_error_rate is not None and len(self.results):
-            rate = float(self.results["error"].notna().mean())
-            if rate > gates.max_error_rate:
-                messages.append(f"{rate:.1%} of model calls failed, more than the allowed "
-                                f"{gates.max_error_rate:.1%}")
-        if gates.fail_on_drop is None and not gates.per_transform:
-            return messages
-        summary = self.summary()
-        for row in summary.itertuples(index=False):
-            threshold = gates.per_transform.get(row.transform, gates.fail_on_drop)
-            if threshold is None or row.label_policy == "may_break":
-                continue
-            if row.ci_low * 100 > threshold:
-                messages.append(
-                    f"{row.model} on {row.spec}: drop {row.drop * 100:.1f} pp "
-                    f"(95% CI {row.ci_low * 100:.1f} to {row.ci_high * 100:.1f}) lies above the "
-                    f"{threshold:g} pp gate")
-        return messages
-
-
-def _title(manifest: dict[str, Any]) -> str:
-    data = ", ".join(Path(d.get("path", "?")).stem for d in manifest.get("data", [])) or "data"
-    return f"robustify report: {data}"
 
 
 def evaluate(data: str | Sequence[str] = "sample",

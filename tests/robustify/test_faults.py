@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from perturbations.records import Variant
-from robustify.pipeline.run import prepare_job, run_job
+from robustify.pipeline import prepare_job, run_job
 from robustify.pipeline.jobfile import load_job
 from robustify.models import RetryPolicy
 from robustify.prompts import build_messages

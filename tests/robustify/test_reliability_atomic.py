@@ -205,7 +205,7 @@ def test_variants_file_is_complete_before_the_first_model_call(tmp_path):
 
 
 def test_a_failure_while_perturbing_leaves_no_variants_file(tmp_path, monkeypatch):
-    import robustify.pipeline.run as api
+    import robustify.pipeline.prepare as api  # where PreparedJob.variants draws them
 
     real = api.perturb_items
 

@@ -9,7 +9,7 @@ import pytest
 
 from perturbations import Item
 from perturbations.errors import ConfigError
-from robustify.pipeline.run import PreparedJob
+from robustify.pipeline import PreparedJob
 from robustify.runner.cache import ResponseCache
 from robustify.models.python_callable import PythonCallableBackend
 from robustify.probes.rewrite import (PERSONAS, REJECTION_COLUMNS, check_rewrite, clean_rewrite,

@@ -1,0 +1,209 @@
+"""Preparing a job: everything that can fail is checked before the first model call.
+
+Data loaded and validated, every spec and severity parsed, backends built (keys, files,
+callables checked; remote servers asked once with ``preflight``), scorer known, output
+folder writable. The result is a :class:`PreparedJob` that :func:`~.run.run_job` runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+
+from perturbations import Item, Variant, expand_specs, parse_spec_list, perturb_items
+from perturbations.errors import ConfigError, RobustifyError
+from perturbations.spec import parse_severity
+from perturbations.version import __version__
+
+from robustify.atomic import check_writable, slug
+from robustify.pipeline.jobfile import JobConfig, ModelConfig
+from robustify.records import GenerationParams
+from robustify.runner.cache import default_cache_path
+
+
+__all__ = ["prepare_job", "PreparedJob", "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class PreparedJob:
+    """A validated job: everything checked, nothing sent to a model yet."""
+
+    job: JobConfig
+    items: list[Item]
+    specs: list[str]
+    backends: list[Any]
+    out_dir: Path
+    cache_path: Path | None
+    templates: Any
+    dataset_hash: str
+    rewrites: list[Any] = field(default_factory=list)
+    """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
+
+    def variants(self) -> Iterator[Variant]:
+        """The clean originals first, then every variant, in a stable order."""
+        for item in self.items:
+            yield Variant.clean(item, seed=self.job.seed, version=__version__)
+        yield from perturb_items(self.items, self.specs, seed=self.job.seed,
+                                 replicates=self.job.replicates)
+
+    def manifest(self, **extra: Any) -> dict[str, Any]:
+        """Run facts recorded beside the results; never contains a key."""
+        job = self.job
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "robustify_version": __version__,
+            "seed": job.seed,
+            "replicates": job.replicates,
+            "transforms": list(job.transforms),
+            "severity": list(job.severity),
+            "specs": list(self.specs),
+            "data": [dataclasses.asdict(d) for d in job.data],
+            "limit": job.limit,
+            "n_items": len(self.items),
+            "dataset_hash": self.dataset_hash,
+            "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
+            "templates": job.templates,
+            "scorer": job.scorer,
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+            **extra,
+        }
+
+
+def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
+    identity = _redact_tree(dict(backend.identity()))  # defensive: identities carry no keys
+    return {"label": backend.label, "kind": backend.kind, "identity": identity,
+            "api_key_env": config.api_key_env,
+            "max_concurrency": getattr(backend, "max_concurrency", None)}
+
+
+def _redact_tree(obj: Any, key: str = "") -> Any:
+    from robustify._secrets import redact
+
+    if isinstance(obj, dict):
+        return {k: _redact_tree(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_tree(v, key) for v in obj]
+    return redact(obj, key)
+
+
+def _dataset_hash(items: Sequence[Item]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps(item.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _load_data(job: JobConfig) -> list[Item]:
+    from robustify.data import load_items
+
+    many = len(job.data) > 1
+    items: list[Item] = []
+    seen: dict[str, str] = {}
+    for source in job.data:
+        loaded = load_items(source.path, format=source.format, mapping=source.map,
+                            limit=job.limit, seed=job.seed, task=source.task)
+        name = source.name or Path(source.path).stem
+        for item in loaded:
+            if many:
+                item = dataclasses.replace(item, id=f"{name}/{item.id}",
+                                           metadata={**item.metadata, "dataset": name})
+            if item.id in seen:
+                raise ConfigError(f"item id {item.id!r} appears in both {seen[item.id]} and "
+                                  f"{source.path}; give the data sets a 'name'")
+            seen[item.id] = source.path
+            items.append(item)
+    return items
+
+
+def _default_out(job: JobConfig) -> Path:
+    data = "+".join(d.name or Path(d.path).stem for d in job.data)
+    models = "+".join(m.spec.split("@")[0] for m in job.models)
+    return Path("reports") / slug(f"{data}__{models}")
+
+
+def _build_backends(job: JobConfig) -> list[Any]:
+    from robustify.models import parse_model_spec
+
+    backends = []
+    for model in job.models:
+        params = dict(model.params)
+        if "stop" in params and params["stop"] is not None:
+            params["stop"] = tuple(params["stop"])
+        try:
+            gen = GenerationParams(**params)
+        except TypeError as exc:
+            raise ConfigError(f"model {model.spec!r}: bad generation parameter ({exc})") from None
+        backends.append(parse_model_spec(model.spec, params=gen, api_key_env=model.api_key_env,
+                                         concurrency=model.concurrency or job.concurrency,
+                                         timeout=model.timeout))
+    return backends
+
+
+@contextlib.contextmanager
+def _blame(job: JobConfig, key: str) -> Iterator[None]:
+    """Prefix errors about a value with the job file and key it came from."""
+    try:
+        yield
+    except RobustifyError as exc:
+        where = job.where(key)
+        if not where:
+            raise
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
+    """Validate a job completely before any model call.
+
+    Loads and checks the data, parses every transform spec and severity, builds the
+    backends (checking keys and, with ``preflight``, that remote servers answer),
+    and checks the output folder is writable.
+
+    Raises:
+        RobustifyError: the first problem found, with the file/line/key it concerns.
+    """
+    job = job.validate()
+    with _blame(job, "severity"):
+        for sev in job.severity:
+            parse_severity(sev, where="severity")
+    with _blame(job, "transforms"):
+        from robustify.probes.rewrite import split_rewrite_specs
+
+        regular, rewrites = split_rewrite_specs(job.transforms)
+        specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
+                 if regular else [])
+    items = _load_data(job)
+    templates = None
+    if job.templates:
+        from robustify.prompts import load_templates
+
+        templates = load_templates(job.templates)
+    out_dir = Path(job.out) if job.out else _default_out(job)
+    check_writable(out_dir)
+    with _blame(job, "models"):
+        backends = _build_backends(job)
+    if preflight:
+        for backend in backends:
+            check = getattr(backend, "preflight", None)
+            if check is not None:
+                check()
+    cache_path = None if job.cache == "off" else Path(job.cache) if job.cache else default_cache_path()
+    return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
+                       cache_path=cache_path, templates=templates,
+                       dataset_hash=_dataset_hash(items), rewrites=rewrites)
+
+
