@@ -89,7 +89,7 @@ def part_realistic_severity(name: str, label: str = REALISTIC) -> float:
     """The severity a part gets at the ``realistic`` (or ``fitted``) level."""
     if get_transform(name).name == "profile":
         return FITTED_SEVERITY
-    from .realism.anchors import realistic_severity
+    from .realism.levels import realistic_severity
 
     return realistic_severity(name)
 
