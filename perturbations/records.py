@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from .errors import DataError
 
-__all__ = ["Item", "Variant", "TASK_KINDS", "LABEL_POLICIES", "CLEAN", "choice_letter"]
+__all__ = ["Item", "Variant", "TASK_KINDS", "LABEL_POLICIES", "CLEAN", "choice_letter",
+           "answer_strings"]
 
 TASK_KINDS = ("multiple_choice", "yes_no", "short_answer", "numeric", "classification")
 """Task kinds the scorers and prompt templates know."""
@@ -101,6 +102,33 @@ class Item:
             task=data.get("task") or "short_answer",
             metadata=dict(data.get("metadata") or {}),
         )
+
+
+def answer_strings(item: Item) -> tuple[str, ...]:
+    """The answer as text that may stand in the question or passage, to keep intact.
+
+    The gold option's text for multiple choice, the target and ``metadata["aliases"]``
+    for short answers and numeric items; nothing for yes/no and classification, whose
+    gold is a label rather than a span. Strings without a letter are left out (numbers
+    are kept by the number checks) and so are single characters.
+    """
+    answers: list[str] = []
+    if item.task == "multiple_choice" and item.choices:
+        index = ord(item.target) - ord("A") if len(item.target) == 1 else -1
+        if 0 <= index < len(item.choices):
+            answers.append(item.choices[index])
+    elif item.task in ("short_answer", "numeric"):
+        answers.append(item.target)
+        aliases = item.metadata.get("aliases") or ()
+        if isinstance(aliases, str):
+            aliases = (aliases,)
+        answers += [a for a in aliases if isinstance(a, str)]
+    out: list[str] = []
+    for a in answers:
+        a = a.strip()
+        if len(a) >= 2 and any(c.isalpha() for c in a) and a not in out:
+            out.append(a)
+    return tuple(out)
 
 
 def _variant_id(item_id: str, spec: str, seed: int, replicate: int) -> str:
