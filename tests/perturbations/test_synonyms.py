@@ -67,7 +67,8 @@ def test_protected_phrase_is_kept() -> None:
 
 
 def test_severity_is_share_of_eligible_words() -> None:
-    text = "buy car quickly big doctor child begin want large small"
+    # no two nouns side by side: a noun before a noun is a compound and stays
+    text = "buy car quickly big doctor and child begin want large small"
     changed = {}
     for sev in (0.2, 0.5, 1.0):
         counts = [sum(a != b for a, b in zip(text.split(), _run(text, sev, s).split()))
