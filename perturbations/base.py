@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .records import Item, answer_strings
 from .text import answer_spans, guard_spans, protected_spans
 
-__all__ = ["Option", "Transform", "TextTransform", "PERTURBABLE_FIELDS"]
+__all__ = ["Option", "Transform", "TextTransform", "PERTURBABLE_FIELDS", "keep_spans"]
 
 PERTURBABLE_FIELDS = ("input", "context", "choices")
 _HEADING = re.compile(r"^(Severity|Label|Options|Example|Protects)\b.*:")
@@ -212,14 +212,7 @@ class TextTransform(Transform):
     def protected_spans_for(self, text: str, item: Item, field: str
                             ) -> list[tuple[int, int]]:
         """Every span of ``text`` (one ``field`` of ``item``) this transform must keep."""
-        if field == "choices":
-            # the gold option is not protected inside the options: it would be the one
-            # option left clean
-            return sorted(protected_spans(text) +
-                          guard_spans(text, negations=not self.rewrites_negations))
-        return sorted(protected_spans(text, _protect_phrases(item))
-                      + guard_spans(text, negations=not self.rewrites_negations)
-                      + answer_spans(text, answer_strings(item)))
+        return keep_spans(text, item, field, negations=not self.rewrites_negations)
 
     def _texts(self, item: Item) -> list[tuple[str, str, list[tuple[int, int]]]]:
         """(field, text, protected spans) of each selected field, in rewrite order."""
@@ -234,6 +227,20 @@ class TextTransform(Transform):
             out += [("choices", c, self.protected_spans_for(c, item, "choices"))
                     for c in item.choices]
         return out
+
+
+def keep_spans(text: str, item: Item, field: str, *, negations: bool = True
+               ) -> list[tuple[int, int]]:
+    """Every span of ``text``, one ``field`` of ``item``, that a text transform keeps:
+    :func:`~perturbations.text.protected_spans` (with the item's declared phrases),
+    :func:`~perturbations.text.guard_spans` and, outside the options, the answer
+    (:func:`~perturbations.records.answer_strings`). Inside the options the gold text
+    is not protected: it would be the one option left clean."""
+    if field == "choices":
+        return sorted(protected_spans(text) + guard_spans(text, negations=negations))
+    return sorted(protected_spans(text, _protect_phrases(item))
+                  + guard_spans(text, negations=negations)
+                  + answer_spans(text, answer_strings(item)))
 
 
 def _protect_phrases(item: Item) -> tuple[str, ...]:
