@@ -38,7 +38,8 @@ takes than that the their theirs them themselves then there these they this thos
 through thus to too under until up upon us very was way we well were what whatever when
 where whether which while who whom whose why will with within without would yes yet you
 your yours yourself yourselves tell told thing things really quite okay ok hi hello hey
-thanks thank sorry put rid job mix son
+thanks thank sorry put rid job mix son someone somebody anyone anybody everyone everybody
+nobody person people thing something anything everything nothing
 """.split())
 
 _NEVER = STOP_WORDS | NUMBER_WORDS | NUMBER_VOCABULARY | QUANTITY_WORDS | VAGUE_QUANTIFIERS \
@@ -50,8 +51,11 @@ MIN_LENGTH = 3
 """Shorter words are skipped: their senses are too many and too varied."""
 POS_SHARE = 0.8
 """A word is replaced only if this share of its (smoothed) sense counts has one POS."""
-SENSE_SHARE = 0.45
+SENSE_SHARE = 0.65
 """... and its most frequent sense holds this share of that POS."""
+MIN_SENSE_COUNT = 4
+"""... and that sense is attested this often for the word ("sunny" has 2: too little
+evidence to know it means "cheery")."""
 MIN_SYNONYM_COUNT = 2
 """A synonym must occur at least this often in WordNet's tagged corpus (no "cognize")."""
 
@@ -118,7 +122,7 @@ class SynonymFinder:
                 totals[pos] < POS_SHARE * sum(totals.values()):
             return None, pos
         count, _, synset = max(senses[pos], key=lambda s: (s[0], s[1]))
-        if count < SENSE_SHARE * totals[pos]:
+        if count < SENSE_SHARE * totals[pos] or count - 1 < MIN_SENSE_COUNT:
             return None, pos
         options = []
         for order, lemma in enumerate(synset.lemmas()):
@@ -126,22 +130,23 @@ class SynonymFinder:
             if name.lower() == word or not name.isalpha() or not name.islower() \
                     or name in _NEVER or lemma.count() < MIN_SYNONYM_COUNT:
                 continue
-            if self._means_mostly(name, pos, synset):
-                options.append((lemma.count(), -order, name))
+            share = self._sense_share(name, pos, synset)
+            if share is not None:
+                options.append((share * lemma.count(), -order, name))
         if not options:
             return None, pos
         return max(options)[2], pos
 
-    def _means_mostly(self, name: str, pos: str, synset: Any) -> bool:
-        """Does ``name``, read as ``pos``, usually mean ``synset``? "area" -> "country"
-        fails: "country" mostly means a nation, so a reader takes the wrong sense. (The
-        part of speech is set by the sentence: "to purchase" is read as a verb.)"""
+    def _sense_share(self, name: str, pos: str, synset: Any) -> float | None:
+        """How much of ``name``'s use as ``pos`` means ``synset``; None when a reader
+        would take it otherwise: "area" -> "country" fails ("country" mostly means a
+        nation), "fly" -> "wing" fails ("wing" is mostly a noun)."""
         totals, senses = self._senses(name)
-        if pos not in totals:
-            return False
+        if pos not in totals or max(totals.values()) > totals[pos]:
+            return None
         share = sum(c for c, _, s in senses[pos] if s == synset) / totals[pos]
         top = max(senses[pos], key=lambda s: (s[0], s[1]))[2]
-        return top == synset or share >= SENSE_SHARE
+        return share if top == synset or share >= SENSE_SHARE else None
 
 
 _finders: "weakref.WeakKeyDictionary[Any, SynonymFinder]" = weakref.WeakKeyDictionary()
@@ -189,10 +194,11 @@ class Synonyms(TextTransform):
     compound as in "auto top-up", the words next to an acronym as in "the ROC curve", a
     WordNet collocation such as "credit card", or a noun that modifies the next noun).
     Without a part-of-speech tagger, a word qualifies only when at least 80% of its
-    WordNet sense frequency is one part of speech and its most frequent sense dominates;
-    the replacement is the most frequent other single-word lemma of that sense that
-    itself mostly means that sense ("area" never becomes "country"). The original case
-    pattern is kept.
+    WordNet sense frequency is one part of speech and its most frequent sense holds 65%
+    of it (attested at least four times); the replacement is a single-word lemma of
+    that sense that is itself read mostly as that part of speech and that sense ("area"
+    never becomes "country", "fly" never "wing"), the most frequent and least ambiguous
+    one first. The original case pattern is kept.
 
     Severity: share of the eligible words replaced (0.5 -> about half of them; 1 -> all).
     Texts without eligible words are returned unchanged.
