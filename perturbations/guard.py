@@ -31,7 +31,9 @@ from typing import Iterator, Sequence
 
 from rapidfuzz.distance import OSA
 
-from .keywords import caps_words, decisive_counts, is_caps_word, is_negation, negation_count
+from .keywords import (caps_words, decisive_counts, is_acronym, is_caps_word, is_negation,
+                       negation_count)
+from .quantities import NUMBER_VOCABULARY
 from .quantities import quantities
 from .records import Item, answer_strings, choice_letter
 from .references import option_links, question_letters
@@ -232,8 +234,9 @@ def _entity_vocabulary(item: Item) -> frozenset[str]:
             word = m.group()
             if is_caps_word(word) or len(word) < 2 or word.startswith(("I'", "I’")):
                 continue
+            # "iPhone", "H2O", "COVID-19"; "1st", "3pm" and "90s" are numbers
             inner = any(c.isupper() for c in word[1:]) or (
-                any(c.isdigit() for c in word) and any(c.isalpha() for c in word))
+                word[0].isalpha() and any(c.isdigit() for c in word))
             initial = not text[:m.start()].strip() or _SENTENCE_END.search(text[:m.start()])
             if inner or (word[0].isupper() and not initial):
                 out.add(word.lower())
@@ -243,7 +246,7 @@ def _entity_vocabulary(item: Item) -> frozenset[str]:
 def _term_words(text: str) -> frozenset[str]:
     """Words that make a technical term with their neighbour: hyphenated compounds
     ("top-up"), the content word before one ("auto top-up") and the content words
-    next to an acronym ("the ROC curve", "API key")."""
+    next to an acronym ("the ROC curve", "API key"; not next to emphasis such as NOT)."""
     words = [m.group() for m in _WORD.finditer(text)]
     out: set[str] = set()
 
@@ -251,10 +254,12 @@ def _term_words(text: str) -> frozenset[str]:
         return len(w) >= 3 and w.isalpha() and w.lower() not in _FUNCTION and not w.isupper()
 
     for i, word in enumerate(words):
-        hyphenated = "-" in word and not word.replace("-", "").isdigit()
+        parts = word.lower().split("-")
+        hyphenated = len(parts) > 1 and not all(p.isdigit() or p in NUMBER_VOCABULARY
+                                                for p in parts)
         if hyphenated:
             out.add(word.lower())
-        if hyphenated or (is_caps_word(word) and word.isalpha()):
+        if hyphenated or (is_acronym(word) and word.isalpha()):
             if i > 0 and content(words[i - 1]):
                 out.add(words[i - 1].lower())
             if not hyphenated and i + 1 < len(words) and content(words[i + 1]):
@@ -263,15 +268,18 @@ def _term_words(text: str) -> frozenset[str]:
 
 
 def _close(word: str, candidate: str) -> bool:
+    """Is ``candidate`` ``word`` with at most a typo or two, or run together with a
+    neighbour by a whitespace slip ("theNile")? Hyphens do not count ("top up")."""
+    word, candidate = word.replace("-", ""), candidate.replace("-", "")
     if word == candidate:
         return True
     limit = 1 if len(word) <= 5 else 2
     if abs(len(word) - len(candidate)) <= limit and \
             OSA.distance(word, candidate, score_cutoff=limit) <= limit:
         return True
-    # run together with a neighbour by a whitespace slip ("theNile")
-    return len(candidate) > len(word) >= 4 and (candidate.startswith(word)
-                                                or candidate.endswith(word))
+    return len(candidate) > len(word) >= 2 and (
+        candidate.startswith(word) or candidate.endswith(word)
+        or (len(word) >= 4 and word in candidate))  # "autotop-upwill"
 
 
 def _lost_words(kind: str, name: str, before: str, after: str,
@@ -280,10 +288,13 @@ def _lost_words(kind: str, name: str, before: str, after: str,
         return []
     words_before = Counter(m.group().lower() for m in _WORD.finditer(before))
     words_after = [m.group().lower() for m in _WORD.finditer(after)]
+    # a compound may come apart ("top-up" -> "top up"): also try adjacent pairs
+    pairs = [a + b for a, b in zip(words_after, words_after[1:])]
     out = []
     for word in sorted(vocab):
         need = words_before.get(word, 0)
-        if need and sum(1 for w in words_after if _close(word, w)) < need:
+        pool = words_after + pairs if "-" in word else words_after
+        if need and sum(1 for w in pool if _close(word, w)) < need:
             out.append(Violation(kind, name, f"{word!r} lost"))
     return out
 

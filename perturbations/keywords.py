@@ -24,6 +24,8 @@ __all__ = [
     "negation_count",
     "decisive_counts",
     "is_caps_word",
+    "is_acronym",
+    "EMPHASIS_WORDS",
     "shouted",
     "caps_words",
 ]
@@ -50,6 +52,14 @@ QUANTITY_WORDS = frozenset(
     "half halves twice thrice double triple quadruple dozen dozens hundreds thousands "
     "millions billions pair pairs couple".split())
 """Words that state an amount without being a number word proper."""
+
+EMPHASIS_WORDS = frozenset("""
+not no never none nor neither nothing cannot except excluding unless without least most
+best worst false true incorrect correct untrue only always all any both either must
+should first last more less greater fewer than and or
+""".split())
+"""Words written in capitals for emphasis ("NOT", "LEAST", "FALSE"); in capitals any
+other short word is read as an acronym ("ROC", "API")."""
 
 VAGUE_QUANTIFIERS = frozenset(
     "few several many numerous multiple lots plenty various some most all each every both "
@@ -91,6 +101,12 @@ def is_caps_word(word: str) -> bool:
     """An upper-case word of two or more letters: NOT, EXCEPT, ROC, H2O."""
     letters = sum(1 for c in word if c.isalpha())
     return letters >= 2 and word.isupper()
+
+
+def is_acronym(word: str) -> bool:
+    """An upper-case word that names something (ROC, API, H2O), not emphasis (NOT)."""
+    return is_caps_word(word) and normalise_word(word) not in EMPHASIS_WORDS \
+        and not is_negation(word) and sum(c.isalpha() for c in word) <= 6
 
 
 def shouted(text: str) -> bool:

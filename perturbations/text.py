@@ -52,7 +52,7 @@ rest of the number vocabulary: "sixth", "hundredth", "dozens", "pair" ...)."""
 
 # numbers with separators, decimals (also ".5", "$.20"), currency and percent; option
 # letters such as "(B)" or "B)"
-_NUMBER = re.compile(r"[$€£]?(?:\d+(?:[.,:/]\d+)*|(?<![\w.])\.\d+)%?")
+_NUMBER = re.compile(r"(?:(?<![\w-])-(?=[$€£]?\.?\d))?[$€£]?(?:\d+(?:[.,:/]\d+)*|(?<![\w.])\.\d+)%?")
 _OPTION = re.compile(r"(?<!\w)\(?[A-Z]\)(?!\w)")
 OPTION_LETTER = _OPTION
 """An option letter written into a text: ``(B)`` or ``B)``."""
@@ -78,7 +78,8 @@ class Token:
 def protected_spans(text: str, phrases: Iterable[str] = ()) -> list[tuple[int, int]]:
     """Character spans of ``text`` that the answer may depend on.
 
-    Numbers (``3``, ``1,200``, ``$4.50``, ``.5``, ``15%``), number words (``three``, ``dozen``),
+    Numbers (``3``, ``-3``, ``1,200``, ``$4.50``, ``.5``, ``15%``), number words (``three``,
+    ``dozen``),
     option letters (``(B)``) and every occurrence of each phrase in ``phrases``
     (case-insensitive) are protected.
     """
@@ -103,6 +104,11 @@ def protected_spans(text: str, phrases: Iterable[str] = ()) -> list[tuple[int, i
 # apostrophe inside a word)
 _QUOTED = re.compile(r'"[^"\n]{1,80}"|“[^”\n]{1,80}”|(?<![\w\'])\'[^\'\n]{1,80}\'(?![\w])'
                      r"|‘[^‘’\n]{1,80}’(?![^\W_])")
+# a number in words with what joins it: "twenty-five", "one hundred twenty"; the hyphen
+# or space inside is kept, or "twenty five" could become "twenty, um, five"
+_NUMBER_RUN = re.compile(
+    r"(?<![^\W_])(?:%s)(?:(?:-|[ \t]+(?:and[ \t]+)?)(?:%s))+(?![^\W_])"
+    % (("|".join(sorted(NUMBER_VOCABULARY, key=len, reverse=True)),) * 2), re.IGNORECASE)
 MAX_QUOTED_WORDS = 6
 """Longer quotations are reported speech, not a term the question asks about."""
 
@@ -133,6 +139,7 @@ def guard_spans(text: str, *, negations: bool = True) -> list[tuple[int, int]]:
                 or w in NUMBER_VOCABULARY \
                 or w in DECISIVE_ALIASES or (negations and is_negation(word)):
             spans.append(m.span())
+    spans += [m.span() for m in _NUMBER_RUN.finditer(text)]
     spans += quoted_spans(text)
     return sorted(spans)
 

@@ -73,7 +73,7 @@ class Homophones(TextTransform):
     Severity: share of candidate words swapped (0.5 -> about half). Above 0.5 the text
     also loses punctuation and capitals as a raw transcript does: the share of
     punctuation marks dropped and words lower-cased is ``2 * (severity - 0.5)``
-    (0.6 at 0.8, all at 1). Apostrophes inside words stay.
+    (0.6 at 0.8, all at 1). Apostrophes and hyphens inside words stay.
     Label: preserves. The words sound the same; numbers (``.5`` too), option letters,
     upper-case words such as NOT and protected phrases keep their punctuation and case.
     Options: none besides ``fields``.
@@ -87,8 +87,7 @@ class Homophones(TextTransform):
         n = len(_candidates(tokens, text))
         if transcript_rate(severity) > 0:
             n += sum(1 for t in tokens if t.editable and t.text != t.text.lower()) \
-                + sum(1 for t in tokens if not t.is_word and not t.protected
-                      and any(map(_is_punct, t.text)))
+                + len(_punct_gaps(tokens))
         return n
 
     def perturb_text(self, text: str, severity: float, rng: random.Random,
@@ -108,8 +107,7 @@ class Homophones(TextTransform):
                      and not t.text.startswith(("I'", "I’"))]
             for tok in rng.sample(words, count_for(len(words), rate, rng)):
                 tok.text = tok.text.lower()
-            gaps = [i for i, t in enumerate(tokens)
-                    if not t.is_word and not t.protected and any(map(_is_punct, t.text))]
+            gaps = _punct_gaps(tokens)
             for i in rng.sample(gaps, count_for(len(gaps), rate, rng)):
                 tok = tokens[i]
                 stripped = "".join(ch for ch in tok.text if not _is_punct(ch))
@@ -119,6 +117,15 @@ class Homophones(TextTransform):
                     stripped = " "
                 tok.text = stripped
         return detokenize(tokens)
+
+
+def _punct_gaps(tokens: list[Token]) -> list[int]:
+    """Gaps with punctuation a transcript drops; the hyphen of a compound stays
+    ("top-up"), or the next transform could split it ("top, um, up")."""
+    return [i for i, t in enumerate(tokens)
+            if not t.is_word and not t.protected and any(map(_is_punct, t.text))
+            and not (t.text in ("-", "‐") and 0 < i < len(tokens) - 1
+                     and tokens[i - 1].is_word and tokens[i + 1].is_word)]
 
 
 def _candidates(tokens: list[Token], text: str) -> list[Token]:
