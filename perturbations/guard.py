@@ -145,11 +145,13 @@ def without_asides(before: str, after: str) -> str:
     """
     a_words = list(_WORD.finditer(after))
     known = {m.group().lower() for m in _WORD.finditer(before)}
+    # "I", "the", "can't" anchor nothing, unless the original has no other words
+    lean = 0 if any(_content(w) for w in known) else 2
     weights = []
     for m in a_words:
         word = m.group().lower()
-        if word in _FUNCTION or is_negation(word) or len(word) < 3:
-            weights.append(0 if word in known else -1)  # "I", "the", "can't" anchor nothing
+        if not _content(word):
+            weights.append(lean if word in known else -1)
         else:
             hit = word in known or any(_close(k, word) for k in known if len(k) >= 3)
             weights.append(2 if hit else -2)  # -2: an unknown content word
@@ -164,16 +166,24 @@ def without_asides(before: str, after: str) -> str:
     _, first, last = best
     if last == 0:
         return after
+    while first > 0 and weights[first - 1] == 0:  # the original's own "Which", "the"
+        first -= 1
+    while last < len(weights) and weights[last] == 0:
+        last += 1
 
     def aside(run: list[int]) -> bool:
         return len(run) >= MIN_ASIDE_WORDS and sum(1 for w in run if w == -2) >= 2
 
     out = after
     if aside(weights[last:]):
-        out = out[:a_words[last - 1].end()]
+        out = out[:a_words[last].start()].rstrip()
     if aside(weights[:first]):
         out = out[a_words[first].start():]
     return out
+
+
+def _content(word: str) -> bool:
+    return len(word) >= 3 and word not in _FUNCTION and not is_negation(word)
 
 
 def _nothing_invented(name: str, before: str, after: str) -> list[Violation]:
@@ -204,7 +214,7 @@ def _text_violations(name: str, before: str, after: str, answers: Sequence[str],
     out += [Violation("decisive_added", name, f"{w!r} added")
             for w in sorted(decisive_counts(core) - d_before)]
     out += [Violation("caps_lost", name, f"{w!r} lost")
-            for w in sorted(caps_words(before) - caps_words(after))]
+            for w in sorted(caps_words(before) - caps_words(after, emphasis_only=False))]
     lowered = after.lower()
     for s, e in quoted_spans(before):
         term = before[s + 1:e - 1].strip().lower()

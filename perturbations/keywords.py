@@ -116,9 +116,9 @@ def shouted(text: str) -> bool:
     return caps >= 3 and caps > 0.6 * len(words)
 
 
-def caps_words(text: str) -> Counter[str]:
+def caps_words(text: str, *, emphasis_only: bool = True) -> Counter[str]:
     """Upper-case words (emphasis such as NOT, LEAST; acronyms such as ROC) with counts;
-    empty when the whole text is shouted."""
-    if shouted(text):
+    empty when the whole text is shouted, unless ``emphasis_only`` is False."""
+    if emphasis_only and shouted(text):
         return Counter()
     return Counter(m.group() for m in _WORD.finditer(text) if is_caps_word(m.group()))

@@ -204,7 +204,7 @@ def quantities(text: str, *, pronouns: bool = False) -> Counter[Key]:
             elif gap[0] == "space" and w == "and" and words[-1] in ("hundred", *_SCALES) \
                     and j + 3 < len(lex) and lex[j + 3][1].lower() in _CARDINAL:
                 j += 2
-            elif gap[0] == "space" and w == "oh" and words[-1] in {**_TEENS, **_TENS} \
+            elif gap[0] == "space" and w == "oh" and words[-1] in _CARDINAL \
                     and j + 3 < len(lex) and lex[j + 3][1].lower() in _UNITS:
                 words.append("oh")
                 j += 2

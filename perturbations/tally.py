@@ -52,8 +52,7 @@ class VariantTally:
                 variant.transform, variant.severity, variant.severity_label,
                 variant.label_policy)
         c.guard[variant.guard] += 1
-        for violation in variant.guard_violations:
-            c.violations[violation.split("@", 1)[0]] += 1
+        c.violations.update({v.split("@", 1)[0] for v in variant.guard_violations})
         c.notes.update(variant.notes)
         if variant.dropped:
             return
@@ -96,7 +95,7 @@ class VariantTally:
         ``passed``, ``redrawn``, ``dropped``, ``unchecked``, ``dropped_share``;
         ``unchanged`` and ``unchanged_share`` (of the kept), ``cannot_apply`` (kept and
         unchanged because the transform had nothing to change) and ``skip_reasons``;
-        ``violations`` (rejected draws by violation kind) and ``notes``; per field
+        ``violations`` (variants with a rejected draw, by violation kind) and ``notes``; per field
         ``<field>_changed`` (kept variants that changed it) with ``<field>_chars`` and
         ``<field>_words``, the mean character and word edit rates of those;
         ``eligible_words``, ``edited_words``, ``realised_word_rate`` (edited / eligible
