@@ -92,8 +92,10 @@ class SynonymFinder:
         # "eats", "charged", "longest", "found" (= find + -ed): WordNet lists some
         # inflected forms as lemmas too ("found" a company); replacing them would pick
         # the wrong word class or tense. Every analysis is checked, not the first only.
+        analyses = getattr(self.wn, "_morphy", None)  # NLTK's every-analysis morphy
         for pos in "nvar":
-            if any(base != word for base in self.wn._morphy(word, pos)):
+            bases = analyses(word, pos) if analyses else [self.wn.morphy(word, pos)]
+            if any(base is not None and base != word for base in bases):
                 return True
         return False
 
