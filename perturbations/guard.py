@@ -166,9 +166,14 @@ def without_asides(before: str, after: str) -> str:
     _, first, last = best
     if last == 0:
         return after
-    while first > 0 and weights[first - 1] == 0:  # the original's own "Which", "the"
+
+    def joined(j: int) -> bool:  # no sentence end between a_words[j - 1] and a_words[j]
+        return re.search(r"[.!?…]", after[a_words[j - 1].end():a_words[j].start()]) is None
+
+    # the original's own "Which", "the" at the edges, within the same sentence
+    while first > 0 and weights[first - 1] == 0 and joined(first):
         first -= 1
-    while last < len(weights) and weights[last] == 0:
+    while last < len(weights) and weights[last] == 0 and joined(last):
         last += 1
 
     def aside(run: list[int]) -> bool:

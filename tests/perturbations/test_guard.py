@@ -68,6 +68,8 @@ def test_issue_15_breaks_are_caught(before: str, after: str, kind: str) -> None:
     ("How do I turn off auto top-up?", "how do i turn off auto top up"),
     ("Is it bigger than a bus?", "Is it bigger than a bus? I can't find my glasses anywhere."),
     ("What is it?", "My roommate would never agree, so here I am. What is it?"),
+    ("I can't log in, what should I do?",                          # the aside shares "I can't"
+     "I can't log in, what should I do? I can't find my glasses anywhere. Traffic was awful."),
 ])
 def test_harmless_edits_pass(before: str, after: str) -> None:
     assert _kinds(_item(before), after) == []
