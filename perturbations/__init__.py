@@ -13,19 +13,24 @@ about models, pandas or charts.
 from __future__ import annotations
 
 from .base import Option, TextTransform, Transform
-from .engine import expand_specs, perturb, perturb_items, variant_rng
+from .engine import MAX_REDRAWS, expand_specs, perturb, perturb_items, variant_rng
 from .errors import ConfigError, DataError, MissingDependencyError, RobustifyError, UnknownNameError
-from .records import CLEAN, LABEL_POLICIES, TASK_KINDS, Item, Variant, choice_letter
+from .guard import POLICY_KEEPS, Violation, check_variant
+from .records import (CLEAN, GUARD_STATES, LABEL_POLICIES, TASK_KINDS, Item, Variant,
+                      answer_strings, choice_letter)
 from .registry import ENTRY_POINT_GROUP, all_transforms, get_transform, register, transform_names
 from .spec import SEVERITY_PRESETS, TransformSpec, parse_severity, parse_spec, parse_spec_list
+from .tally import VariantTally
 from .version import __version__
 
 __all__ = [
-    "Item", "Variant", "CLEAN", "TASK_KINDS", "LABEL_POLICIES", "choice_letter",
+    "Item", "Variant", "CLEAN", "TASK_KINDS", "LABEL_POLICIES", "GUARD_STATES", "choice_letter",
+    "answer_strings",
     "Transform", "TextTransform", "Option",
     "register", "get_transform", "transform_names", "all_transforms", "ENTRY_POINT_GROUP",
     "TransformSpec", "parse_spec", "parse_spec_list", "parse_severity", "SEVERITY_PRESETS",
-    "perturb", "perturb_items", "expand_specs", "variant_rng",
+    "perturb", "perturb_items", "expand_specs", "variant_rng", "MAX_REDRAWS",
+    "check_variant", "Violation", "POLICY_KEEPS", "VariantTally",
     "RobustifyError", "ConfigError", "DataError", "UnknownNameError", "MissingDependencyError",
     "__version__",
 ]

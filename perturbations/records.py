@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from .errors import DataError
 
-__all__ = ["Item", "Variant", "TASK_KINDS", "LABEL_POLICIES", "CLEAN", "choice_letter"]
+__all__ = ["Item", "Variant", "TASK_KINDS", "LABEL_POLICIES", "CLEAN", "GUARD_STATES",
+           "FIELDS", "choice_letter", "answer_strings", "field_text"]
 
 TASK_KINDS = ("multiple_choice", "yes_no", "short_answer", "numeric", "classification")
 """Task kinds the scorers and prompt templates know."""
@@ -26,6 +27,14 @@ consistently (choice shuffle); ``may_break``: the gold answer may no longer be d
 
 CLEAN = "clean"
 """The spec string recorded for the unperturbed original of every item."""
+
+GUARD_STATES = ("passed", "redrawn", "dropped", "unchecked")
+"""What the guard did with a variant: it passed at the first draw, passed after one or
+more redraws, failed every draw (dropped: never asked), or was not checked (guard off,
+or a variants file written before the guard existed)."""
+
+FIELDS = ("input", "context", "choices")
+"""The item fields a variant's ``field_edits`` may report, in this order."""
 
 
 def choice_letter(index: int) -> str:
@@ -103,6 +112,41 @@ class Item:
         )
 
 
+def answer_strings(item: Item) -> tuple[str, ...]:
+    """The answer as text that may stand in the question or passage, to keep intact.
+
+    The gold option's text for multiple choice, the target and ``metadata["aliases"]``
+    for short answers and numeric items; nothing for yes/no and classification, whose
+    gold is a label rather than a span. Strings without a letter are left out (numbers
+    are kept by the number checks) and so are single characters.
+    """
+    answers: list[str] = []
+    if item.task == "multiple_choice" and item.choices:
+        index = ord(item.target) - ord("A") if len(item.target) == 1 else -1
+        if 0 <= index < len(item.choices):
+            answers.append(item.choices[index])
+    elif item.task in ("short_answer", "numeric"):
+        answers.append(item.target)
+        aliases = item.metadata.get("aliases") or ()
+        if isinstance(aliases, str):
+            aliases = (aliases,)
+        answers += [a for a in aliases if isinstance(a, str)]
+    out: list[str] = []
+    for a in answers:
+        a = a.strip()
+        if len(a) >= 2 and any(c.isalpha() for c in a) and a not in out:
+            out.append(a)
+    return tuple(out)
+
+
+def field_text(item: Item, field: str) -> str:
+    """One field as text: ``choices`` joined by newlines, a missing context as ""."""
+    if field == "choices":
+        return "\n".join(item.choices or ())
+    value = getattr(item, field)
+    return value or ""
+
+
 def _variant_id(item_id: str, spec: str, seed: int, replicate: int) -> str:
     key = f"{item_id}\x1f{spec}\x1f{seed}\x1f{replicate}"
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
@@ -127,13 +171,60 @@ class Variant:
     changed: bool
     """False when the transform left every field byte-identical (a no-op on this item)."""
     edit_rate: float
-    """Realised character edit rate of the input: Levenshtein distance / original length."""
+    """Realised character edit rate of the perturbed field (the first of input, context,
+    choices that changed): Levenshtein distance / that field's original length. Files
+    written before 0.x measured it over all fields joined; ``field_edits`` has each."""
     label_policy: str
     """One of :data:`LABEL_POLICIES`; the strictest policy of the composed transforms."""
     severity_label: str | None = None
     """The preset name (low/medium/high) when the severity came from one."""
     version: str = ""
     """Version of the perturbations package that drew the variant."""
+    guard: str = "unchecked"
+    """One of :data:`GUARD_STATES`."""
+    guard_redraws: int = 0
+    """How many times the guard had the variant redrawn (a dropped one: every redraw
+    allowed, ``perturbations.engine.MAX_REDRAWS``)."""
+    guard_violations: tuple[str, ...] = ()
+    """Violations of the rejected draws, ``kind@field: detail`` (see
+    :mod:`perturbations.guard`); empty when the first draw passed."""
+    skip_reason: str | None = None
+    """Why the transform could not apply to this item ("item has no choices", "no
+    candidate words"); None when it changed the item or could have."""
+    notes: tuple[str, ...] = ()
+    """What the transform deliberately left alone ("pinned: ... all of the above")."""
+    field_edits: Mapping[str, Mapping[str, float | int]] = field(default_factory=dict)
+    """Per field (``input`` always, ``context`` and ``choices`` when changed): ``chars``
+    (character edit rate), ``words`` (word error rate), ``eligible`` (unprotected words
+    of 3+ letters) and ``edited`` (eligible words changed)."""
+    nominal_word_rate: float | None = None
+    """Share of eligible words the transform means to edit at this severity (``typos``:
+    0.5 x severity), to set against ``edited / eligible``; None when it states none."""
+
+    @property
+    def dropped(self) -> bool:
+        """True when every draw broke the guard: the variant must not be asked."""
+        return self.guard == "dropped"
+
+    @property
+    def primary_field(self) -> str:
+        """The field ``edit_rate`` measures: the first changed one (``input`` if none)."""
+        for name in FIELDS:
+            if self.field_edits.get(name, {}).get("chars", 0.0):
+                return name
+        return "input"
+
+    @property
+    def word_edit_rate(self) -> float:
+        """Word error rate of :attr:`primary_field` (0.0 when not recorded)."""
+        return float(self.field_edits.get(self.primary_field, {}).get("words", 0.0))
+
+    @property
+    def realised_word_rate(self) -> float | None:
+        """``edited / eligible`` over the recorded fields, or None without eligible words."""
+        eligible = sum(int(f.get("eligible", 0)) for f in self.field_edits.values())
+        edited = sum(int(f.get("edited", 0)) for f in self.field_edits.values())
+        return round(edited / eligible, 6) if eligible else None
 
     @property
     def variant_id(self) -> str:
@@ -150,7 +241,7 @@ class Variant:
         """The unperturbed original, recorded as a variant with spec ``clean``."""
         return cls(item=item, spec=CLEAN, transform=CLEAN, severity=0.0, seed=seed,
                    replicate=0, changed=False, edit_rate=0.0, label_policy="preserves",
-                   version=version)
+                   version=version, guard="passed")
 
     @property
     def is_clean(self) -> bool:
@@ -158,7 +249,12 @@ class Variant:
         return self.spec == CLEAN
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the variant id first (a frozen variants file row)."""
+        """JSON-ready dict with the variant id first (a frozen variants file row).
+
+        The keys added with the guard (``guard`` ... ``nominal_word_rate``) come after
+        ``item``; :meth:`from_dict` reads rows without them (older files) with their
+        defaults.
+        """
         return {
             "variant_id": self.variant_id,
             "item_id": self.item.id,
@@ -173,6 +269,14 @@ class Variant:
             "label_policy": self.label_policy,
             "version": self.version,
             "item": self.item.to_dict(),
+            "guard": self.guard,
+            "guard_redraws": self.guard_redraws,
+            "guard_violations": list(self.guard_violations),
+            "skip_reason": self.skip_reason,
+            "notes": list(self.notes),
+            "field_edits": {name: dict(self.field_edits[name]) for name in FIELDS
+                            if name in self.field_edits},
+            "nominal_word_rate": self.nominal_word_rate,
         }
 
     def to_json(self) -> str:
@@ -194,6 +298,13 @@ class Variant:
             label_policy=data["label_policy"],
             severity_label=data.get("severity_label"),
             version=data.get("version", ""),
+            guard=data.get("guard", "unchecked"),
+            guard_redraws=int(data.get("guard_redraws", 0)),
+            guard_violations=tuple(data.get("guard_violations") or ()),
+            skip_reason=data.get("skip_reason"),
+            notes=tuple(data.get("notes") or ()),
+            field_edits={str(k): dict(v) for k, v in (data.get("field_edits") or {}).items()},
+            nominal_word_rate=data.get("nominal_word_rate"),
         )
         stored = data.get("variant_id")
         if stored is not None and stored != variant.variant_id:

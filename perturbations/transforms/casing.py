@@ -18,14 +18,25 @@ class Casing(TextTransform):
 
     Severity: share of words whose case is changed (0.5 -> about half the editable
     words; 1 -> every word, as a phone keyboard with auto-capitalisation off types).
-    Label: preserves. Case carries no meaning in the questions we perturb; numbers,
-    option letters and protected phrases are left as written.
+    Label: preserves. Case carries no meaning in the questions we perturb, except in
+    upper-case words (NOT, EXCEPT, acronyms), which are left as written together with
+    numbers, option letters and protected phrases.
     Options: ``mode`` = lower (drop capitals, the default), upper (shouting),
     random (mixed), title.
     """
 
     OPTIONS = {"mode": Option("lower", ("lower", "upper", "random", "title"),
                               "which case to apply")}
+
+    NOTHING_TO_CHANGE = "no word whose case the mode would change"
+
+    def count_candidates(self, text: str, severity: float,
+                         protected: Sequence[tuple[int, int]]) -> int:
+        mode = self.options["mode"]
+        change = {"lower": str.lower, "upper": str.upper,
+                  "title": lambda w: w[:1].upper() + w[1:].lower()}.get(mode)
+        return sum(1 for t in tokenize(text, protected) if t.editable and (
+            change(t.text) != t.text if change else t.text.lower() != t.text.upper()))
 
     def perturb_text(self, text: str, severity: float, rng: random.Random,
                      protected: Sequence[tuple[int, int]]) -> str:

@@ -155,9 +155,32 @@ class Contractions(TextTransform):
     """
 
     OPTIONS = {"mode": Option("contract", MODES, "contract long forms or expand contractions")}
+    rewrites_negations = True  # "do not" -> "don't" keeps the negation
+    NOTHING_TO_CHANGE = "no phrase to contract or expand"
+
+    def count_candidates(self, text: str, severity: float,
+                         protected: Sequence[tuple[int, int]]) -> int:
+        return len(self._edits(text, protected))
 
     def perturb_text(self, text: str, severity: float, rng: random.Random,
                      protected: Sequence[tuple[int, int]]) -> str:
+        edits = self._edits(text, protected)
+        k = count_for(len(edits), severity, rng)
+        if k == 0:
+            return text
+        curly = "’" in text and "'" not in text
+        pieces: list[str] = []
+        pos = 0
+        for idx in sorted(rng.sample(range(len(edits)), k)):
+            start, end, new = edits[idx]
+            pieces += [text[pos:start], new.replace("'", "’") if curly else new]
+            pos = end
+        pieces.append(text[pos:])
+        return "".join(pieces)
+
+    def _edits(self, text: str, protected: Sequence[tuple[int, int]]
+               ) -> list[tuple[int, int, str]]:
+        """(start, end, replacement) of every phrase the grammar lets change."""
         tab = table()
         expand = self.options["mode"] == "expand"
         matcher = tab.expand_matcher if expand else tab.contract_matcher
@@ -182,18 +205,7 @@ class Contractions(TextTransform):
             new = self._expansion(key, after, tab) if expand else self._contraction(key, after, tab)
             if new is not None:
                 edits.append((m.start(), m.end(), match_case(m.group(), new)))
-        k = count_for(len(edits), severity, rng)
-        if k == 0:
-            return text
-        curly = "’" in text and "'" not in text
-        pieces: list[str] = []
-        pos = 0
-        for idx in sorted(rng.sample(range(len(edits)), k)):
-            start, end, new = edits[idx]
-            pieces += [text[pos:start], new.replace("'", "’") if curly else new]
-            pos = end
-        pieces.append(text[pos:])
-        return "".join(pieces)
+        return edits
 
     @staticmethod
     def _contraction(key: str, after: Sequence[str], tab: ContractionTable) -> str | None:

@@ -214,9 +214,25 @@ class Numbers(TextTransform):
     """
 
     touches_protected = True
+    NOTHING_TO_CHANGE = "no number it can spell out"
+
+    def count_candidates(self, text: str, severity: float,
+                         protected: Sequence[tuple[int, int]]) -> int:
+        return len(self._candidates(text, protected))
 
     def perturb_text(self, text: str, severity: float, rng: random.Random,
                      protected: Sequence[tuple[int, int]]) -> str:
+        candidates = self._candidates(text, protected)
+        k = count_for(len(candidates), severity, rng)
+        chosen = sorted(rng.sample(candidates, k), reverse=True)
+        for start, end, words in chosen:
+            text = text[:start] + words + text[end:]
+        return text
+
+    @staticmethod
+    def _candidates(text: str, protected: Sequence[tuple[int, int]]
+                    ) -> list[tuple[int, int, str]]:
+        """(start, end, words) of every number this transform can spell out."""
         candidates: list[tuple[int, int, str]] = []
         for m in NUMBER_RUN.finditer(text):
             start, end = m.span()
@@ -230,8 +246,4 @@ class Numbers(TextTransform):
             if _sentence_start(text, start):
                 words = words[0].upper() + words[1:]
             candidates.append((start, end, words))
-        k = count_for(len(candidates), severity, rng)
-        chosen = sorted(rng.sample(candidates, k), reverse=True)
-        for start, end, words in chosen:
-            text = text[:start] + words + text[end:]
-        return text
+        return candidates

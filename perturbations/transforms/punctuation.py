@@ -57,13 +57,28 @@ class Punctuation(TextTransform):
     ``add``: share of words followed by a stray mark (``0.25 * severity``; mostly
     commas, some "...") plus the chance that each sentence-final ``?``/``!``/``.`` is
     repeated (= severity; "?" -> "??", "?!"). ``mix``: both, each at half the severity.
-    Label: preserves. Punctuation inside protected spans (decimals like 3.5, 1,200,
-    option letters like "(B)") and marks inside tokens (e.g, example.com) are never
-    touched; no letters or digits are added or removed.
+    Label: preserves. Punctuation inside protected spans (decimals like 3.5 and .5,
+    amounts like $.20, 1,200, option letters like "(B)", quoted terms) and marks inside
+    tokens (e.g, example.com) are never touched; no letters or digits are added or
+    removed.
     Options: ``mode`` = drop (the default), add, mix.
     """
 
     OPTIONS = {"mode": Option("drop", MODES, "remove marks, add stray marks, or both")}
+    NOTHING_TO_CHANGE = "no punctuation the mode may touch"
+
+    def count_candidates(self, text: str, severity: float,
+                         protected: Sequence[tuple[int, int]]) -> int:
+        mask = _protected_mask(len(text), protected)
+        n = 0
+        if self.options["mode"] in ("drop", "mix"):
+            n += sum(1 for i, c in enumerate(text)
+                     if c in DROPPABLE and _free_mark(text, i, mask))
+        if self.options["mode"] in ("add", "mix"):
+            n += sum(1 for i in range(len(text) - 1)
+                     if text[i].isalpha() and text[i + 1] in " \t" and not mask[i])
+            n += sum(1 for i, c in enumerate(text) if c in _REPEATS and _free_mark(text, i, mask))
+        return n
 
     def perturb_text(self, text: str, severity: float, rng: random.Random,
                      protected: Sequence[tuple[int, int]]) -> str:

@@ -35,8 +35,8 @@ def handle(args: argparse.Namespace) -> int:
     from robustify.data import load_items
 
     specs = parse_spec_list(args.transforms or ["typos", "slang", "truncation", "ambiguity"])
-    severities = args.severity or ["low", "medium", "high"]
-    for s in severities:
+    severities = args.severity  # None: the defaults, fitted profiles at their fitted level
+    for s in severities or ():
         parse_severity(s, where="--severity")
     out = Path(args.out)
     if out.is_dir():

@@ -96,7 +96,9 @@ class JobConfig:
     data: tuple[DataSource, ...] = (DataSource(),)
     models: tuple[ModelConfig, ...] = (ModelConfig(),)
     transforms: tuple[str, ...] = DEFAULT_TRANSFORMS
-    severity: tuple[str, ...] = DEFAULT_SEVERITIES
+    severity: tuple[str, ...] | None = None
+    """Severities for specs without one; ``None``: :data:`DEFAULT_SEVERITIES`, and a fitted
+    profile (``profile:FILE``) stays at its fitted level (one variant per item)."""
     seed: int = 0
     replicates: int = 1
     limit: int | None = None

@@ -24,7 +24,7 @@ from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
 from robustify.atomic import check_writable, slug
-from robustify.pipeline.jobfile import JobConfig, ModelConfig
+from robustify.pipeline.jobfile import DEFAULT_SEVERITIES, JobConfig, ModelConfig
 from robustify.records import GenerationParams
 from robustify.runner.cache import default_cache_path
 
@@ -68,7 +68,7 @@ class PreparedJob:
             "seed": job.seed,
             "replicates": job.replicates,
             "transforms": list(job.transforms),
-            "severity": list(job.severity),
+            "severity": list(job.severity or DEFAULT_SEVERITIES),
             "specs": list(self.specs),
             "data": [dataclasses.asdict(d) for d in job.data],
             "limit": job.limit,
@@ -178,7 +178,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     """
     job = job.validate()
     with _blame(job, "severity"):
-        for sev in job.severity:
+        for sev in job.severity or ():
             parse_severity(sev, where="severity")
     with _blame(job, "transforms"):
         from robustify.probes.rewrite import split_rewrite_specs

@@ -36,7 +36,7 @@ from perturbations.version import __version__
 
 from robustify.errors import AnalysisError
 from robustify.atomic import sweep_temp_files, tee_jsonl_atomic
-from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_SEVERITIES, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
+from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
 from robustify.models.base import FatalModelError
 from robustify.runner.cache import open_cache
 from robustify.pipeline.prepare import PreparedJob, prepare_job
@@ -223,7 +223,7 @@ def _counts(results: pd.DataFrame) -> dict[str, int]:
 def evaluate(data: str | Sequence[str] = "sample",
              models: str | Sequence[str] = (DEFAULT_MODEL,),
              transforms: str | Sequence[str] = DEFAULT_TRANSFORMS, *,
-             severity: str | Sequence[str | float] = DEFAULT_SEVERITIES,
+             severity: str | Sequence[str | float] | None = None,
              seed: int = 0, replicates: int = 1, limit: int | None = None,
              format: str | None = None, mapping: str | None = None,
              out: str | os.PathLike[str] | None = None, cache: str | os.PathLike[str] | None = None,
@@ -265,7 +265,8 @@ def evaluate(data: str | Sequence[str] = "sample",
     model_cfgs = tuple(ModelConfig(spec=m, api_key_env=api_key_env, params=dict(params or {}))
                        for m in as_tuple(models))
     job = JobConfig(data=sources, models=model_cfgs, transforms=as_tuple(transforms),
-                    severity=tuple(str(s) for s in as_tuple(severity)), seed=seed,
+                    severity=(tuple(str(s) for s in as_tuple(severity)) if severity is not None
+                              else None), seed=seed,
                     replicates=replicates, limit=limit, out=str(out) if out is not None else None,
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor,

@@ -77,3 +77,33 @@ def test_through_the_engine_policy_is_remaps() -> None:
     v = perturb(ITEM, "choice_shuffle@high", seed=4)
     assert v.label_policy == "remaps" and v.changed and _gold(v.item) == "Mars"
     assert ITEM.choices == ("Venus", "Mars", "Jupiter", "Saturn", "Mercury")
+
+
+# Golden cases for issue 15: options that refer to other options.
+def test_all_of_the_above_stays_last() -> None:
+    item = Item(id="a", task="multiple_choice", input="Which are mammals?", target="D",
+                choices=("Whale", "Bat", "Dolphin", "All of the above"))
+    for seed in range(30):
+        out = ChoiceShuffle().apply(item, 1.0, random.Random(seed))
+        assert out.choices[-1] == "All of the above" and out.target == "D"
+        assert out.choices != item.choices
+
+
+def test_options_that_name_others_by_letter_keep_their_meaning() -> None:
+    item = Item(id="b", task="multiple_choice", input="Which statement holds?", target="C",
+                choices=("Prices rise", "Wages rise", "Both (a) and (b)", "Neither",
+                         "Taxes fall"))
+    for seed in range(30):
+        out = ChoiceShuffle().apply(item, 1.0, random.Random(seed))
+        assert out.choices[:3] == item.choices[:3] and out.target == "C"
+    assert ChoiceShuffle().notes(item, 1.0) == ("pinned: options name other options by letter",)
+
+
+def test_items_that_name_options_in_the_question_are_left_alone() -> None:
+    item = Item(id="c", task="multiple_choice", input="Is option B the largest?", target="A",
+                choices=("yes", "no", "unsure"))
+    assert ChoiceShuffle().apply(item, 1.0, random.Random(0)) is item
+    assert ChoiceShuffle().cannot_apply(item, 1.0) == \
+        "kept in place: the question names options by letter"
+    assert ChoiceShuffle().cannot_apply(Item(id="d", input="?", target="x"), 1.0) == \
+        "item has no choices"

@@ -2,8 +2,9 @@
 
 Parametrised over the registry, so a new transform is tested the moment it registers:
 determinism (order, seed, PYTHONHASHSEED), identity at severity 0, no mutation, label
-policy, protected spans, robustness on arbitrary Unicode, documented severity and label,
-edit rate growing with severity, and golden outputs at low/medium/high.
+policy, protected spans, the guard (no kept variant breaks it; an unchanged one says why
+or drew nothing), robustness on arbitrary Unicode, documented severity and label, edit
+rate growing with severity, and golden outputs at low/medium/high.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perturbations import Item, get_transform, perturb, transform_names
+from perturbations import Item, check_variant, get_transform, perturb, transform_names
 from perturbations.text import protected_spans
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,6 +166,22 @@ def test_protected_spans_survive(name: str) -> None:
             for start, end in spans:
                 piece = item.input[start:end]
                 assert out.count(piece) >= item.input.count(piece), (name, sev, piece, out)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_guard_holds_and_no_ops_are_explained(name: str) -> None:
+    cls = get_transform(name)
+    for item in CORPUS:
+        for sev in ("low", "high"):
+            v = perturb(item, _spec(name, sev), seed=2)
+            assert not v.dropped, (name, item.id, v.guard_violations)
+            assert check_variant(item, v.item, v.label_policy) == ()
+            assert v.guard in ("passed", "redrawn") and isinstance(v.notes, tuple)
+            assert (v.skip_reason is None) or (not v.changed and isinstance(v.skip_reason, str))
+            assert "input" in v.field_edits
+            if not v.changed:
+                # cannot_apply is pure: asking again gives the same answer
+                assert cls(**{}).cannot_apply(item, 0.8) == cls(**{}).cannot_apply(item, 0.8)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -83,3 +83,18 @@ def test_preserves_label_and_choices() -> None:
                 task="multiple_choice")
     v = perturb(item, "fillers@high", seed=0)
     assert v.item.choices == item.choices and v.item.target == "A" and v.changed
+
+
+# Golden cases for issue 15: a repeated negation reads as a double negation.
+def test_negations_numbers_and_deciding_words_are_never_repeated() -> None:
+    text = "We could not come, I cannot pay, no one knows, two or three EXCEPT the least."
+    for seed in range(40):
+        out = _run(text, 1.0, seed).lower()
+        for word in ("not", "cannot", "no", "two", "three", "except", "least"):
+            assert not re.search(rf"\b{word}\W+{word}\b", out), (word, out)
+
+
+def test_a_self_correction_never_starts_with_a_negation_or_number() -> None:
+    for seed in range(60):
+        out = _run("It is on a normal day in a tenth of a second", 1.0, seed)
+        assert not re.search(r"\b(no|not|ten|one|two)- ", out), out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
+
 from perturbations import Item, perturb
 from perturbations.text import NUMBER_WORDS
 from perturbations.transforms.homophones import Homophones, homophone_table, transcript_rate
@@ -71,3 +73,32 @@ def test_full_severity_is_a_raw_transcript() -> None:
 def test_policy_preserves() -> None:
     v = perturb(Item(id="q", input=TEXT, target="x"), "homophones@high", seed=0)
     assert v.label_policy == "preserves" and v.changed
+
+
+# Golden cases for issue 15.
+def test_negations_and_deciding_words_are_never_swapped() -> None:
+    table = homophone_table()
+    for word in ("not", "knot", "no", "know", "except", "accept", "than", "then", "cents",
+                 "sense", "hour", "our"):
+        assert word not in table, word
+    text = "Which of these does NOT grow, and why not? All EXCEPT one, or more than that?"
+    for seed in range(30):
+        out = _run(text, 1.0, seed)
+        for kept in ("NOT", "not", "EXCEPT", "than", "one"):
+            assert re.search(rf"\b{kept}\b", out), (kept, out)
+        assert "knot" not in out.lower() and "accept" not in out.lower()
+
+
+def test_names_inside_a_sentence_are_not_swapped() -> None:
+    for seed in range(20):
+        out = _run("Is the Great Wall near the Sun Palace?", 1.0, seed).lower()
+        assert "great wall" in out and "sun palace" in out, out
+
+
+@pytest.mark.parametrize("text,number", [("It takes .5 hours, right?", ".5"),
+                                          ("You get $.20 cashback.", "$.20"),
+                                          ("It fell to -3 degrees.", "-3"),
+                                          ("I have twenty-five cards.", "twenty-five")])
+def test_leading_dot_and_signed_numbers_survive_the_transcript(text: str, number: str) -> None:
+    for seed in range(10):
+        assert number in _run(text, 1.0, seed)

@@ -133,3 +133,13 @@ def test_identity_at_zero_and_mark_only_text_stays_valid() -> None:
 def test_arbitrary_unicode_changes_marks_only(text: str, severity: float, mode: str) -> None:
     out = run(text, severity, mode=mode)
     assert strip_marks(out) == strip_marks(text)
+
+
+# Golden cases for issue 15: numbers with a leading dot lost their point.
+@pytest.mark.parametrize("text,number", [("You get $.20 cashback.", "$.20"),
+                                          ("It takes .5 hours, not 5.", ".5"),
+                                          ("It costs 1,000.50 dollars.", "1,000.50")])
+def test_leading_dot_numbers_keep_their_point(text: str, number: str) -> None:
+    for seed in range(10):
+        for mode in ("drop", "mix"):
+            assert number in run(text, 1.0, seed, mode=mode)

@@ -33,7 +33,7 @@ def _shares_synset(wn, a: str, b: str) -> bool:
 
 def test_known_pairs(wn) -> None:
     assert _run("I want to buy a big car quickly") == \
-        "I desire to purchase a large automobile rapidly"
+        "I want to purchase a large automobile quickly"
 
 
 def test_every_replacement_is_a_wordnet_synonym(wn) -> None:
@@ -43,7 +43,7 @@ def test_every_replacement_is_a_wordnet_synonym(wn) -> None:
     before, after = text.split(), out.split()
     assert len(before) == len(after)
     changed = [(a.strip(","), b.strip(",")) for a, b in zip(before, after) if a != b]
-    assert len(changed) >= 5
+    assert len(changed) >= 4
     for a, b in changed:
         assert _shares_synset(wn, a.lower(), b.lower()), (a, b)
 
@@ -57,24 +57,27 @@ def test_case_is_kept_and_names_are_skipped() -> None:
 
 def test_stop_words_inflections_and_short_words_are_skipped(wn) -> None:
     finder = SynonymFinder(wn)
-    for word in ("like", "please", "eats", "charged", "left", "went", "big"[:2], "tell"):
+    for word in ("like", "please", "eats", "charged", "left", "went", "big"[:2], "tell",
+                 "found", "dozens", "several", "someone", "sunny"):
         assert finder(word) is None, word
     assert finder("buy") == "purchase"
 
 
 def test_protected_phrase_is_kept() -> None:
-    assert _run("I want to buy a car", protect=["buy a car"]) == "I desire to buy a car"
+    assert _run("I want to buy a big car", protect=["buy a"]) == "I want to buy a large automobile"
+    assert _run("I want to buy a big car", protect=["big car"]) == "I want to purchase a big car"
 
 
 def test_severity_is_share_of_eligible_words() -> None:
-    text = "buy car quickly big doctor child begin want large small"
+    # no two nouns side by side: a noun before a noun is a compound and stays
+    text = "buy car now big doctor and child begin or large small"
     changed = {}
     for sev in (0.2, 0.5, 1.0):
         counts = [sum(a != b for a, b in zip(text.split(), _run(text, sev, s).split()))
                   for s in range(20)]
         changed[sev] = sum(counts) / len(counts)
-    assert changed[1.0] == 10
-    assert 1 <= changed[0.2] <= 3 and 4 <= changed[0.5] <= 6
+    assert changed[1.0] == 8
+    assert 1 <= changed[0.2] <= 2.5 and 3 <= changed[0.5] <= 5
 
 
 def test_missing_wordnet_raises_with_install_hint(monkeypatch) -> None:
@@ -89,3 +92,27 @@ def test_missing_wordnet_raises_with_install_hint(monkeypatch) -> None:
     assert perturb(item, "synonyms@0", seed=0).item == item
     assert perturb(item, "typos@high", seed=0).changed
     assert re.search(r"buy", perturb(item, "fillers@high", seed=0).item.input)
+
+
+# Golden cases for issue 15: each was a wrong-sense swap before the fix.
+@pytest.mark.parametrize("text,kept", [
+    ("Mike plays ping pong with his friends.", "Mike"),                # a name, not a mike
+    ("Bill wants to know the area under the ROC curve.", "area under the ROC curve"),
+    ("How do I switch off auto top-up on my card?", "auto top-up"),    # a term, not a car
+    ('What do we mean by "hearth" in this poem?', '"hearth"'),          # the asked term
+    ("What do we mean by hearth in this poem?", "hearth"),
+    ("What is a hearth?", "hearth"),
+    ("There were dozens of guests at the party.", "dozens"),           # a quantity
+    ("I just found it under the old sofa.", "found"),                  # find + -ed, not "establish"
+    ("What color is the sky on a clear sunny day?", "sunny"),          # too little evidence
+    ("Can penguins fly like most birds?", "fly"),                      # "wing" is a noun
+    ("Does the credit card work abroad?", "credit card"),              # a WordNet collocation
+])
+def test_issue_15_wrong_sense_swaps_are_gone(text: str, kept: str) -> None:
+    for seed in range(5):
+        assert kept in _run(text, 1.0, seed), (text, _run(text, 1.0, seed))
+
+
+def test_sentence_initial_verb_is_still_replaced_but_not_a_noun() -> None:
+    assert _run("Buy it.") == "Purchase it."
+    assert _run("Car trouble again.").startswith("Car ")
