@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from robustify.reporting.results_io import jsonable, results_jsonl
 from robustify._secrets import redact
 from robustify.atomic import write_json_atomic
 
+from .html_check import assert_inert, parse_html
 from .results_factory import HOSTILE_TEXTS, frame, make_results, row
 
 MODELS = ("local:smollm2", "openai:gpt-4o-mini")
@@ -60,25 +60,6 @@ def written(tmp_path_factory):
     df = hostile_results()
     files = R.write_report(df, out, title="Robustness <report>", manifest=MANIFEST, n_boot=300)
     return out, df, files
-
-
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def _parse(text: str) -> _Tags:
-    parser = _Tags()
-    parser.feed(text)
-    return parser
 
 
 def test_files_written(written):
@@ -137,16 +118,7 @@ def test_page_has_strict_csp_and_no_active_content(written):
     assert (f'<meta http-equiv="Content-Security-Policy" content="{CSP.replace(chr(39), "&#x27;")}">'
             in page)
     assert "default-src &#x27;none&#x27;; img-src data:; style-src &#x27;unsafe-inline&#x27;" in page
-    parsed = _parse(page)
-    allowed = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p",
-               "div", "table", "thead", "tbody", "tr", "th", "td", "figure", "img",
-               "figcaption", "dl", "dt", "dd", "del", "ins"}
-    assert {tag for tag, _ in parsed.tags} <= allowed
-    for tag, attrs in parsed.tags:
-        assert not any(name.startswith("on") for name in attrs), (tag, attrs)
-        assert "href" not in attrs
-        if tag == "img":
-            assert attrs["src"].startswith("data:image/png;base64,")
+    parsed = assert_inert(page)
     assert sum(tag == "img" for tag, _ in parsed.tags) == len(CHARTS)
 
 
@@ -160,7 +132,7 @@ def test_hostile_strings_appear_only_escaped(written, payload):
     escaped = escape_html(payload)
     assert escaped in page, f"{payload!r} not shown at all"
     # The page's visible text shows the payload verbatim, as text.
-    assert payload in "".join(_parse(page).text)
+    assert payload in "".join(parse_html(page).text)
     for raw in ("<script", "<img src=x", '<a href="javascript', "<b onmouseover"):
         assert raw not in page
         assert raw not in md

@@ -111,6 +111,7 @@ class RewriteSpec:
 
     @property
     def label_policy(self) -> str:
+        """The persona's label policy (``may_break`` for ``vague``)."""
         return PERSONAS[self.persona].label_policy
 
     def __str__(self) -> str:
