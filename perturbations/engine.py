@@ -96,13 +96,16 @@ def _field_edits(clean: Item, out: Item) -> dict[str, dict[str, float | int]]:
 
 
 def _say_once(transform: Transform, task: str, reason: str) -> None:
-    key = (transform.name, task, reason)
+    # INFO, once per transform and reason: a whole run's counts per transform are in
+    # VariantTally.rows() ("cannot_apply", "skip_reasons"), which the CLI summary and the
+    # report state once, with numbers; a warning per task kind here would only repeat it.
+    key = (transform.name, reason)
     with _said_lock:
         if key in _said:
             return
         _said.add(key)
-    log.warning("%s cannot apply to some %s items (%s); their variants are unchanged "
-                "(Variant.skip_reason). Said once per process.", transform.name, task, reason)
+    log.info("%s cannot apply to some items (%s, first seen on a %s item); their variants "
+             "are unchanged (Variant.skip_reason)", transform.name, reason, task)
 
 
 def perturb(item: Item, spec: TransformSpec | str, *, seed: int = 0, replicate: int = 0,

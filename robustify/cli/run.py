@@ -9,7 +9,7 @@ from typing import Any
 from robustify.cli.common import (EXIT_GATE, EXIT_OK, add_data_args, add_transform_args,
                                   int_at_least, key_value, number)
 
-__all__ = ['add_parser', 'handle', 'job_from_args', 'print_summary']
+__all__ = ["add_parser", "handle", "job_from_args", "print_summary", "variant_notes"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -111,7 +111,8 @@ def print_summary(result, out=sys.stdout) -> None:
         print(f"\n{row.model}: clean {row.clean_score * 100:.1f}%  mean under noise "
               f"{row.perturbed_score * 100:.1f}%  worst case {row.worst_case_score * 100:.1f}%",
               file=out)
-    header = f"  {'transform':<28} {'n':>4} {'clean':>7} {'noisy':>7} {'drop (95% CI), pp':>24}"
+    header = (f"  {'transform':<28} {'n':>4} {'changed':>8} {'clean':>7} {'noisy':>7} "
+              f"{'drop (95% CI), pp':>24}")
     current = None
     for row in summary.itertuples(index=False):
         if row.model != current:
@@ -119,8 +120,40 @@ def print_summary(result, out=sys.stdout) -> None:
             print(f"\n{current}\n{header}", file=out)
         ci = f"{row.drop * 100:+.1f} ({row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f})"
         flag = "  *may break*" if row.label_policy == "may_break" else ""
-        print(f"  {row.spec:<28} {row.n_items:>4} {row.clean_score * 100:>6.1f}% "
-              f"{row.perturbed_score * 100:>6.1f}% {ci:>24}{flag}", file=out)
+        changed = row.n_changed / row.n_rows if row.n_rows else 0.0
+        print(f"  {row.spec:<28} {row.n_items:>4} {changed * 100:>7.0f}% "
+              f"{row.clean_score * 100:>6.1f}% {row.perturbed_score * 100:>6.1f}% "
+              f"{ci:>24}{flag}", file=out)
+    for line in variant_notes(result.manifest.get("variants") or []):
+        print(line, file=out)
+
+
+def variant_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the gold guard did and which transforms could not apply, once per transform.
+
+    Args:
+        rows: The manifest's ``variants`` (:meth:`perturbations.VariantTally.rows`).
+    """
+    lines = []
+    redrawn = sum(r.get("redrawn", 0) for r in rows)
+    dropped = sum(r.get("dropped", 0) for r in rows)
+    drawn = sum(r.get("drawn", 0) for r in rows)
+    if drawn:
+        kinds: dict[str, int] = {}
+        for r in rows:
+            for kind, n in (r.get("violations") or {}).items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        what = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or "none"
+        lines.append(f"\ngold guard: {drawn} variants drawn, {redrawn} redrawn, {dropped} dropped "
+                     f"(violations: {what})")
+    said: set[str] = set()
+    for r in rows:
+        if r.get("cannot_apply") and r["transform"] not in said:
+            said.add(r["transform"])
+            reasons = "; ".join(sorted(r.get("skip_reasons") or {}))
+            lines.append(f"{r['transform']}: cannot apply to {r['cannot_apply']} of "
+                         f"{r['drawn']} items ({reasons}); those variants are unchanged")
+    return lines
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 
-from perturbations import Item, Variant, expand_specs, parse_spec_list, perturb_items
+from perturbations import (Item, Variant, VariantTally, expand_specs, parse_spec_list,
+                           perturb_items)
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
@@ -52,12 +53,17 @@ class PreparedJob:
     rewrites: list[Any] = field(default_factory=list)
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
 
-    def variants(self) -> Iterator[Variant]:
-        """The clean originals first, then every variant, in a stable order."""
+    def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
+        """The clean originals first, then every variant, in a stable order.
+
+        Every variant has passed the gold guard (redrawn when a draw broke it); a variant
+        no draw could keep is left out. ``tally`` counts, per spec, what the guard did,
+        the unchanged variants and the edit rates per field.
+        """
         for item in self.items:
             yield Variant.clean(item, seed=self.job.seed, version=__version__)
         yield from perturb_items(self.items, self.specs, seed=self.job.seed,
-                                 replicates=self.job.replicates)
+                                 replicates=self.job.replicates, tally=tally)
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
         """Run facts recorded beside the results; never contains a key."""

@@ -64,6 +64,13 @@ class RunResult:
 
         return model_overview(self.results, seed=self.seed)
 
+    def variant_stats(self) -> pd.DataFrame:
+        """Per spec, what the drawing did: the gold guard's redraws and drops (with the kinds
+        of violation), unchanged variants and why, and the edit rates per field (word and
+        character level) with the realised against the nominal typo rate
+        (:meth:`perturbations.VariantTally.rows`)."""
+        return pd.DataFrame(self.manifest.get("variants") or [])
+
     def failures(self) -> pd.DataFrame:
         """Rows whose model call failed, with the error."""
         return self.results[self.results["error"].notna()]

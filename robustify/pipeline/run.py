@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from perturbations import Item, Variant
+from perturbations import Item, Variant, VariantTally
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.version import __version__
 
@@ -90,7 +90,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
-        variants: Iterable[Variant] = prep.variants()
+        tally = VariantTally()
+        variants: Iterable[Variant] = prep.variants(tally)
         stream: Iterator[Variant] = iter(())
         try:
             if prep.rewrites:
@@ -131,6 +132,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         try:
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
+                variants=tally.rows(),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
                 duration_s=round(time.time() - started, 2),

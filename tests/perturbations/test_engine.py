@@ -137,7 +137,7 @@ def test_guarded_stream_is_identical_across_workers() -> None:
 
 def test_an_unchanged_variant_says_why_once(caplog) -> None:
     item = Item(id="plain", input="what is the capital of france", target="Paris")
-    with caplog.at_level(logging.WARNING, logger="perturbations.engine"):
+    with caplog.at_level(logging.INFO, logger="perturbations.engine"):
         first = perturb(item, "choice_shuffle@high", seed=0)
         perturb(Item(id="other", input="hi there", target="x"), "choice_shuffle@high")
     assert not first.changed and first.skip_reason == "item has no choices"

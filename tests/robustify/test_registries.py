@@ -118,3 +118,26 @@ def test_the_builtin_scorers_keep_their_detail() -> None:
     item = Item(id="q", input="Pick", target="B", choices=("x", "y"), task="multiple_choice")
     score = score_answer(item, "The answer is B.")
     assert score.value == 1.0 and score.detail  # the runner stores it as score_detail
+
+
+def test_a_run_reports_guard_counts_unchanged_shares_and_field_edit_rates(tmp_path: Path,
+                                                                          capsys) -> None:
+    """Issue 15 in the upper layer: the tally reaches the manifest, RunResult and the CLI."""
+    from robustify.cli import main
+    from robustify.pipeline import RunResult
+
+    out = tmp_path / "run"
+    assert main(["run", "--data", "sample", "--limit", "30", "--transforms",
+                 "typos,choice_shuffle", "--severity", "high", "--cache", "off",
+                 "--model", "python:tests.robustify.e2e_models:golden", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gold guard: 60 variants drawn, 0 redrawn, 0 dropped" in printed
+    assert "choice_shuffle: cannot apply to" in printed and "item has no choices" in printed
+    stats = RunResult.load(out).variant_stats().set_index("spec")
+    assert stats.loc["typos@0.8", "drawn"] == 30 and stats.loc["typos@0.8", "dropped"] == 0
+    assert 0 < stats.loc["typos@0.8", "input_words"] < 0.6
+    assert stats.loc["typos@0.8", "nominal_word_rate"] == pytest.approx(0.4)
+    shuffle = stats.loc["choice_shuffle@0.8"]
+    assert shuffle["unchanged_share"] == pytest.approx(shuffle["unchanged"] / 30, abs=1e-6)
+    assert shuffle["unchanged_share"] > 0.5
+    assert shuffle["skip_reasons"] == {"item has no choices": shuffle["cannot_apply"]}
