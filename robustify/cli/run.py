@@ -104,7 +104,9 @@ def job_from_args(args: argparse.Namespace):
                         **changes).validate()
 
 
-def print_summary(result, out=sys.stdout) -> None:
+def print_summary(result, out=None) -> None:
+    """The terminal summary: per model the headline, per spec the drop, then the variants."""
+    out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
     summary = result.summary()
     overview = result.overview()
     for row in overview.itertuples(index=False):
