@@ -171,6 +171,12 @@ class TransformSpec:
         return TransformSpec(parts, label)
 
     def __str__(self) -> str:
+        if self.severity_label in (REALISTIC, FITTED) and all(
+                p.severity == _level(p, -1.0, self.severity_label) for p in self.parts):
+            # every part took its level from the label: write the label, which parses back
+            # to the same severities and keeps the name in variants and results
+            return "+".join(p.canonical(with_severity=False) for p in self.parts) + \
+                f"@{self.severity_label}"
         sevs = {p.severity for p in self.parts}
         if len(sevs) == 1:  # uniform: write the severity once at the end
             (sev,) = sevs

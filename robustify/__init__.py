@@ -21,7 +21,7 @@ from perturbations.version import __version__
 
 __all__ = [
     # one call
-    "evaluate", "RunResult", "run_job", "JobConfig", "load_job",
+    "evaluate", "RunResult", "run_job", "JobConfig", "load_job", "calibrate",
     # step by step
     "load_items", "Item", "Variant", "perturb", "perturb_items", "parse_spec", "register",
     "transform_names", "parse_model_spec", "run_queries", "ResponseCache", "build_messages",
@@ -34,6 +34,7 @@ __all__ = [
 
 _LAZY = {
     "evaluate": "pipeline", "RunResult": "pipeline", "run_job": "pipeline",
+    "calibrate": "calibration",
     "JobConfig": "pipeline", "load_job": "pipeline",
     "load_items": "data",
     "parse_model_spec": "models",

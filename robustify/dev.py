@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "robustify._secrets": 1, "robustify.errors": 1, "robustify.records": 1,
     "robustify.atomic": 1,
     "robustify.data": 2, "robustify.models": 2, "robustify.prompts": 2, "robustify.scoring": 2,
-    "robustify.runner": 3,
+    "robustify.runner": 3, "robustify.calibration": 3,
     "robustify.analysis": 4,
     "robustify.reporting": 5,
     "robustify.probes": 6,

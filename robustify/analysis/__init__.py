@@ -4,6 +4,7 @@ Every perturbed row is paired with the same model's answer to its own clean item
 
 - :mod:`.stats`: the statistics every report uses (bootstrap, McNemar, Wilson, ranks, RNGs);
 - :mod:`.paired`: pairing, the summary per group, the model overview, may_break, noise floor;
+- :mod:`.levels`: realistic rows (anchored on real typed traffic) against stress rows;
 - :mod:`.rankings`: how the ranking of models changes under noise;
 - :mod:`.severity`: score against severity and its area;
 - :mod:`.slices`: the drop per slice of the data.
@@ -11,9 +12,10 @@ Every perturbed row is paired with the same model's answer to its own clean item
 
 from __future__ import annotations
 
-from robustify.analysis.paired import (CLEAN, LABEL_PRESERVING, SUMMARY_COLUMNS, may_break_summary,
-                                       meta_columns, model_overview, noise_floor, pair_with_clean,
-                                       slice_columns, summarize)
+from robustify.analysis.levels import REALISTIC_LABELS, split_levels
+from robustify.analysis.paired import (CLEAN, LABEL_PRESERVING, SUMMARY_COLUMNS,
+                                       may_break_summary, meta_columns, model_overview,
+                                       noise_floor, pair_with_clean, slice_columns, summarize)
 from robustify.analysis.rankings import ranking_change
 from robustify.analysis.severity import severity_auc, severity_curve
 from robustify.analysis.slices import slices, weakest_slices
@@ -24,4 +26,4 @@ __all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "s
            "summarize", "model_overview", "ranking_change", "severity_curve", "severity_auc",
            "slices", "weakest_slices", "may_break_summary", "noise_floor", "bootstrap_ci",
            "mcnemar_exact", "meta_columns", "group_rng", "wilson_interval", "spearman_rho",
-           "kendall_tau_b"]
+           "kendall_tau_b", "REALISTIC_LABELS", "split_levels"]

@@ -611,3 +611,4 @@ def noise_floor(clean_repeats: pd.DataFrame, *, by: Sequence[str] = ("model",),
                                       "flip_rate_pp", "ci_low", "ci_high",
                                       "answer_change_rate", "mean_score"])
     return _ordered(out, by, original)
+

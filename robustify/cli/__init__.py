@@ -1,8 +1,8 @@
 """``python -m robustify``: the command line, one module per verb.
 
 Verbs: ``transforms`` (the catalogue), ``perturb`` (write a frozen variants file),
-``run`` (the whole job), ``leakage`` and ``compare`` (probes), ``report`` (rebuild a
-report from a saved run). Each verb module has ``add_parser(subparsers)`` and
+``run`` (the whole job), ``calibrate`` (fit noise to real messages), ``leakage`` and
+``compare`` (probes), ``report`` (rebuild a report from a saved run). Each verb module has ``add_parser(subparsers)`` and
 ``handle(args) -> exit code``; the verb modules import heavy libraries only in
 ``handle``, so ``python -m robustify transforms`` starts quickly.
 
@@ -21,7 +21,7 @@ from typing import Sequence
 from perturbations.errors import RobustifyError
 from perturbations.version import __version__
 
-from robustify.cli import compare, leakage, perturb, report, run, transforms
+from robustify.cli import calibrate, compare, leakage, perturb, report, run, transforms
 from robustify.cli.common import (EXIT_ANALYSIS, EXIT_GATE, EXIT_OK, EXIT_USAGE, Parser,
                                   one_line)
 from robustify.errors import AnalysisError
@@ -29,7 +29,7 @@ from robustify.errors import AnalysisError
 __all__ = ["main", "build_parser", "VERBS", "EXIT_OK", "EXIT_GATE", "EXIT_USAGE",
            "EXIT_ANALYSIS"]
 
-VERBS = (transforms, perturb, run, leakage, compare, report)
+VERBS = (transforms, perturb, run, calibrate, leakage, compare, report)
 """The verb modules, in the order ``--help`` lists them."""
 
 

@@ -35,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--concurrency", type=int_at_least(1), help="parallel calls per model")
     p.add_argument("--max-calls", type=int_at_least(0), help="make at most N model calls")
     p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
+    p.add_argument("--realism-ref", metavar="FILE",
+                   help="real user messages (one per line, or a column named with the "
+                        "usual names): the report measures each setting against them")
     p.add_argument("--scorer", help="grade every item with this registered scorer (exact, "
                                     "normalized, contains, token_f1, numeric, ...; default: "
                                     "by each item's task kind)")
@@ -101,18 +104,26 @@ def job_from_args(args: argparse.Namespace):
                         out=args.out, cache=args.cache, concurrency=args.concurrency,
                         max_calls=args.max_calls, templates=args.templates,
                         noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
+                        realism_ref=args.realism_ref,
                         **changes).validate()
 
 
 def print_summary(result, out=None) -> None:
     """The terminal summary: per model the headline, per spec the drop, then the variants."""
     out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
+    from robustify.analysis import REALISTIC_LABELS, model_overview, split_levels
+
     summary = result.summary()
-    overview = result.overview()
-    for row in overview.itertuples(index=False):
-        print(f"\n{row.model}: clean {row.clean_score * 100:.1f}%  mean under noise "
-              f"{row.perturbed_score * 100:.1f}%  worst case {row.worst_case_score * 100:.1f}%",
-              file=out)
+    realistic_rows, stress_rows = split_levels(result.results)
+    realistic = model_overview(realistic_rows, seed=result.seed).set_index("model")
+    stress = model_overview(stress_rows, seed=result.seed).set_index("model")
+    for row in result.overview().itertuples(index=False):
+        parts = [f"clean {row.clean_score * 100:.1f}%"]
+        for name, table in (("realistic", realistic), ("stress", stress)):
+            if row.model in table.index and table.loc[row.model, "n_variants"]:
+                parts.append(f"{name} {table.loc[row.model, 'perturbed_score'] * 100:.1f}%")
+        parts.append(f"worst case {row.worst_case_score * 100:.1f}%")
+        print(f"\n{row.model}: " + "  ".join(parts), file=out)
     header = (f"  {'transform':<28} {'n':>4} {'changed':>8} {'clean':>7} {'noisy':>7} "
               f"{'drop (95% CI), pp':>24}")
     current = None
@@ -121,7 +132,8 @@ def print_summary(result, out=None) -> None:
             current = row.model
             print(f"\n{current}\n{header}", file=out)
         ci = f"{row.drop * 100:+.1f} ({row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f})"
-        flag = "  *may break*" if row.label_policy == "may_break" else ""
+        flag = ("  *may break*" if row.label_policy == "may_break" else
+                "  realistic" if row.severity_label in REALISTIC_LABELS else "")
         changed = row.n_changed / row.n_rows if row.n_rows else 0.0
         print(f"  {row.spec:<28} {row.n_items:>4} {changed * 100:>7.0f}% "
               f"{row.clean_score * 100:>6.1f}% {row.perturbed_score * 100:>6.1f}% "

@@ -38,7 +38,9 @@ __all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "check
            "DEFAULT_TRANSFORMS",
            "DEFAULT_SEVERITIES", "DEFAULT_MODEL"]
 
-DEFAULT_TRANSFORMS = ("typos", "slang", "truncation", "ambiguity")
+DEFAULT_TRANSFORMS = ("profile", "typos", "slang", "truncation", "ambiguity")
+"""The default job: ``profile`` (noise fitted to real typed messages, the realistic level,
+one variant per item) first, then four stress transforms at low/medium/high."""
 DEFAULT_SEVERITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "local:smollm2"
 
@@ -109,6 +111,9 @@ class JobConfig:
     templates: str | None = None
     noise_floor: int = 0
     gates: Gates = Gates()
+    realism_ref: str | None = None
+    """A file of real user messages; the report's realism table measures each setting's
+    variants against it (distance, statistics outside its range)."""
     scorer: str | None = None
     """A registered scorer name for every item (``exact``, ``token_f1`` ...); ``None``: the
     default scorer of each item's task kind."""
@@ -329,7 +334,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
     for key in ("seed", "replicates", "limit", "concurrency", "max_calls", "noise_floor"):
         if key in raw and raw[key] is not None:
             kwargs[key] = _number(raw[key], key, path)
-    for key in ("cache", "templates"):
+    for key in ("cache", "templates", "realism_ref"):
         if key in raw and raw[key] is not None:
             value = str(raw[key])
             if not os.path.isabs(value):

@@ -52,6 +52,8 @@ class PreparedJob:
     dataset_hash: str
     rewrites: list[Any] = field(default_factory=list)
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
+    realism_ref: list[str] | None = None
+    """The real messages of ``job.realism_ref``, read and checked before any call."""
 
     def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order.
@@ -208,8 +210,15 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
             if check is not None:
                 check()
     cache_path = None if job.cache == "off" else Path(job.cache) if job.cache else default_cache_path()
+    realism_ref = None
+    if job.realism_ref:
+        from robustify.data.messages import read_messages
+
+        with _blame(job, "realism_ref"):
+            realism_ref = read_messages(job.realism_ref)
     return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
                        cache_path=cache_path, templates=templates,
-                       dataset_hash=_dataset_hash(items), rewrites=rewrites)
+                       dataset_hash=_dataset_hash(items), rewrites=rewrites,
+                       realism_ref=realism_ref)
 
 

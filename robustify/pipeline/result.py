@@ -71,6 +71,13 @@ class RunResult:
         (:meth:`perturbations.VariantTally.rows`)."""
         return pd.DataFrame(self.manifest.get("variants") or [])
 
+    def realism_table(self) -> pd.DataFrame:
+        """Per statistic (typos per 100 words, casing, punctuation, contractions, texting
+        forms, whitespace, fillers, length), each setting's variants beside the clean items
+        and the real traffic of ``--realism-ref``, with the distance to it."""
+        rows = (self.manifest.get("realism") or {}).get("rows") or []
+        return pd.DataFrame(rows).set_index("statistic") if rows else pd.DataFrame()
+
     def failures(self) -> pd.DataFrame:
         """Rows whose model call failed, with the error."""
         return self.results[self.results["error"].notna()]

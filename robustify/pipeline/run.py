@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from perturbations import Item, Variant, VariantTally
+from perturbations import CLEAN, Item, Variant, VariantTally
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.version import __version__
 
@@ -103,7 +103,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 if write:
                     rewritten.write(prep.out_dir)
                 variants = itertools.chain(variants, rewritten.variants)
-            written = _Counted(variants)
+            sampled = _RealismSample(variants)
+            written = _Counted(sampled)
             stream = written
             if write:
                 # streamed: the runner reads every variant (planning) before its first
@@ -133,6 +134,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
                 variants=tally.rows(),
+                realism=sampled.table(prep),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
                 duration_s=round(time.time() - started, 2),
@@ -163,6 +165,47 @@ def _analysis_failed(exc: BaseException, results: pd.DataFrame,
                 f"kept; use a cache to make a rerun free")
     return AnalysisError(f"the analysis failed after the model calls "
                          f"({type(exc).__name__}: {one_line(exc, limit=300)}); {kept}")
+
+
+class _RealismSample:
+    """Pass variants through, keeping the text of the first :attr:`PER_SPEC` of each spec.
+
+    Bounded memory whatever the run's size; measured after the run for the realism table.
+    """
+
+    PER_SPEC = 300
+
+    def __init__(self, variants: Iterable[Variant]) -> None:
+        self._variants = iter(variants)
+        self.texts: dict[str, list[str]] = {}
+
+    def __iter__(self) -> "_RealismSample":
+        return self
+
+    def __next__(self) -> Variant:
+        variant = next(self._variants)
+        if variant.spec != CLEAN:
+            kept = self.texts.setdefault(variant.spec, [])
+            if len(kept) < self.PER_SPEC:
+                kept.append(variant.item.input)
+        return variant
+
+    def table(self, prep: PreparedJob) -> dict[str, Any]:
+        """The realism table (rows) of the sampled variants, beside the clean items and,
+        when the job names one, the real traffic."""
+        from perturbations.realism import measure, realism_table
+
+        clean = [item.input for item in prep.items]
+        columns = {}
+        reference = None
+        if prep.realism_ref:
+            reference = f"real traffic ({Path(prep.job.realism_ref or '').name})"
+            columns[reference] = measure(prep.realism_ref)
+        columns["clean items"] = measure(clean[:self.PER_SPEC])
+        for spec, texts in self.texts.items():
+            columns[spec] = measure(texts, names_from=clean)
+        return {"reference": prep.job.realism_ref, "per_spec": self.PER_SPEC,
+                "rows": realism_table(columns, reference=reference)}
 
 
 class _Counted:
@@ -232,6 +275,7 @@ def evaluate(data: str | Sequence[str] = "sample",
              concurrency: int | None = None, max_calls: int | None = None,
              params: dict[str, Any] | None = None, api_key_env: str | None = None,
              templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
+             realism_ref: str | os.PathLike[str] | None = None,
              progress: bool = True, write: bool = True) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
@@ -253,6 +297,8 @@ def evaluate(data: str | Sequence[str] = "sample",
         api_key_env: Name of the variable holding the key for remote models.
         templates: YAML/JSON file overriding the prompt templates.
         noise_floor: Re-ask clean items this many extra times to measure flips without noise.
+        realism_ref: A file of real user messages: the realism table measures every
+            setting's variants against it.
         scorer: A registered scorer for every item (``exact``, ``token_f1``, a plugin's);
             default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
         progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
@@ -272,5 +318,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     replicates=replicates, limit=limit, out=str(out) if out is not None else None,
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor,
-                    scorer=scorer)
+                    scorer=scorer,
+                    realism_ref=str(realism_ref) if realism_ref is not None else None)
     return run_job(job, progress=progress, write=write)

@@ -33,6 +33,7 @@ from robustify.atomic import write_text_atomic
 from robustify.reporting import charts
 from robustify.reporting.document import (Block, Diff, Document, Example, Figure, Heading,
                                           Paragraph, Table, frame_table)
+from robustify.reporting.noise_sections import realism_blocks, variant_blocks
 from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue, truncate
 from robustify.reporting.format import ci as fmt_ci
 from robustify.reporting.results_io import load_noise_floor, load_results, write_results_jsonl
@@ -110,27 +111,56 @@ def _data_label(manifest: Mapping[str, Any] | None, explicit: str | None) -> str
     return ", ".join(names) or "this benchmark"
 
 
+def _drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
+    over = float(row["overestimation_pp"])
+    low, high = row["overestimation_ci_low_pp"], row["overestimation_ci_high_pp"]
+    ci_text = ("" if is_missing(low) else
+               f" ({level} CI {pp(low, sign=False)} to {pp(high, sign=False)} pp)")
+    if not is_missing(low) and float(low) <= 0.0 <= float(high):
+        return (f"shows no detectable change under {what} (drop {pp(over)} pp{ci_text})")
+    verb = "overstates" if over >= 0 else "understates"
+    return f"{verb} its score under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
+
+
 def _headlines(ctx: _Context, transforms: Sequence[str]) -> list[str]:
+    """One sentence per model: the drop at realistic levels first, then under stress."""
     level = f"{ctx.ci * 100:g}%"
-    noise = ", ".join(map(str, transforms)) or "no label-preserving transform"
+    realistic_rows, stress_rows = analysis.split_levels(ctx.results)
+    has_realistic = len(realistic_rows) > (ctx.results["spec"] == analysis.CLEAN).sum()
+    realistic = (analysis.model_overview(realistic_rows, seed=ctx.data.seed, n_boot=ctx.data.n_boot).set_index("model")
+                 if has_realistic else None)
+    stress = analysis.model_overview(stress_rows, seed=ctx.data.seed, n_boot=ctx.data.n_boot).set_index("model")
+    realistic_specs = ", ".join(map(str, pd.unique(
+        ctx.results.loc[ctx.results["severity_label"].isin(analysis.REALISTIC_LABELS), "spec"])))
+    in_stress = set(stress_rows.loc[stress_rows["spec"] != analysis.CLEAN, "transform"])
+    stress_noise = (", ".join(t for t in map(str, transforms) if t in in_stress)
+                    or "no label-preserving transform")
     out = []
     for row in ctx.overview.to_dict("records"):
-        model, clean, over = row["model"], row["clean_score"], row["overestimation_pp"]
-        if is_missing(clean) or is_missing(over):
+        model, clean = row["model"], row["clean_score"]
+        if is_missing(clean) or is_missing(row["overestimation_pp"]):
             out.append(f"On {ctx.data_label}, {model} has no scored label-preserving variants, "
                        "so the effect of noise could not be measured.")
             continue
-        verb = "overstates" if over >= 0 else "understates"
-        low, high = row["overestimation_ci_low_pp"], row["overestimation_ci_high_pp"]
-        ci_text = ("" if is_missing(low) else
-                   f" ({level} CI {pp(low, sign=False)} to {pp(high, sign=False)} pp)")
-        text = (f"On {ctx.data_label}, {model}'s clean score of {pct(clean)} "
-                f"{verb} its score under realistic noise by {pp(abs(float(over)), sign=False)} "
-                f"pp{ci_text}.")
+        start = f"On {ctx.data_label}, {model}'s clean score of {pct(clean)}"
+        if realistic is not None and model in realistic.index and \
+                not is_missing(realistic.loc[model, "overestimation_pp"]):
+            text = (start + " " + _drop_sentence(realistic.loc[model], level,
+                                                  f"noise fitted to real typed messages "
+                                                  f"({realistic_specs})") + ".")
+            if model in stress.index and not is_missing(stress.loc[model, "overestimation_pp"]):
+                text += (f" Under stress levels, heavier than people type ({stress_noise}), "
+                         f"it " + _drop_sentence(stress.loc[model], level, "them")
+                         .replace(" its score under them", "") + ".")
+        else:
+            text = (start + " " + _drop_sentence(row, level, f"stress noise ({stress_noise})") +
+                    ". This run has no realistic level, and these levels are heavier than "
+                    "people type: add the profile transform or @realistic, or fit your "
+                    "traffic with calibrate.")
         if not is_missing(row.get("worst_case_score")):
             text += (f" Its worst case (per item, the lowest score over the clean question and "
                      f"all its noisy versions) is {pct(row['worst_case_score'])}.")
-        out.append(text + f" Realistic noise here: {noise}.")
+        out.append(text)
     return out
 
 
@@ -345,6 +375,8 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
     for i, text in enumerate(_headlines(ctx, preserving)):
         doc.para(text, "headline" if i == 0 else "")
     doc.add(_chart_sections(ctx, figures, noise_floor))
+    doc.add(realism_blocks(manifest))
+    doc.add(variant_blocks(manifest))
     doc.add(_ranking_blocks(ctx))
     doc.heading("Examples of flipped answers", 2, "examples")
     doc.para("Original question and its noisy version (removed words struck through, added "
@@ -356,7 +388,9 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
     facts = [("rows", str(len(results))),
              ("models", ", ".join(map(str, pd.unique(results["model"])))),
              ("bootstrap", f"{n_boot} draws, seed {seed}, {ctx.ci:.0%} intervals")]
-    facts += _flatten(dict(manifest or {}))
+    # the variants and realism tables have sections of their own
+    facts += _flatten({k: v for k, v in (manifest or {}).items()
+                       if k not in ("variants", "realism")})
     doc.table(["fact", "value"], facts)
     doc.para(f"Made by robustify {__version__}.", "muted")
     return doc

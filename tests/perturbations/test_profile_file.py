@@ -88,7 +88,7 @@ def test_anchors_aliases_and_bad_yaml_are_refused(tmp_path: Path) -> None:
 def test_spec_parsing_of_paths(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD, "my.profile.v1.yaml")
     spec = parse_spec(f"profile:{path}")
-    assert str(spec) == f"profile:{path}@0.1" and spec.severity == FITTED_SEVERITY
+    assert str(spec) == f"profile:{path}@fitted" and spec.severity == FITTED_SEVERITY
     assert spec.fitted_default and spec.severity_label == "fitted"
     assert parse_spec(str(spec)) == spec                      # the canonical form parses back
     assert parse_spec(f"profile:path={path}@0.1") == spec     # and so does key=value
