@@ -39,7 +39,7 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "RunResult":
         """Read a saved run (results.jsonl + manifest.json) without any model call."""
-        from robustify.reporting.run_report import load_results
+        from robustify.reporting import load_results
 
         run_dir = Path(run_dir)
         results, manifest = load_results(run_dir)
@@ -91,36 +91,50 @@ class RunResult:
         return noise_floor(pd.concat([self.results[self.results["spec"] == CLEAN].assign(repeat=0),
                                       self.noise_floor_rows], ignore_index=True))
 
-    # charts: thin wrappers so a notebook needs only the result object
-    def plot_overestimation(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_overestimation
+    # charts: every chart of the one chart list (robustify.reporting.charts), by name
+    def chart_names(self) -> list[str]:
+        """The charts :meth:`plot` draws, in report order (``overestimation`` first)."""
+        from robustify.reporting import charts
 
-        return plot_overestimation(self.overview(), ax=ax)
+        return charts.names()
+
+    def plot(self, chart: str, ax: Any = None, **options: Any) -> Any:
+        """Draw one chart of the report on ``ax`` (a new figure when ``None``); returns the Axes.
+
+        Args:
+            chart: A name from :meth:`chart_names`: ``overestimation``,
+                ``drop_by_transform``, ``heatmap``, ``severity_curves``, ``flips``, or a
+                plugin's (entry-point group ``robustify.charts``).
+            **options: Passed to the chart, e.g. ``model=`` for ``severity_curves``.
+        """
+        from robustify.reporting import charts
+
+        return charts.plot_chart(chart, charts.ChartData(self.results, seed=self.seed),
+                                 ax=ax, **options)
+
+    def plot_overestimation(self, ax: Any = None) -> Any:
+        """Clean against noisy score per model (the headline chart)."""
+        return self.plot("overestimation", ax=ax)
 
     def plot_drop(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_drop_by_transform
-
-        return plot_drop_by_transform(self.summary(), ax=ax)
+        """The drop per transform with its interval."""
+        return self.plot("drop_by_transform", ax=ax)
 
     def plot_heatmap(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_heatmap
-
-        return plot_heatmap(self.summary(), ax=ax)
+        """Model x transform drops."""
+        return self.plot("heatmap", ax=ax)
 
     def plot_severity(self, model: str | None = None, ax: Any = None) -> Any:
-        from robustify.analysis import severity_curve
-        from robustify.reporting.plots import plot_severity_curves
-
-        return plot_severity_curves(severity_curve(self.results), model=model, ax=ax)
+        """Score against severity per transform."""
+        return self.plot("severity_curves", ax=ax, model=model)
 
     def plot_flips(self, ax: Any = None) -> Any:
-        from robustify.reporting.plots import plot_flips
-
-        return plot_flips(self.summary(), ax=ax)
+        """Right-to-wrong and wrong-to-right flips per transform."""
+        return self.plot("flips", ax=ax)
 
     def write_report(self, path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
         """Write report.html, report.md, summary.csv, results and manifest to ``path``."""
-        from robustify.reporting.run_report import write_report
+        from robustify.reporting import write_report
 
         out = Path(path) if path is not None else self.out_dir
         if out is None:

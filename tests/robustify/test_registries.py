@@ -141,3 +141,24 @@ def test_a_run_reports_guard_counts_unchanged_shares_and_field_edit_rates(tmp_pa
     assert shuffle["unchanged_share"] == pytest.approx(shuffle["unchanged"] / 30, abs=1e-6)
     assert shuffle["unchanged_share"] > 0.5
     assert shuffle["skip_reasons"] == {"item has no choices": shuffle["cannot_apply"]}
+
+
+def test_run_result_draws_every_chart_of_the_one_list() -> None:
+    """RunResult and the report iterate the same chart list; an unknown name is refused."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from robustify.pipeline import evaluate
+
+    result = evaluate(data="sample", models=["python:tests.robustify.e2e_models:golden"],
+                      transforms=["typos", "slang"], severity=["low", "high"], limit=12,
+                      cache="off", progress=False, write=False)
+    names = result.chart_names()
+    assert names[0] == "overestimation" and {"heatmap", "flips"} <= set(names)
+    for name in names:
+        ax = Figure().add_subplot()
+        assert result.plot(name, ax=ax) is ax and ax.has_data() or ax.images or ax.texts, name
+    with pytest.raises(UnknownNameError, match="did you mean 'heatmap'"):
+        result.plot("heatmpa")
