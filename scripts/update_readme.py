@@ -1,4 +1,4 @@
-"""Regenerate the generated blocks of README.md (the transform catalogue).
+"""Regenerate the generated blocks of README.md: the transform catalogue and the levels table.
 
 Run after adding or changing a transform: ``python scripts/update_readme.py``.
 ``tests/test_readme.py`` fails when the README and the registry disagree.
@@ -15,25 +15,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-START = "<!-- transforms:start"
-END = "<!-- transforms:end -->"
+BLOCKS = {
+    "transforms": ["transforms", "--markdown"],
+    "levels": ["transforms", "--levels", "--markdown"],
+}
+"""Block name -> the CLI command whose output fills ``<!-- NAME:start ... -->`` to ``<!-- NAME:end -->``."""
 
 
-def catalogue() -> str:
-    """The Markdown table printed by ``python -m robustify transforms --markdown``."""
+def generated(name: str) -> str:
+    """The Markdown that ``python -m robustify`` prints for block ``name``."""
     from robustify.cli import main
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        main(["transforms", "--markdown"])
+        main(BLOCKS[name])
     return buffer.getvalue().strip()
 
 
-def render(readme: str) -> str:
-    """README text with the catalogue block replaced by the current registry."""
-    pattern = re.compile(re.escape(START) + r".*?-->\n.*?" + re.escape(END), re.S)
-    head = readme[readme.index(START):readme.index("-->", readme.index(START)) + 3]
-    return pattern.sub(lambda _: f"{head}\n{catalogue()}\n{END}", readme, count=1)
+def catalogue() -> str:
+    """The Markdown table printed by ``python -m robustify transforms --markdown``."""
+    return generated("transforms")
+
+
+def render(readme: str, names: tuple[str, ...] = tuple(BLOCKS)) -> str:
+    """README text with each generated block replaced by the current output."""
+    for name in names:
+        start, end = f"<!-- {name}:start", f"<!-- {name}:end -->"
+        if start not in readme:
+            continue
+        head = readme[readme.index(start):readme.index("-->", readme.index(start)) + 3]
+        pattern = re.compile(re.escape(start) + r".*?-->\n.*?" + re.escape(end), re.S)
+        body = generated(name)
+        readme = pattern.sub(lambda _: f"{head}\n{body}\n{end}", readme, count=1)
+    return readme
 
 
 if __name__ == "__main__":
