@@ -112,6 +112,7 @@ def print_summary(result, out=None) -> None:
     """The terminal summary: per model the headline, per spec the drop, then the variants."""
     out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
     from robustify.analysis import REALISTIC_LABELS, model_overview, split_levels
+    from robustify.reporting.format import pp
 
     summary = result.summary()
     realistic_rows, stress_rows = split_levels(result.results)
@@ -131,7 +132,7 @@ def print_summary(result, out=None) -> None:
         if row.model != current:
             current = row.model
             print(f"\n{current}\n{header}", file=out)
-        ci = f"{row.drop * 100:+.1f} ({row.ci_low * 100:+.1f} to {row.ci_high * 100:+.1f})"
+        ci = f"{pp(row.drop * 100)} ({pp(row.ci_low * 100)} to {pp(row.ci_high * 100)})"
         flag = ("  *may break*" if row.label_policy == "may_break" else
                 "  realistic" if row.severity_label in REALISTIC_LABELS else "")
         changed = row.n_changed / row.n_rows if row.n_rows else 0.0

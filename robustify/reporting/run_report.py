@@ -117,7 +117,8 @@ def _drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
     ci_text = ("" if is_missing(low) else
                f" ({level} CI {pp(low, sign=False)} to {pp(high, sign=False)} pp)")
     if not is_missing(low) and float(low) <= 0.0 <= float(high):
-        return (f"shows no detectable change under {what} (drop {pp(over)} pp{ci_text})")
+        return (f"holds under {what}: the drop, {pp(over, sign=False)} pp{ci_text}, is not "
+                f"distinguishable from none (no detectable change)")
     verb = "overstates" if over >= 0 else "understates"
     return f"{verb} its score under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
 
