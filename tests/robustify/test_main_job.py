@@ -34,16 +34,19 @@ def test_main_job_on_the_embedded_default(tmp_path: Path, local_model_path: Path
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["n_items"] == 6 and manifest["seed"] == 0
-    assert manifest["transforms"] == ["typos", "slang", "truncation", "ambiguity"]
-    assert manifest["specs"] == [f"{t}@{s}" for t in ("typos", "slang", "truncation", "ambiguity")
-                                 for s in ("0.2", "0.5", "0.8")]
+    # the realistic level first (noise fitted to real typed messages), then the stress levels
+    assert manifest["transforms"] == ["profile", "typos", "slang", "truncation", "ambiguity"]
+    assert manifest["specs"] == ["profile@fitted"] + [
+        f"{t}@{s}" for t in ("typos", "slang", "truncation", "ambiguity")
+        for s in ("0.2", "0.5", "0.8")]
+    assert "realistic" in proc.stdout and "gold guard:" in proc.stdout
     assert manifest["models"][0]["label"] == "local:smollm2"
     results = pd.read_json(out / "results.jsonl", lines=True)
-    assert len(results) == 6 * (1 + 12)
+    assert len(results) == 6 * (1 + 13)
     assert results["error"].isna().all()
     assert set(results["spec"]) == {"clean", *manifest["specs"]}
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 12 and summary["n_items"].eq(6).all()
+    assert len(summary) == 13 and summary["n_items"].eq(6).all()
     html = (out / "report.html").read_text()
     assert "local:smollm2" in html and html.count("<img") >= 5
 
