@@ -298,3 +298,27 @@ def test_real_smollm2_rewrites_are_checked(tmp_path: Path, local_model_path: Pat
     for r in rejected.to_dict("records"):
         assert r["reasons"] == "; ".join(check_rewrite(by_id[r["item_id"]], r["rewrite"],
                                                        raw=r["raw"]))
+
+
+def test_a_rewrite_composes_with_registry_transforms() -> None:
+    """One spec grammar: ``rewrite:...+typos@high`` applies typos to every accepted rewrite,
+    seeded like any composed spec and checked by the gold guard against the rewrite."""
+    from perturbations import perturb
+
+    from robustify.probes.rewrite import parse_rewrite_spec
+
+    base = "rewrite:persona=hurried:model=python:tests.robustify.beyond_rewriter:lowercase"
+    rs = parse_rewrite_spec(base + "+typos@high")
+    assert rs.then == "typos@0.8" and rs.model.endswith("beyond_rewriter:lowercase")
+    assert rs.canonical.endswith("+typos@0.8") and rs.transform == "rewrite_hurried+typos"
+    assert parse_rewrite_spec(base + "+slang+typos@low").then == "slang+typos@0.2"
+    with pytest.raises(ConfigError, match="needs its own severity"):
+        parse_rewrite_spec(base + "+typos")
+
+    plain = run_rewrite_specs(ITEMS, [base], seed=2).variants
+    composed = run_rewrite_specs(ITEMS, [base + "+typos@high"], seed=2).variants
+    assert [v.item_id for v in composed] == [v.item_id for v in plain]
+    for before, after in zip(plain, composed):
+        expected = perturb(before.item, "typos@0.8", seed=2).item.input
+        assert after.item.input == expected and after.spec == rs.canonical
+        assert after.item.target == before.item.target

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from perturbations import Item, Variant
+from perturbations import Item, Variant, perturb
 from perturbations.text import edit_rate
 from perturbations.version import __version__
 
@@ -174,6 +174,8 @@ def rewrite_variants(items: Sequence[Item], spec: str | RewriteSpec, backend: An
     finally:
         for b in owned:
             b.close()
+    if rs.then:
+        accepted = _compose(accepted, rs, seed, replicate, reject)
     variants = [Variant(item=dataclasses.replace(item, input=text), spec=rs.canonical,
                         transform=rs.transform, severity=1.0, seed=int(seed),
                         replicate=int(replicate), changed=True,
@@ -187,6 +189,24 @@ def rewrite_variants(items: Sequence[Item], spec: str | RewriteSpec, backend: An
     frame.attrs["rewriter_identity"] = identity
     log.info("%s: %d rewrites kept, %d rejected", rs.canonical, len(variants), len(frame))
     return variants, frame
+
+
+def _compose(accepted: list[tuple[Item, str]], rs: RewriteSpec, seed: int, replicate: int,
+             reject: Any) -> list[tuple[Item, str]]:
+    """Apply ``rs.then`` (a registry spec) to each accepted rewrite, as the engine applies
+    the parts of a composed spec: its own seeded RNG per item, the gold guard against the
+    rewrite it starts from (a variant no draw keeps is rejected with the guard's reason)."""
+    kept = []
+    for item, text in accepted:
+        variant = perturb(dataclasses.replace(item, input=text), rs.then, seed=seed,
+                          replicate=replicate)
+        if variant.dropped:
+            kinds = ", ".join(sorted({v.split(":", 1)[0] for v in variant.guard_violations}))
+            reject(item, [f"guard: {rs.then} broke the rewrite ({kinds or 'violation'})"],
+                   variant.item.input, text)
+            continue
+        kept.append((item, variant.item.input))
+    return kept
 
 
 def _identity(backend: Any) -> dict[str, Any] | None:

@@ -91,6 +91,9 @@ class RewriteSpec:
     """Sampling temperature of the rewriter (0: one deterministic rewrite per item)."""
     max_tokens: int = 96
     """Answer budget of a rewrite call."""
+    then: str | None = None
+    """A registry spec applied to each rewrite afterwards (``rewrite:...+typos@high``), in
+    its canonical form; ``None`` for the rewrite alone."""
 
     @property
     def canonical(self) -> str:
@@ -102,17 +105,29 @@ class RewriteSpec:
             text += f":max_tokens={self.max_tokens}"
         if self.judge:
             text += f":judge={_file_slug(self.judge, limit=None, empty='model')}"
-        return text
+        return text + (f"+{self.then}" if self.then else "")
 
     @property
     def transform(self) -> str:
         """Transform name on variants: one per persona, so summaries keep personas apart."""
-        return f"rewrite_{self.persona}"
+        name = f"rewrite_{self.persona}"
+        if self.then:
+            from perturbations import parse_spec
+
+            name += "+" + parse_spec(self.then).transform
+        return name
 
     @property
     def label_policy(self) -> str:
-        """The persona's label policy (``may_break`` for ``vague``)."""
-        return PERSONAS[self.persona].label_policy
+        """The persona's label policy (``may_break`` for ``vague``), or the composed part's
+        when that is stricter."""
+        policy = PERSONAS[self.persona].label_policy
+        if self.then:
+            from perturbations import parse_spec
+
+            order = ("preserves", "remaps", "may_break")
+            policy = max(policy, parse_spec(self.then).label_policy, key=order.index)
+        return policy
 
     def __str__(self) -> str:
         return self.canonical
@@ -124,8 +139,30 @@ def is_rewrite_spec(text: str) -> bool:
     return text == "rewrite" or text.startswith("rewrite:")
 
 
+def _split_then(raw: str) -> tuple[str, str | None]:
+    """``rewrite:...+typos@high`` -> (``rewrite:...``, ``typos@0.8``): the first ``+`` after
+    which the rest parses as a registry spec starts the composed part (a model spec may hold
+    a ``+`` of its own)."""
+    from perturbations import parse_spec
+
+    start = 0
+    while (plus := raw.find("+", start)) != -1:
+        try:
+            spec = parse_spec(raw[plus + 1:])
+        except ConfigError:
+            start = plus + 1
+            continue
+        if spec.severity is None:
+            raise ConfigError(f"rewrite spec {raw!r}: the part after '+' needs its own "
+                              f"severity (e.g. +typos@high): a rewrite has none to share")
+        return raw[:plus], str(spec)
+    return raw, None
+
+
 def parse_rewrite_spec(text: str | RewriteSpec) -> RewriteSpec:
-    """Parse ``rewrite:persona=NAME[:temperature=T][:max_tokens=N][:judge=SPEC][:model=SPEC]``.
+    """Parse ``rewrite:persona=NAME[:temperature=T][:max_tokens=N][:judge=SPEC][:model=SPEC]``,
+    optionally followed by ``+SPEC``: a registry spec (with its severity) applied to each
+    rewrite, as a composed spec of the registry applies its parts in order.
 
     Raises:
         ConfigError: not a rewrite spec, unknown option or persona, bad number, or a
@@ -136,6 +173,7 @@ def parse_rewrite_spec(text: str | RewriteSpec) -> RewriteSpec:
     raw = str(text).strip()
     if not is_rewrite_spec(raw):
         raise ConfigError(f"{raw!r} is not a rewrite spec (expected rewrite:persona=NAME...)")
+    raw, then = _split_then(raw)
     body = raw[len("rewrite"):]
     options: dict[str, str] = {}
     if body:
@@ -170,7 +208,7 @@ def parse_rewrite_spec(text: str | RewriteSpec) -> RewriteSpec:
     if judge:
         split_model_spec(judge)
     return RewriteSpec(persona=persona, model=model, judge=judge, temperature=temperature,
-                       max_tokens=max_tokens)
+                       max_tokens=max_tokens, then=then)
 
 
 def split_rewrite_specs(specs: Iterable[str]) -> tuple[list[str], list[RewriteSpec]]:
