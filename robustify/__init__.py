@@ -10,13 +10,11 @@ Heavy modules (pandas, matplotlib, openai, llama.cpp) load on first use, so
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from perturbations import (Item, Variant, parse_spec, perturb, perturb_items, register,
                            transform_names)
 from perturbations.errors import (ConfigError, DataError, MissingDependencyError, RobustifyError,
                                   UnknownNameError)
+from perturbations.lazy import lazy_exports
 from perturbations.version import __version__
 
 __all__ = [
@@ -47,14 +45,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'robustify' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -16,7 +16,7 @@ from typing import Any
 from perturbations.errors import ConfigError, DataError
 
 from robustify.data.formats import FORMATS, detect_format
-from robustify.data.readers import MAX_LINE_BYTES, read_table, value_kind
+from robustify.data.readers import iter_lines, open_binary, read_table, value_kind
 
 __all__ = ["read_messages", "MESSAGE_COLUMNS", "TEXT_SUFFIXES"]
 
@@ -29,29 +29,10 @@ TEXT_SUFFIXES = (".txt", ".text", ".log", "")
 
 
 def _read_lines(path: Path, display: str) -> list[str]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", path=display) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a file", path=display) from None
-    except OSError as exc:
-        raise DataError(f"cannot read the file: {exc.strerror or exc}", path=display) from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    out = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if len(line) > MAX_LINE_BYTES:
-            raise DataError(f"line longer than {MAX_LINE_BYTES} bytes", path=display,
-                            line=number)
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text (byte {exc.start + 1})", path=display,
-                            line=number) from None
-        if text.strip():
-            out.append(text)
-    return out
+    # the table readers' line reading: bounded lines, a BOM dropped, UTF-8 checked per line
+    with open_binary(path, display) as handle:
+        return [text.rstrip("\r\n") for _, text in iter_lines(handle, display)
+                if text.strip()]
 
 
 def read_messages(source: str | os.PathLike[str], *, column: str | None = None,

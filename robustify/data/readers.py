@@ -22,7 +22,7 @@ from perturbations.records import choice_letter
 
 from robustify.data.formats import FormatInfo, canonical_format
 
-__all__ = ["Table", "read_table", "value_kind", "MAX_LINE_BYTES"]
+__all__ = ["Table", "read_table", "value_kind", "open_binary", "iter_lines", "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20
 """Longest accepted line of a JSONL/CSV/TSV file (1 MiB), without its line break."""
@@ -48,7 +48,7 @@ class Table:
     """Values may be non-JSON types (Parquet, Arrow): metadata is made JSON-safe."""
 
 
-def _open_binary(path: Path, display: str) -> IO[bytes]:
+def open_binary(path: Path, display: str) -> IO[bytes]:
     try:
         return open(path, "rb")
     except PermissionError:
@@ -61,7 +61,7 @@ def _open_binary(path: Path, display: str) -> IO[bytes]:
         raise DataError(f"cannot read the file: {exc.strerror or exc}", path=display) from None
 
 
-def _iter_lines(handle: IO[bytes], display: str) -> Iterator[tuple[int, str]]:
+def iter_lines(handle: IO[bytes], display: str) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, decoded line with its line break).
 
     Lines are bounded before decoding so a file without line breaks cannot exhaust
@@ -125,8 +125,8 @@ def _read_jsonl(path: Path, display: str) -> Table:
     rows: list[tuple[int, dict[str, Any]]] = []
     columns: dict[str, None] = {}
     loads = json.loads
-    with _open_binary(path, display) as handle:
-        for lineno, text in _iter_lines(handle, display):
+    with open_binary(path, display) as handle:
+        for lineno, text in iter_lines(handle, display):
             if not text.strip():
                 continue
             try:
@@ -149,7 +149,7 @@ def _read_jsonl(path: Path, display: str) -> Table:
 
 
 def _read_json(path: Path, display: str) -> Table:
-    with _open_binary(path, display) as handle:
+    with open_binary(path, display) as handle:
         data = handle.read()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -237,8 +237,8 @@ def _read_delimited(path: Path, display: str, delimiter: str, info: FormatInfo) 
     header: list[str] | None = None
     header_line: int | None = None
     width = 0
-    with _open_binary(path, display) as handle:
-        lines = _iter_lines(handle, display)
+    with open_binary(path, display) as handle:
+        lines = iter_lines(handle, display)
         reader = csv.reader((text for _, text in lines), delimiter=delimiter)
         while True:
             start = reader.line_num + 1
