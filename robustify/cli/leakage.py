@@ -14,7 +14,7 @@ from robustify.atomic import check_writable, slug
 
 __all__ = ["add_parser", "handle"]
 
-DEFAULT_REWRITES_HELP = "choice_shuffle@1,clause_reorder,contractions@1,synonyms@0.5"
+DEFAULT_REWRITES_HELP = "choice_shuffle@1,clause_reorder@1,contractions@1,synonyms@0.5"
 """What ``--rewrites`` defaults to (robustify.probes.leakage.DEFAULT_REWRITES; a test keeps them equal)."""
 
 

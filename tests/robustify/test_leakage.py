@@ -30,7 +30,7 @@ from robustify.probes.leakage import (completion_metrics, completion_variants, p
 from tests.robustify.beyond_models import ITEMS, MEMORISED
 from tests.robustify.results_factory import HOSTILE_TEXTS, frame, row
 
-REWRITES = ("choice_shuffle@1", "clause_reorder")
+REWRITES = ("choice_shuffle@1", "clause_reorder@1")
 FAKE = "python:tests.robustify.beyond_models:"
 
 
@@ -393,7 +393,7 @@ def test_local_model_end_to_end(tmp_path: Path, local_model_path: Path) -> None:
     chosen = {"mc-004", "math-002"}
     items = [i for i in load_items("sample") if i.id in chosen]
     result = probe_leakage(items, ["local:smollm2"], rewrites=("choice_shuffle@1",
-                                                               "clause_reorder"),
+                                                               "clause_reorder@1"),
                            replicates=1, cache=tmp_path / "cache.sqlite", fresh_controls=False,
                            known_texts=False, completion_max_tokens=24, n_boot=200)
     assert result.rows["error"].isna().all()

@@ -52,14 +52,13 @@ from robustify.probes.leakage.run import PROBES, probe_leakage
 from robustify.probes.leakage.stats import (GROUPS, completion_item_stats, completion_metrics,
                                             completion_summary, verbatim_item_stats,
                                             verbatim_summary)
-from robustify.probes.leakage.variants import (CLAUSE_REORDER, COMPLETION_SYSTEM,
+from robustify.probes.leakage.variants import (COMPLETION_SYSTEM,
                                                DEFAULT_REWRITES, FRESH_CONTROLS, KNOWN_TEXTS,
                                                completion_messages, completion_variants,
                                                probe_text, reorder_clauses, verbatim_variants)
 
 __all__ = [
     "DEFAULT_REWRITES",
-    "CLAUSE_REORDER",
     "PROBES",
     "GROUPS",
     "FRESH_CONTROLS",

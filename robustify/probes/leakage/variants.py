@@ -16,33 +16,29 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from typing import Any, Sequence
 
 from perturbations import Item, Variant, parse_spec, perturb
 from perturbations.errors import ConfigError, MissingDependencyError
 from perturbations.records import choice_letter
-from perturbations.text import edit_rate
+from perturbations.transforms.clause_order import reorder_clauses
 from perturbations.version import __version__
 
-__all__ = ["DEFAULT_REWRITES", "CLAUSE_REORDER", "FRESH_CONTROLS", "KNOWN_TEXTS",
+__all__ = ["DEFAULT_REWRITES", "FRESH_CONTROLS", "KNOWN_TEXTS",
            "COMPLETION_SYSTEM", "reorder_clauses", "verbatim_variants", "probe_text",
            "completion_messages", "completion_variants", "check_cut"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REWRITES: tuple[str, ...] = ("choice_shuffle@1", "clause_reorder", "contractions@1",
+DEFAULT_REWRITES: tuple[str, ...] = ("choice_shuffle@1", "clause_reorder@1", "contractions@1",
                                      "synonyms@0.5")
 """Meaning-preserving rewrites the verbatim probe asks besides the verbatim item.
 
 ``choice_shuffle@1`` moves every option (the gold letter is remapped); ``synonyms@0.5``
 swaps about half the safe words for WordNet synonyms; ``contractions@1`` contracts
-every long form; ``clause_reorder`` is :func:`reorder_clauses`. A rewrite that leaves an
-item unchanged is not asked."""
-
-CLAUSE_REORDER = "clause_reorder"
-"""Spec recorded for :func:`reorder_clauses` rewrites (not a registered transform: it
-has no severity scale, and lives here because only the probe needs it)."""
+every long form; ``clause_reorder@1`` moves the clauses of every question a rule fits
+(:func:`perturbations.transforms.clause_order.reorder_clauses`). All four are ordinary
+registry specs. A rewrite that leaves an item unchanged is not asked."""
 
 # --------------------------------------------------------------------- controls
 
@@ -103,126 +99,6 @@ KNOWN_TEXTS: tuple[Item, ...] = (
 showing what the completion figures look like for text that *was* seen."""
 
 
-# ------------------------------------------------------------------ clause reordering
-
-_QUESTION_START = frozenset(
-    "how what which who whom whose where when why is are was were do does did can could "
-    "will would should shall may might must has have had am".split())
-_SUBORDINATE = frozenset("if when because although though since while unless once".split())
-_SUBJECT_START = frozenset("i we you they he she it my our your please this".split())
-_LOWERABLE = _QUESTION_START | _SUBORDINATE | frozenset(
-    "the a an my our your please there each every this that these those it we you they "
-    "he she".split())
-_PREPOSITIONS = ("according to", "in", "at", "on", "by", "for", "from", "during", "within",
-                 "after", "before", "across", "without", "with", "under", "over", "near",
-                 "around", "inside", "until")
-_CLAUSE_MARKERS = frozenset("to that which who whom where when if because while and or but "
-                            "so than".split())
-_PP = re.compile(r"\s(" + "|".join(re.escape(p) for p in _PREPOSITIONS) + r")\s", re.IGNORECASE)
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _decap(text: str) -> str:
-    # Only lower a first word we know is not a name ("Tom has ..." must keep "Tom").
-    first = text.split(" ", 1)[0]
-    if first.lower() in _LOWERABLE and first != "I":
-        return first.lower() + text[len(first):]
-    return text
-
-
-def _verb_form(word: str) -> bool:
-    word = word.lower()
-    return len(word) > 4 and word.endswith(("ed", "ing", "en"))
-
-
-def reorder_clauses(text: str) -> str | None:
-    """Reorder the clauses of a question without changing what it asks.
-
-    Rules, first match wins:
-
-    1. Several sentences ending in a question: the question moves first
-       ("A pack has 6 bottles. How many are in 5 packs?" ->
-       "How many are in 5 packs? A pack has 6 bottles.").
-    2. Two comma-joined clauses: a leading condition moves to the end ("If X, how ...?" ->
-       "How ..., if X?"), a statement before a question becomes its own sentence after
-       it ("I ate 4 of them, how many are left?" -> "How many are left? I ate 4 of
-       them."), two statements swap ("I want to cancel, I am not using it." ->
-       "I am not using it, I want to cancel.").
-    3. A one-clause question ending in a prepositional phrase fronts it ("What is the
-       boiling point of water in degrees Celsius?" -> "In degrees Celsius, what is the
-       boiling point of water?"), unless the phrase or the rest contains another clause.
-
-    Words are moved, never changed, so numbers, names and option letters survive.
-
-    Args:
-        text: The question.
-
-    Returns:
-        The reordered text, or ``None`` when no rule applies.
-    """
-    stripped = " ".join(text.split())
-    if not stripped:
-        return None
-    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])", stripped)
-    if len(sentences) >= 2:
-        if sentences[-1].endswith("?") and not sentences[0].endswith("?"):
-            return " ".join([sentences[-1], *sentences[:-1]])
-        return None
-    end = stripped[-1] if stripped[-1] in "?.!" else ""
-    body = stripped[:-1] if end else stripped
-    parts = body.split(", ")
-    if len(parts) == 2 and "," not in parts[0] + parts[1]:
-        a, b = parts
-        words_a, words_b = a.split(), b.split()
-        if len(words_a) >= 3 and len(words_b) >= 3:
-            first_a, first_b = words_a[0].lower(), words_b[0].lower()
-            if first_a in _SUBORDINATE:
-                return f"{_cap(b)}, {_decap(a)}{end}"
-            if first_b in _QUESTION_START and end == "?" and first_a not in _QUESTION_START:
-                return f"{_cap(b)}? {_cap(a)}."
-            if (first_a not in _QUESTION_START and first_b in _SUBJECT_START
-                    and end in (".", "!", "")):
-                return f"{_cap(b)}, {_decap(a)}{end}"
-        return None
-    if "," in body or end != "?":
-        return None
-    matches = list(_PP.finditer(body))
-    for match in reversed(matches):
-        head, phrase = body[:match.start()], body[match.start() + 1:]
-        phrase_words = phrase.split()
-        rest = phrase_words[len(match.group(1).split()):]
-        head_words = head.split()
-        if not 1 <= len(rest) <= 5 or len(head_words) < 4:
-            continue
-        if rest[0].lower() in ("to",) or any(w.lower() in _CLAUSE_MARKERS for w in rest):
-            continue
-        if any(w.lower() in _CLAUSE_MARKERS or w.lower() in _SUBORDINATE
-               for w in head_words[1:]):
-            return None
-        if head_words[-1].lower() in _QUESTION_START or _verb_form(head_words[-1]):
-            # "spoken by most people", "located in": the phrase belongs to the verb
-            continue
-        if match.group(1).lower() == "by" and any(_verb_form(w) for w in head_words):
-            # "spoken in Mexico by most people": a passive's agent, not a circumstance
-            continue
-        if any(_verb_form(w) for w in rest):
-            # "in our solar system called": the phrase runs into a participle
-            continue
-        return f"{_cap(phrase)}, {_decap(head)}?"
-    return None
-
-
-def _reorder_item(item: Item) -> Item | None:
-    new = reorder_clauses(item.input)
-    if new is None or new == item.input:
-        return None
-    return Item(id=item.id, input=new, target=item.target, context=item.context,
-                choices=item.choices, task=item.task, metadata=item.metadata)
-
-
 # ------------------------------------------------------------------ verbatim probe
 
 def _content_key(item: Item) -> str:
@@ -237,9 +113,9 @@ def verbatim_variants(items: Sequence[Item], rewrites: Sequence[str] = DEFAULT_R
 
     Args:
         items: Benchmark items.
-        rewrites: Transform specs (any label-preserving spec of the registry) and/or
-            :data:`CLAUSE_REORDER`. ``may_break`` transforms are refused: a rewrite that
-            may change the answer is no evidence of memorisation.
+        rewrites: Transform specs (any label-preserving spec of the registry).
+            ``may_break`` transforms are refused: a rewrite that may change the answer
+            is no evidence of memorisation.
         seed: Run seed for the transforms.
         replicates: Draws per random transform (choice shuffle gives a different order
             per replicate); deterministic rewrites are drawn once.
@@ -256,9 +132,6 @@ def verbatim_variants(items: Sequence[Item], rewrites: Sequence[str] = DEFAULT_R
     """
     parsed: list[Any] = []
     for spec in rewrites:
-        if spec == CLAUSE_REORDER:
-            parsed.append(CLAUSE_REORDER)
-            continue
         ts = parse_spec(spec)
         if ts.label_policy == "may_break":
             raise ConfigError(f"rewrite {spec!r} may change the answer (label policy "
@@ -270,16 +143,6 @@ def verbatim_variants(items: Sequence[Item], rewrites: Sequence[str] = DEFAULT_R
         out.append(Variant.clean(item, seed=seed, version=__version__))
         seen = {_content_key(item)}
         for spec in parsed:
-            if spec == CLAUSE_REORDER:
-                new = _reorder_item(item)
-                if new is None or _content_key(new) in seen:
-                    continue
-                seen.add(_content_key(new))
-                out.append(Variant(item=new, spec=CLAUSE_REORDER, transform=CLAUSE_REORDER,
-                                   severity=1.0, seed=seed, replicate=0, changed=True,
-                                   edit_rate=round(edit_rate(item.input, new.input), 6),
-                                   label_policy="preserves", version=__version__))
-                continue
             for rep in range(max(1, replicates)):
                 try:
                     variant = perturb(item, spec, seed=seed, replicate=rep)
