@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import re
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 __all__ = ["atomic_file", "write_bytes_atomic", "write_text_atomic", "write_json_atomic",
            "write_jsonl_atomic", "tee_jsonl_atomic", "sweep_temp_files", "check_writable",
-           "slug"]
+           "slug", "quiet_broken_pipe"]
 
 T = TypeVar("T")
 
@@ -161,3 +162,11 @@ def slug(text: str, *, limit: int | None = 60, empty: str = "run") -> str:
     """
     out = _UNSAFE.sub("-", text).strip("-")
     return (out[:limit] if limit else out) or empty
+
+
+def quiet_broken_pipe() -> int:
+    """After ``| head`` closed stdout: point it at /dev/null so the final flush is silent,
+    and return exit code 0 (no traceback)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0

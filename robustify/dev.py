@@ -233,11 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Module sizes and the import graph.")
     parser.add_argument("view", choices=("graph", "sizes"))
     args = parser.parse_args(argv)
-    if args.view == "sizes":
-        for path, lines in module_sizes():
-            print(f"{lines:>6}  {path}")
-        return 0
-    return _print_graph()
+    try:
+        if args.view == "sizes":
+            for path, lines in module_sizes():
+                print(f"{lines:>6}  {path}")
+            return 0
+        return _print_graph()
+    except BrokenPipeError:  # `| head`
+        from robustify.atomic import quiet_broken_pipe
+
+        return quiet_broken_pipe()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,3 +62,21 @@ def test_the_rules_catch_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
     cycles = module_cycles(found, root)
     assert [sorted(c) for c in cycles] == [["robustify.runner.a", "robustify.runner.b"]]
     assert LAYERS["robustify.analysis"] < LAYERS["robustify.pipeline"]
+
+
+def test_cli_and_dev_views_end_quietly_on_a_closed_pipe() -> None:
+    """``python -m robustify transforms | head``: exit 0, no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["-m", "robustify", "transforms"], ["-m", "robustify.dev", "sizes"]):
+        proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None
+        # closed before the first write (start-up takes far longer than this): every write
+        # then fails with EPIPE, as after `head` has exited
+        proc.stdout.close()
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err

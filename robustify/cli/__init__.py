@@ -22,6 +22,7 @@ from perturbations.errors import RobustifyError
 from perturbations.version import __version__
 
 from robustify.cli import calibrate, compare, leakage, perturb, report, run, transforms
+from robustify.atomic import quiet_broken_pipe
 from robustify.cli.common import (EXIT_ANALYSIS, EXIT_GATE, EXIT_OK, EXIT_USAGE, Parser,
                                   one_line)
 from robustify.errors import AnalysisError
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobustifyError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `python -m robustify transforms | head`
+        return quiet_broken_pipe()
     except KeyboardInterrupt:
         print("interrupted: answers received so far are in the response cache; run the same "
               "command again to resume", file=sys.stderr)

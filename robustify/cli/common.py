@@ -104,3 +104,4 @@ def one_line(exc: BaseException) -> str:
     from robustify.models.base import one_line as _one_line
 
     return _one_line(exc, limit=4000)
+
