@@ -20,6 +20,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--config", help="job file (YAML); flags override it")
     add_data_args(p)
     add_transform_args(p)
+    p.add_argument("--variants", metavar="FILE",
+                   help="ask a frozen variants file (from 'perturb' or a run's "
+                        "variants.jsonl) instead of drawing new variants; clean items come "
+                        "from the file's clean rows or from --data")
     p.add_argument("--model", action="append",
                    help="model spec, repeatable: local:smollm2, local:/path.gguf, openai:NAME, "
                         "openai:NAME@http://host:port/v1, python:pkg.mod:func")
@@ -104,7 +108,7 @@ def job_from_args(args: argparse.Namespace):
                         out=args.out, cache=args.cache, concurrency=args.concurrency,
                         max_calls=args.max_calls, templates=args.templates,
                         noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
-                        realism_ref=args.realism_ref,
+                        realism_ref=args.realism_ref, variants=args.variants,
                         **changes).validate()
 
 

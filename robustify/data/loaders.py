@@ -28,11 +28,15 @@ from perturbations.errors import (
 )
 from perturbations.records import Item
 
-from robustify.data.formats import FORMATS, FormatInfo, detect_format, format_names
+from robustify.data.formats import (FORMATS, FormatInfo, canonical_format, detect_format,
+                                   format_names)
 from robustify.data.readers import MAX_LINE_BYTES, read_table
+from robustify.data.selection import (HUB_PREFIX, hub_hint, hub_table, looks_like_hub_name,
+                                      needs_selection, positional_defaults, read_selected,
+                                      split_selection)
 
-__all__ = ["load_items", "parse_mapping", "FORMATS", "FormatInfo", "detect_format",
-           "MAX_LINE_BYTES", "ITEM_FIELDS", "SAMPLE"]
+__all__ = ["load_items", "parse_mapping", "choose_items", "FORMATS", "FormatInfo",
+           "detect_format", "MAX_LINE_BYTES", "ITEM_FIELDS", "SAMPLE"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ def _sample_key(seed: int, item_id: str) -> bytes:
     return hashlib.sha256(f"{seed}\x1f{item_id}".encode("utf-8")).digest()
 
 
-def _choose(items: list[Item], limit: int, seed: int) -> list[Item]:
+def choose_items(items: list[Item], limit: int, seed: int) -> list[Item]:
+    """The seeded sample ``--limit`` keeps: a per-item hash, in the items' order."""
     if limit >= len(items):
         return items
     ranked = sorted(range(len(items)), key=lambda i: _sample_key(seed, items[i].id))
@@ -102,15 +107,7 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
             (:class:`UnknownNameError` for unknown names, with suggestions).
         MissingDependencyError: Parquet without pyarrow, ``hf`` without datasets.
     """
-    if mapping is None:
-        user_mapping: dict[str, str] = {}
-    elif isinstance(mapping, str):
-        user_mapping = parse_mapping(mapping)
-    elif isinstance(mapping, Mapping):
-        user_mapping = check_mapping(mapping)
-    else:
-        raise ConfigError(f"mapping must be a dict or a string like 'input=question', got "
-                          f"{type(mapping).__name__}")
+    user_mapping, items_key = _mapping_and_selection(mapping)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                               or limit <= 0):
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
@@ -123,6 +120,13 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
             raise UnknownNameError(exc.message) from None
 
     with ExitStack() as stack:
+        if isinstance(source, str) and source.startswith(HUB_PREFIX):
+            info = _resolve_format(format) if format and format.strip().lower() not in (
+                "auto", "hf") else FORMATS["hf"]
+            table = hub_table(source)
+            items = table_to_items(table, info, positional_defaults(table, user_mapping),
+                                   task)
+            return _finish(items, limit, seed, source, info)
         if isinstance(source, str) and source == SAMPLE:
             resource = resources.files(__package__).joinpath("sample.jsonl")
             if not resource.is_file():
@@ -139,6 +143,8 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
             if not path.exists():
                 hint = " (did you mean 'sample', the built-in benchmark?)" \
                     if difflib.get_close_matches(display, [SAMPLE], n=1, cutoff=0.7) else ""
+                if looks_like_hub_name(display):
+                    hint = f"; {display} looks like a Hugging Face Hub name: {hub_hint(display)}"
                 raise DataError(f"file not found{hint}", path=display)
 
         if format is not None and format.strip().lower() != "auto":
@@ -152,15 +158,65 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            table = read_table(path, display, info)
-            items = table_to_items(table, info, user_mapping, task)
+            table = _read(path, display, info, user_mapping, items_key)
+            items = table_to_items(table, info, positional_defaults(table, user_mapping), task)
         finally:
             if gc_was_enabled:
                 gc.enable()
+    return _finish(items, limit, seed, display, info)
 
+
+def _mapping_and_selection(mapping: Mapping[str, str] | str | None
+                           ) -> tuple[dict[str, str], str | None]:
+    """The field mapping and ``items`` (the key path of a JSON document's row list)."""
+    if mapping is None:
+        return {}, None
+    if isinstance(mapping, str):
+        kept, items_key = [], None
+        for part in mapping.split(","):
+            key, sep, value = part.partition("=")
+            if sep and key.strip() == "items":
+                if items_key is not None:
+                    raise ConfigError("mapping names field 'items' twice")
+                if not value.strip():
+                    raise ConfigError("mapping entry 'items=' needs a key, e.g. items=val")
+                items_key = value.strip()
+            else:
+                kept.append(part)
+        return parse_mapping(",".join(kept)), items_key
+    if isinstance(mapping, Mapping):
+        rest, items_key = split_selection(dict(mapping))
+        return check_mapping(rest), items_key
+    raise ConfigError(f"mapping must be a dict or a string like 'input=question', got "
+                      f"{type(mapping).__name__}")
+
+
+def _read(path: Path, display: str, info: FormatInfo, mapping: dict[str, str],
+          items_key: str | None):
+    """Rows of the file: the plain readers, or a key/list-row selection for JSON(L)."""
+    reader = info.reader or canonical_format(path)
+    if reader in ("json", "jsonl") and needs_selection(mapping, items_key):
+        return read_selected(path, display, reader, items_key)
+    if items_key is not None:
+        raise DataError(f"items={items_key} selects a list inside a JSON document; this is "
+                        f"a {reader} file", path=display, field="items")
+    try:
+        return read_table(path, display, info)
+    except DataError as exc:
+        text = str(exc)
+        if reader in ("json", "jsonl") and ("is a list, expected an object" in text
+                                            or "got a list (a JSON list" in text):
+            return read_selected(path, display, reader, None)  # [text, label] rows
+        if reader == "json" and "a JSON file must hold a list" in text:
+            raise DataError(f"{text}; select the list with --map items=KEY") from None
+        raise
+
+
+def _finish(items: list[Item], limit: int | None, seed: int, display: str,
+            info: FormatInfo) -> list[Item]:
     total = len(items)
     if limit is not None:
-        items = _choose(items, limit, seed)
+        items = choose_items(items, limit, seed)
     tasks = Counter(item.task for item in items)
     log.info("loaded %d of %d items from %s (format %s; %s)", len(items), total, display,
              info.name, ", ".join(f"{k} {v}" for k, v in sorted(tasks.items())))

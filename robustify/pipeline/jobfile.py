@@ -114,6 +114,9 @@ class JobConfig:
     realism_ref: str | None = None
     """A file of real user messages; the report's realism table measures each setting's
     variants against it (distance, statistics outside its range)."""
+    variants: str | None = None
+    """A frozen variants file (``perturb`` output or a run's ``variants.jsonl``) asked
+    instead of drawing new variants; paired with its clean items."""
     scorer: str | None = None
     """A registered scorer name for every item (``exact``, ``token_f1`` ...); ``None``: the
     default scorer of each item's task kind."""
@@ -334,7 +337,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
     for key in ("seed", "replicates", "limit", "concurrency", "max_calls", "noise_floor"):
         if key in raw and raw[key] is not None:
             kwargs[key] = _number(raw[key], key, path)
-    for key in ("cache", "templates", "realism_ref"):
+    for key in ("cache", "templates", "realism_ref", "variants"):
         if key in raw and raw[key] is not None:
             value = str(raw[key])
             if not os.path.isabs(value):

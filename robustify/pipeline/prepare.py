@@ -54,6 +54,8 @@ class PreparedJob:
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
     realism_ref: list[str] | None = None
     """The real messages of ``job.realism_ref``, read and checked before any call."""
+    frozen: list[Variant] | None = None
+    """The variants of ``job.variants`` (a frozen file), asked instead of new draws."""
 
     def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order.
@@ -64,6 +66,12 @@ class PreparedJob:
         """
         for item in self.items:
             yield Variant.clean(item, seed=self.job.seed, version=__version__)
+        if self.frozen is not None:
+            for variant in self.frozen:
+                if tally is not None:
+                    tally.add(variant)
+                yield variant
+            return
         yield from perturb_items(self.items, self.specs, seed=self.job.seed,
                                  replicates=self.job.replicates, tally=tally)
 
@@ -84,6 +92,7 @@ class PreparedJob:
             "dataset_hash": self.dataset_hash,
             "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
             "templates": job.templates,
+            "variants_file": job.variants,
             "scorer": job.scorer,
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
@@ -194,7 +203,15 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         regular, rewrites = split_rewrite_specs(job.transforms)
         specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
                  if regular else [])
-    items = _load_data(job)
+    frozen = None
+    if job.variants:
+        from robustify.pipeline.frozen import load_frozen
+
+        with _blame(job, "variants"):
+            job, items, frozen = load_frozen(job, _load_data)
+        specs = list(dict.fromkeys(v.spec for v in frozen))
+    else:
+        items = _load_data(job)
     templates = None
     if job.templates:
         from robustify.prompts import load_templates
@@ -219,6 +236,6 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
                        cache_path=cache_path, templates=templates,
                        dataset_hash=_dataset_hash(items), rewrites=rewrites,
-                       realism_ref=realism_ref)
+                       realism_ref=realism_ref, frozen=frozen)
 
 

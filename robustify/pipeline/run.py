@@ -276,6 +276,7 @@ def evaluate(data: str | Sequence[str] = "sample",
              params: dict[str, Any] | None = None, api_key_env: str | None = None,
              templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
              realism_ref: str | os.PathLike[str] | None = None,
+             task: str | None = None, variants: str | os.PathLike[str] | None = None,
              progress: bool = True, write: bool = True) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
@@ -283,7 +284,8 @@ def evaluate(data: str | Sequence[str] = "sample",
         data: ``"sample"`` (built in), a file path, or several paths.
         models: Model spec(s): ``local:smollm2``, ``openai:gpt-4o-mini``,
             ``openai:NAME@http://127.0.0.1:8080/v1``, ``python:pkg.mod:func``.
-        transforms: Spec(s) such as ``typos``, ``slang@high``, ``typos:kind=keyboard``.
+        transforms: Spec(s) such as ``typos``, ``slang@high``, ``typos:kind=keyboard``, as a
+            list or a comma-separated string (``"typos,slang@high"``).
         severity: Severities for specs without one (numbers or low/medium/high).
         seed: Seeds every variant (and the bootstrap).
         replicates: Independent variants per item and spec.
@@ -301,6 +303,8 @@ def evaluate(data: str | Sequence[str] = "sample",
             setting's variants against it.
         scorer: A registered scorer for every item (``exact``, ``token_f1``, a plugin's);
             default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
+        task: Task kind for every row (``classification``, ``yes_no`` ...), as ``--task``.
+        variants: A frozen variants file to ask instead of new draws, as ``--variants``.
         progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
             once the run has lasted 10 s.
         write: Write the run folder (variants, results, report).
@@ -308,8 +312,13 @@ def evaluate(data: str | Sequence[str] = "sample",
     Returns:
         A :class:`RunResult`.
     """
-    as_tuple = (lambda v: (v,) if isinstance(v, str) else tuple(v))
-    sources = tuple(DataSource(path=str(p), format=format, map=mapping) for p in as_tuple(data))
+    as_tuple = (lambda v: (v,) if isinstance(v, (str, os.PathLike)) else tuple(v))
+    sources = tuple(DataSource(path=str(p), format=format, map=mapping, task=task)
+                    for p in as_tuple(data))
+    if isinstance(transforms, str):  # "typos,slang" as on the command line
+        transforms = [t.strip() for t in transforms.split(",") if t.strip()]
+    if isinstance(severity, str):
+        severity = [s.strip() for s in severity.split(",") if s.strip()]
     model_cfgs = tuple(ModelConfig(spec=m, api_key_env=api_key_env, params=dict(params or {}))
                        for m in as_tuple(models))
     job = JobConfig(data=sources, models=model_cfgs, transforms=as_tuple(transforms),
@@ -319,5 +328,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor,
                     scorer=scorer,
-                    realism_ref=str(realism_ref) if realism_ref is not None else None)
+                    realism_ref=str(realism_ref) if realism_ref is not None else None,
+                    variants=str(variants) if variants is not None else None)
     return run_job(job, progress=progress, write=write)

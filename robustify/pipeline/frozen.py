@@ -1,0 +1,50 @@
+"""A job over a frozen variants file (``run --variants FILE``): its clean items and variants.
+
+The clean originals are the file's own ``clean`` rows (a run's ``variants.jsonl``) or,
+for a ``perturb`` file, the job's data; ``limit`` samples the clean items as usual and
+keeps their variants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from perturbations import Item, Variant
+
+from robustify.data.loaders import choose_items
+from robustify.data.variants_file import pair_variants, read_variants
+from robustify.pipeline.jobfile import JobConfig
+
+__all__ = ["load_frozen"]
+
+
+def load_frozen(job: JobConfig, load_data: Callable[[JobConfig], list[Item]]
+                ) -> tuple[JobConfig, list[Item], list[Variant]]:
+    """Read ``job.variants`` and pair it with its clean items.
+
+    Returns:
+        The job with ``transforms`` set to the file's specs, the clean items and the
+        variants to ask (both cut to ``job.limit`` items).
+
+    Raises:
+        DataError: an unreadable file, or a variant whose item has no clean original.
+    """
+    assert job.variants is not None
+    frozen = read_variants(job.variants)
+    if frozen.clean:
+        items = pair_variants(frozen, frozen.clean, source="the file's clean rows")
+    else:
+        source = ", ".join(d.path for d in job.data)
+        items = pair_variants(frozen, load_data(dataclasses.replace(job, limit=None)),
+                              source=source)
+    variants = frozen.variants
+    if job.limit is not None:
+        items = choose_items(items, job.limit, job.seed)
+        kept = {item.id for item in items}
+        variants = [v for v in variants if v.item.id in kept]
+    else:
+        used = {v.item.id for v in variants}
+        items = [item for item in items if item.id in used]
+    job = dataclasses.replace(job, transforms=tuple(frozen.specs), severity=None)
+    return job, items, variants
