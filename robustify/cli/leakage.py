@@ -62,7 +62,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", help="folder to write leakage.html/.md into (a run folder is fine; "
                                  "default reports/leakage__<data>__<model>)")
     p.add_argument("--top", type=int, default=10, help="suspect items listed per model")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the calls each probe needs and, from a few timed calls per "
+                        "model (answers cached), how long it takes; then stop")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress (bar, or lines in a log), no summary")
     p.set_defaults(handler=handle)
 
 
@@ -86,12 +90,19 @@ def handle(args: argparse.Namespace) -> int:
         f"leakage__{slug(label)}__{slug('+'.join(models))}")
     check_writable(out)
     cache: Any = "default" if args.cache is None else args.cache
-    progress = not args.quiet and sys.stderr.isatty()
+    if args.estimate:
+        return _estimate(args, items, models, probes, rewrites, cache)
+    progress = not args.quiet  # a bar on a terminal, plain lines in a log
+    say = None if args.quiet else (lambda line: print(f"leakage: {line}", file=sys.stderr,
+                                                      flush=True))
+    if say is not None:
+        say(f"{len(items)} items, {len(models)} model(s), probes {', '.join(probes)}")
     result = probe_leakage(items, models, probes=probes, rewrites=rewrites,
                            replicates=args.replicates, seed=args.seed, cut=args.cut,
                            ngram=args.ngram, fresh_controls=not args.no_controls,
                            known_texts=not args.no_controls, cache=cache,
-                           rewriter=args.rewriter, progress=progress, data_label=label)
+                           rewriter=args.rewriter, progress=progress, data_label=label,
+                           say=say)
     files = result.write_report(out, top=args.top)
     if not args.quiet:
         for row in result.verbatim_summary.to_dict("records"):
@@ -105,4 +116,32 @@ def handle(args: argparse.Namespace) -> int:
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
     print(f"leakage report: {files['html']}")
+    return 0
+
+
+def _estimate(args: argparse.Namespace, items: list, models: list[str], probes: list[str],
+              rewrites: list[str], cache: Any) -> int:
+    from robustify.probes.leakage import PROBES
+    from robustify.probes.leakage.estimate import estimate_leakage
+
+    bad = [p for p in probes if p not in PROBES]
+    if bad or not probes:
+        raise ConfigError(f"unknown probe(s) {', '.join(bad) or '(none given)'}; choose from "
+                          f"{', '.join(PROBES)}")
+    rows = estimate_leakage(items, models, probes=probes, rewrites=rewrites,
+                            replicates=args.replicates, seed=args.seed, cut=args.cut,
+                            fresh_controls=not args.no_controls,
+                            known_texts=not args.no_controls, cache=cache)
+    total, known = 0.0, True
+    for row in rows:
+        line = f"{row['probe']} {row['model']}: {row['calls']} calls, {row['cache_hits']} cache hits"
+        if row["estimated_s"] is not None:
+            total += row["estimated_s"]
+            line += (f"; {row['latency_s']:.2f} s per call, {row['concurrency']} at a time: "
+                     f"about {row['estimated_s']:.0f} s")
+        elif row["calls"]:
+            known = False
+        print(line)
+    if known:
+        print(f"estimated time: about {total:.0f} s")
     return 0

@@ -24,7 +24,12 @@ def add_parser(subparsers: Any) -> None:
                               "--transforms typos,slang --severity low,high --out variants.jsonl")
     add_data_args(p)
     add_transform_args(p)
-    p.add_argument("--out", required=True, help="variants JSONL to write (atomically)")
+    p.add_argument("--out", required=True, help="variants JSONL to write (atomically); with "
+                                                "--export, the export's file or folder")
+    p.add_argument("--export", choices=("csv", "jsonl-flat", "hf"),
+                   help="write flat input/target rows (clean items and variants) for other "
+                        "harnesses instead of a variants file: csv, jsonl-flat, or hf (a "
+                        "folder with a dataset card); label sets go to a separate file")
     p.add_argument("--workers", type=int_at_least(1), default=1,
                    help="processes to use (output is identical for any number)")
     p.set_defaults(handler=handle)
@@ -39,16 +44,34 @@ def handle(args: argparse.Namespace) -> int:
     for s in severities or ():
         parse_severity(s, where="--severity")
     out = Path(args.out)
-    if out.is_dir():
+    if out.is_dir() and args.export != "hf":
         raise ConfigError(f"{out}: is a directory; --out needs a file name")
+    if args.export == "hf" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --export hf writes a folder")
     check_writable(out.parent if str(out.parent) else Path("."))
     items = load_items(args.data or "sample", format=args.format, mapping=args.map,
                        limit=args.limit, seed=args.seed or 0, task=args.task)
     variants = perturb_items(items, specs, severities=severities, seed=args.seed or 0,
                              replicates=args.replicates or 1, workers=args.workers)
+    if args.export:
+        return _export(items, variants, out, args)
     lines = [v.to_json() + "\n" for v in variants]
     write_text_atomic(out, "".join(lines))
     changed = sum('"changed": true' in line for line in lines)
     print(f"wrote {len(lines)} variants of {len(items)} items to {out} "
           f"({changed} changed, {len(lines) - changed} unchanged)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _export(items: list, variants: Any, out: Path, args: argparse.Namespace) -> int:
+    from perturbations.version import __version__
+
+    from robustify.data.export import export_variants, flat_rows, label_sets
+
+    rows = flat_rows(items, variants, seed=args.seed or 0, version=__version__)
+    written, note = export_variants(rows, label_sets(items), out, args.export)
+    print(f"exported {len(items)} clean items and {len(rows) - len(items)} variants "
+          f"({args.export}) to {', '.join(str(p) for p in written)}", file=sys.stderr)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK

@@ -48,7 +48,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--noise-floor", type=int_at_least(0),
                    help="re-ask clean items K times to measure flips without noise")
     p.add_argument("--estimate", action="store_true",
-                   help="print how many calls and tokens the job needs, then stop")
+                   help="print how many calls and tokens the job needs and, from a few "
+                        "timed calls per model (answers cached), how long it takes; then stop")
     p.add_argument("--fail-on-drop", type=number, metavar="PP",
                    help="exit 1 when a drop's 95%% interval lies above PP percentage points")
     p.add_argument("--max-error-rate", type=number, metavar="RATE",
@@ -182,18 +183,13 @@ def handle(args: argparse.Namespace) -> int:
     progress = not args.quiet  # a bar on a terminal, plain lines in a log
     prepared = prepare_job(job)
     if args.estimate:
-        from robustify.prompts import build_messages
-        from robustify.runner.execute import estimate_calls
+        from robustify.cli.estimate import print_estimate
 
-        cache = None
-        if prepared.cache_path is not None and prepared.cache_path.exists():
-            from robustify.runner.cache import ResponseCache
-
-            cache = ResponseCache(prepared.cache_path)
-        est = estimate_calls(list(prepared.variants()), prepared.backends, build_messages, cache)
-        for key, value in est.items():
-            print(f"{key}: {value}")
+        print_estimate(prepared)
         return EXIT_OK
+    from robustify.cli.estimate import warn_large_run
+
+    warn_large_run(prepared)
     result = run_job(job, progress=progress, prepared=prepared)
     if not args.quiet:
         print_summary(result)

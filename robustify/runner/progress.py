@@ -6,18 +6,31 @@ Three modes (:func:`progress_mode`):
 
 * ``"bar"``: a tqdm bar on a terminal (a widget in Jupyter);
 * ``"lines"``: when stderr is a log or a pipe (CI, ``nohup``, ``| tee``): one plain
-  line every 30 s, starting only once a run has lasted 10 s, so short runs stay silent
-  and long batch jobs never go quiet for minutes;
+  line every 30 s (``ROBUSTIFY_PROGRESS_EVERY`` seconds), starting only once a run has
+  lasted 10 s, so short runs stay silent and long batch jobs never go quiet for minutes.
+  A timer thread writes the line even while no call finishes (a slow model);
 * ``"off"``: ``progress=False`` / ``--quiet``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from typing import Any, Callable, TextIO
 
-__all__ = ["CallProgress", "progress_mode"]
+__all__ = ["CallProgress", "progress_mode", "progress_every"]
+
+
+def progress_every(default: float = 30.0) -> float:
+    """Seconds between progress lines: ``ROBUSTIFY_PROGRESS_EVERY`` or ``default``."""
+    raw = os.environ.get("ROBUSTIFY_PROGRESS_EVERY", "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def _in_notebook() -> bool:
@@ -57,15 +70,22 @@ class CallProgress:
         desc: Label.
         min_interval: Seconds between refreshes of the bar's hits/errors text.
         file: Where to write (default stderr).
-        line_interval: Lines mode: seconds between lines.
-        quiet_start: Lines mode: seconds before the first line (short runs print nothing).
+        line_interval: Lines mode: seconds between lines (default :func:`progress_every`).
+        quiet_start: Lines mode: seconds before the first line (short runs print nothing;
+            default 10, or the line interval when that is shorter).
         clock: Monotonic clock (tests pass a fake one).
+        timer: Lines mode: a thread writes due lines while no call finishes (default: on
+            with the real clock).
     """
 
     def __init__(self, total: int, *, mode: str, desc: str = "calls",
                  min_interval: float = 0.25, file: TextIO | None = None,
-                 line_interval: float = 30.0, quiet_start: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 line_interval: float | None = None, quiet_start: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 timer: bool | None = None) -> None:
+        interval = line_interval if line_interval is not None else progress_every()
+        if quiet_start is None:
+            quiet_start = min(10.0, interval)
         self.total = total
         self.calls = 0
         self.errors = 0
@@ -80,9 +100,15 @@ class CallProgress:
         self._desc = desc
         self._clock = clock
         self._started = clock()
-        self._line_interval = line_interval
+        self._line_interval = interval
         self._next_line = self._started + quiet_start
         self._lines = 0
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None
+        if mode == "lines" and (timer if timer is not None else clock is time.monotonic):
+            self._stop = threading.Event()
+            threading.Thread(target=self._tick, args=(self._stop,), daemon=True,
+                             name="robustify-progress").start()
         if self.mode == "bar":
             from tqdm.auto import tqdm
 
@@ -102,9 +128,18 @@ class CallProgress:
         if self._bar is not None:
             self._bar.update(1)
             self._postfix()
-        elif (self.mode == "lines" and self.calls < self.total
-              and self._clock() >= self._next_line):
-            self._line()  # (the last call's line is close()'s)
+        elif self.mode == "lines" and self.calls < self.total:
+            with self._lock:
+                if self._clock() >= self._next_line:
+                    self._line()  # (the last call's line is close()'s)
+
+    def _tick(self, stop: threading.Event) -> None:
+        """The timer thread: write a due line although no call finished."""
+        while not stop.wait(min(1.0, self._line_interval / 2)):
+            with self._lock:
+                if not stop.is_set() and self.calls < self.total \
+                        and self._clock() >= self._next_line:
+                    self._line()
 
     def skipped(self, count: int) -> None:
         """Planned calls that will not be made (``max_calls`` or a fatal backend error)."""
@@ -136,13 +171,17 @@ class CallProgress:
 
     def close(self) -> None:
         """Draw the final state and release the terminal line."""
+        if self._stop is not None:
+            self._stop.set()
+            self._stop = None
         if self._bar is not None:
             self._postfix(force=True)
             self._bar.close()
             self._bar = None
         elif self.mode == "lines" and self._lines:
-            self._line(final=True)  # a long run says when it is done
-            self._lines = 0
+            with self._lock:
+                self._line(final=True)  # a long run says when it is done
+                self._lines = 0
 
 
 def _duration(seconds: float) -> str:

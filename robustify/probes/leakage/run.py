@@ -102,7 +102,8 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                   known_texts: bool = True, cache: Any = "default",
                   rewriter: Any = None, personas: Sequence[str] = ("paraphrase",),
                   completion_max_tokens: int = 64, n_boot: int = 2000,
-                  progress: bool = False, data_label: str | None = None) -> LeakageResult:
+                  progress: bool = False, data_label: str | None = None,
+                  say: Any = None) -> LeakageResult:
     """Run the leakage probes on items and models.
 
     Args:
@@ -126,6 +127,7 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
         n_boot: Bootstrap draws for every interval.
         progress: Show progress bars.
         data_label: Name of the data in the report.
+        say: Called with one line as each probe starts (the CLI prints it to stderr).
 
     Returns:
         A :class:`LeakageResult`.
@@ -178,6 +180,9 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                 extra, rejections = _model_rewrites(items, rewriter, personas, cache_obj, seed,
                                                     notes)
                 variants += extra
+            if say is not None:
+                say(f"verbatim probe: {len(variants)} prompts (items and rewrites) x "
+                    f"{len(v_backends)} model(s)")
             rows = run_queries(variants, v_backends, build_messages=build_messages,
                                score=score_answer, cache=cache_obj, progress=progress)
             rows["probe"] = "verbatim"
@@ -190,6 +195,9 @@ def probe_leakage(items: Sequence[Item] | str = "sample", models: Sequence[Any] 
                 items, seed=seed, cut=cut, include_choices=include_choices,
                 fresh=FRESH_CONTROLS if fresh_controls else None,
                 known=KNOWN_TEXTS if known_texts else None)
+            if say is not None:
+                say(f"completion probe: {len(prompts)} prompts (items and controls) x "
+                    f"{len(c_backends)} model(s)")
             rows = run_queries(prompts, c_backends, build_messages=completion_messages,
                                score=_score_completion, cache=cache_obj, progress=progress)
             rows["probe"] = "completion"
