@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from perturbations import TASK_KINDS
@@ -15,6 +16,11 @@ __all__ = ["Parser", "csv_list", "int_at_least", "number", "key_value", "add_dat
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_ANALYSIS = 0, 1, 2, 3
 """Success; a gate failed; bad input or configuration; the analysis failed after the calls."""
+
+
+_MAP_PAIR = re.compile(r"(?:id|input|target|context|choices|task|items|meta\.\w{1,40})="
+                       r"[\w.|-]{1,60}")
+"""A ``--map`` pair typed after a space (``--map input=q target=a``): named in the error."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,8 +37,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("unrecognized arguments:"):
             # list only the flags: a stray value may be a secret typed on the command line
-            flags = [t for t in message.split(":", 1)[1].split() if t.startswith("-")]
-            message = "unrecognized arguments: " + (" ".join(flags) or "(values without a flag)")
+            words = message.split(":", 1)[1].split()
+            flags = [t for t in words if t.startswith("-")]
+            stray = [t for t in words if _MAP_PAIR.fullmatch(t)]  # field names, not secrets
+            message = "unrecognized arguments: " + (" ".join(flags + stray)
+                                                     or "(values without a flag)")
+            if stray:
+                message += (f" ({stray[0]} looks like a --map pair: join the pairs with "
+                            f"commas, no spaces, e.g. --map input=question,{stray[0]})")
         raise ConfigError(f"{self.prog}: {message}")
 
 

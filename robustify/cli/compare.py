@@ -11,7 +11,7 @@ from perturbations.errors import ConfigError
 
 from robustify.atomic import check_writable, slug
 
-__all__ = ["add_parser", "handle"]
+__all__ = ["add_parser", "handle", "print_settings_diff"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -52,9 +52,11 @@ def handle(args: argparse.Namespace) -> int:
             if not sep or not a.strip() or not b.strip():
                 raise ConfigError(f"--models expects A=B pairs, got {pair!r}")
             models[a.strip()] = b.strip()
+    names = labels or [Path(r).name for r in args.runs]
+    if not args.quiet:
+        print_settings_diff(args.runs, names, consecutive=args.consecutive)
     table = compare_runs(args.runs, labels, consecutive=args.consecutive, models=models,
                          n_boot=args.n_boot, seed=args.seed)
-    names = labels or [Path(r).name for r in args.runs]
     out = Path(args.out) if args.out else Path("reports") / slug(
         f"compare__{names[0]}__{names[-1]}", limit=None)
     check_writable(out)
@@ -74,3 +76,32 @@ def handle(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
     print(f"comparison report: {files['html']}")
     return 0
+
+
+def print_settings_diff(runs: list[str], names: list[str], *, consecutive: bool = False,
+                        out: Any = None) -> None:
+    """Print what differs between the compared runs' settings, before any number."""
+    from robustify.probes.compare.settings import read_manifest, settings_diff
+
+    out = out if out is not None else sys.stdout
+    manifests = [read_manifest(r) for r in runs]
+    for j in range(1, len(runs)):
+        i = j - 1 if consecutive else 0
+        a, b = names[i] if i < len(names) else runs[i], names[j] if j < len(names) else runs[j]
+        if not manifests[i] or not manifests[j]:
+            print(f"settings {a} → {b}: no manifest.json in "
+                  f"{runs[i] if not manifests[i] else runs[j]}", file=out)
+            continue
+        diff = settings_diff(manifests[i], manifests[j])
+        if not diff:
+            print(f"settings {a} → {b}: the same (model, data, transforms, seed, params, "
+                  f"scorer)", file=out)
+            continue
+        print(f"settings {a} → {b} that differ:", file=out)
+        width = max(len(k) for k, _, _ in diff)
+        for key, va, vb in diff:
+            print(f"  {key:<{width}}  {_short(va)} → {_short(vb)}", file=out)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -14,7 +14,7 @@ from perturbations import Item, Variant
 
 from robustify.data.loaders import choose_items
 from robustify.data.variants_file import pair_variants, read_variants
-from robustify.pipeline.jobfile import JobConfig
+from robustify.pipeline.jobfile import DataSource, JobConfig
 
 __all__ = ["load_frozen"]
 
@@ -46,5 +46,8 @@ def load_frozen(job: JobConfig, load_data: Callable[[JobConfig], list[Item]]
     else:
         used = {v.item.id for v in variants}
         items = [item for item in items if item.id in used]
-    job = dataclasses.replace(job, transforms=tuple(frozen.specs), severity=None)
+    changes: dict = {"transforms": tuple(frozen.specs), "severity": None}
+    if frozen.clean:  # the manifest says where the clean items really came from
+        changes["data"] = (DataSource(path=frozen.path),)
+    job = dataclasses.replace(job, **changes)
     return job, items, variants
