@@ -8,14 +8,22 @@ to the cache) and prints calls x latency / concurrency. A run planned above
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["print_estimate", "warn_large_run", "LARGE_RUN_CALLS", "planned_rows"]
+__all__ = ["print_estimate", "warn_large_run", "LARGE_RUN_CALLS", "large_run_calls",
+           "planned_rows"]
 
 LARGE_RUN_CALLS = 5000
 """Rows (model x variant, clean included, before the cache) above which a run without
-``--limit`` is warned about."""
+``--limit`` is warned about; the variable ``ROBUSTIFY_LARGE_RUN`` sets another number."""
+
+
+def large_run_calls() -> int:
+    """:data:`LARGE_RUN_CALLS`, or ``ROBUSTIFY_LARGE_RUN`` when it holds a whole number."""
+    raw = os.environ.get("ROBUSTIFY_LARGE_RUN", "").strip()
+    return int(raw) if raw.isdigit() else LARGE_RUN_CALLS
 
 
 def _duration(seconds: float) -> str:
@@ -90,7 +98,7 @@ def warn_large_run(prepared: Any, err: TextIO | None = None) -> bool:
     if prepared.job.limit is not None:
         return False
     rows = planned_rows(prepared)
-    if rows <= LARGE_RUN_CALLS:
+    if rows <= large_run_calls():
         return False
     print(f"warning: up to {rows:,} model calls ({len(prepared.items):,} items, no --limit; "
           f"cache hits and shared prompts are fewer); --estimate times a few calls and "

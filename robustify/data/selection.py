@@ -97,6 +97,10 @@ def _as_row(record: Any, display: str, line: int) -> dict[str, Any]:
     if isinstance(record, dict):
         return record
     if isinstance(record, list):
+        if any(isinstance(value, (dict, list)) for value in record):
+            raise DataError("expected a row (an object, or a list of values such as [text, "
+                            "label]), got a list of objects or lists (a JSON list file needs "
+                            "format 'json')", path=display, line=line)
         return {str(i): value for i, value in enumerate(record)}
     raise DataError(f"expected an object or a list (a row), got {value_kind(record)}",
                     path=display, line=line)
