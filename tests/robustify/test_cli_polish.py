@@ -124,7 +124,8 @@ def test_compare_shows_the_settings_diff_first(tmp_path: Path) -> None:
     diff = {l.split()[0]: l.split(None, 1)[1] for l in out[1:] if l.startswith("  ")
             and "→" in l and "drop" not in l}
     assert diff["seed"] == "0 → 3" and diff["params.max_tokens"] == "48 → 20"
-    assert "model" not in diff and "data" not in diff
+    assert "data_hash" in diff  # --limit with another seed samples other items
+    assert "model" not in diff and "data" not in diff and "transforms" not in diff
     assert "settings a → c: the same (model, data, transforms, seed, params, scorer)" in out
     assert out.index("settings a → c: the same (model, data, transforms, seed, params, "
                      "scorer)") < next(i for i, l in enumerate(out) if "clean" in l)

@@ -37,7 +37,7 @@ def run_settings(manifest: Mapping[str, Any]) -> dict[str, str]:
         if any(v is not None for v in values):
             out[f"data.{key}"] = _text(values)
     if manifest.get("dataset_hash"):
-        out["data content (hash)"] = str(manifest["dataset_hash"])[:12]
+        out["data_hash"] = str(manifest["dataset_hash"])[:12]
     for key in ("n_items", "limit", "transforms", "specs", "seed", "replicates", "scorer",
                 "templates", "variants_file", "robustify_version"):
         if key in manifest:
