@@ -9,7 +9,10 @@ formats, presets, field mapping and error messages.
 - :mod:`.formats`: :class:`FormatInfo`, the ``--format`` registry and format detection;
 - :mod:`.presets`: the built-in formats and benchmark presets (mmlu, gsm8k, boolq ...);
 - :mod:`.readers`: rows from JSONL, JSON, CSV/TSV, Parquet, Hugging Face folders;
-- :mod:`.loaders`: column mapping, rows -> validated items, :func:`load_items`.
+- :mod:`.loaders`: column mapping, rows -> validated items, :func:`load_items`;
+- :mod:`.selection`: ``items=KEY`` lists, ``[text, label]`` rows, ``hf:org/name`` (the Hub);
+- :mod:`.variants_file`: frozen variants files (``run --variants``);
+- :mod:`.export`: flat rows for other harnesses (``perturb --export``).
 """
 
 from __future__ import annotations
