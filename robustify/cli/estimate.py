@@ -74,8 +74,10 @@ def print_estimate(prepared: Any, *, measure: bool = True, out: TextIO | None = 
                     facts.update(latency_s=round(median, 4), estimated_s=round(wall, 1))
             print(line, file=out)
         if known:
-            print(f"estimated time: about {_duration(total)} (models run one after another "
-                  f"in the worst case; the timed answers are cached)", file=out)
+            kept = ("the timed answers are cached" if cache is not None
+                    else "the timed answers are not kept: --cache off")
+            print(f"estimated time: about {_duration(total)} (models one after another, the "
+                  f"worst case; {kept})", file=out)
         return est
     finally:
         if cache is not None:

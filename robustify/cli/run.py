@@ -60,7 +60,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def job_from_args(args: argparse.Namespace):
+    from perturbations.errors import ConfigError
+
     from robustify.pipeline.jobfile import DataSource, Gates, JobConfig, ModelConfig, load_job
+
+    if args.variants and (args.transforms or args.severity or args.replicates):
+        raise ConfigError("--variants asks the variants of a frozen file: --transforms, "
+                          "--severity and --replicates do not apply")
 
     job = load_job(args.config) if args.config else JobConfig()
     changes: dict[str, Any] = {}

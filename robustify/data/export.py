@@ -147,8 +147,15 @@ def export_variants(rows: list[dict[str, Any]], labels: dict[str, list[str]], ou
         datasets = None
     written = []
     if datasets is not None:
-        dataset = datasets.Dataset.from_list(rows)
-        dataset.save_to_disk(str(out))
+        from datasets.utils import logging as ds_logging
+
+        bars = ds_logging.is_progress_bar_enabled()
+        ds_logging.disable_progress_bar()  # a bar per shard is noise in a CLI
+        try:
+            datasets.Dataset.from_list(rows).save_to_disk(str(out))
+        finally:
+            if bars:
+                ds_logging.enable_progress_bar()
         how = f"datasets.load_from_disk({str(out)!r})"
         note = ""
         written.append(out / "dataset_info.json")

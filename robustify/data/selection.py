@@ -183,9 +183,20 @@ def positional_defaults(table: Table, mapping: dict[str, str]) -> dict[str, str]
 
 # --------------------------------------------------------------------------- the Hub
 
+_FILE_SUFFIXES = {".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".tab", ".parquet", ".pq",
+                  ".txt", ".yaml", ".yml", ".gz", ".zip", ".arrow"}
+
+
 def looks_like_hub_name(text: str) -> bool:
-    """``org/name`` that is not a file here: probably a Hugging Face Hub data set."""
-    return bool(_HUB_NAME.fullmatch(text)) and not Path(text).exists()
+    """``org/name`` that is not a path here: probably a Hugging Face Hub data set.
+
+    A name ending in a data file's extension (``data/test.csv``) or under a folder that
+    exists here is a local path that is missing, not a Hub name.
+    """
+    if not _HUB_NAME.fullmatch(text) or Path(text).exists():
+        return False
+    org, _, name = text.partition("/")
+    return Path(name).suffix.lower() not in _FILE_SUFFIXES and not Path(org).is_dir()
 
 
 def download_command(name: str, config: str | None = None, split: str | None = None) -> str:

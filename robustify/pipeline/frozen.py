@@ -2,7 +2,7 @@
 
 The clean originals are the file's own ``clean`` rows (a run's ``variants.jsonl``) or,
 for a ``perturb`` file, the job's data; ``limit`` samples the clean items as usual and
-keeps their variants.
+keeps their variants. The job takes the file's seed (when it has one) and its specs.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def load_frozen(job: JobConfig, load_data: Callable[[JobConfig], list[Item]]
         items = pair_variants(frozen, load_data(dataclasses.replace(job, limit=None)),
                               source=source)
     variants = frozen.variants
+    seeds = {v.seed for v in variants}
+    if len(seeds) == 1:  # the file's seed: clean rows, the --limit sample and the bootstrap
+        job = dataclasses.replace(job, seed=seeds.pop())
     if job.limit is not None:
         items = choose_items(items, job.limit, job.seed)
         kept = {item.id for item in items}

@@ -88,6 +88,11 @@ def test_run_variants_with_a_missing_item_is_one_line_before_any_call(tmp_path: 
     assert len(lines) == 1 and "frozen.jsonl, line 1, field 'item_id'" in lines[0]
     assert "has no clean item in other.csv" in lines[0]
     assert not (tmp_path / "r" / "results.jsonl").exists()
+    proc = cli("run", "--variants", "frozen.jsonl", "--transforms", "typos", "--model", ORACLE,
+               "--cache", "off", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: --variants asks the variants of a frozen file: --transforms, --severity and "
+        "--replicates do not apply")
 
 
 def test_run_variants_from_a_job_file_key(tmp_path: Path) -> None:

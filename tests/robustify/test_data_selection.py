@@ -93,6 +93,16 @@ def test_a_hub_name_gets_a_hint(tmp_path: Path) -> None:
     assert "--data hf:allenai/ai2_arc" in line and "load_dataset('allenai/ai2_arc'" in line
 
 
+def test_a_missing_local_path_gets_no_hub_hint(tmp_path: Path) -> None:
+    for name in ("data/test.csv", "org/x.jsonl"):
+        with pytest.raises(DataError) as err:
+            load_items(tmp_path / name)
+        assert str(err.value) == f"{tmp_path / name}: file not found"
+    with pytest.raises(DataError) as err:
+        load_items("google/boolq")
+    assert "looks like a Hugging Face Hub name" in str(err.value)
+
+
 def test_hf_prefix_offline_is_one_line(tmp_path: Path) -> None:
     pytest.importorskip("datasets")
     # a closed port on the loopback: the Hub does not answer
