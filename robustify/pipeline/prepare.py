@@ -92,7 +92,7 @@ class PreparedJob:
             "dataset_hash": self.dataset_hash,
             "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
             "templates": job.templates,
-            "variants_file": job.variants,
+            **({"variants_file": job.variants} if job.variants else {}),
             "scorer": job.scorer,
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),

@@ -39,9 +39,10 @@ def run_settings(manifest: Mapping[str, Any]) -> dict[str, str]:
     if manifest.get("dataset_hash"):
         out["data_hash"] = str(manifest["dataset_hash"])[:12]
     for key in ("n_items", "limit", "transforms", "specs", "seed", "replicates", "scorer",
-                "templates", "variants_file", "robustify_version"):
+                "templates", "robustify_version"):
         if key in manifest:
             out[key] = _text(manifest[key])
+    out["variants_file"] = _text(manifest.get("variants_file"))  # recorded only when used
     for model in models:
         params = (model.get("identity") or {}).get("params") or {}
         prefix = f"params[{model.get('label')}]." if len(models) > 1 else "params."
