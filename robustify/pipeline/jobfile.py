@@ -224,7 +224,8 @@ def _data(value: Any, path: str) -> tuple[DataSource, ...]:
         if "map" in entry and isinstance(entry["map"], Mapping):
             entry = {**entry, "map": ",".join(f"{k}={v}" for k, v in entry["map"].items())}
         src = DataSource(**{k: (str(v) if v is not None else None) for k, v in entry.items()})
-        if src.path != "sample" and not os.path.isabs(src.path):
+        if src.path != "sample" and not src.path.startswith("hf:") \
+                and not os.path.isabs(src.path):
             # paths in a job file are relative to the file, not to the current folder
             src = replace(src, path=str(Path(path).resolve().parent / src.path))
         out.append(src)

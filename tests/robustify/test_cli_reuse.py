@@ -164,6 +164,9 @@ def test_export_csv_and_jsonl_flat_round_trip(tmp_path: Path) -> None:
                              "replicate", "changed", "task", "input", "question", "context",
                              "choices", "target"]
     _check_rows(rows, variants)
+    first = (tmp_path / "flat.csv").read_bytes()
+    _export(tmp_path, "csv", "flat.csv")  # the same seed: byte-identical
+    assert (tmp_path / "flat.csv").read_bytes() == first
     _export(tmp_path, "jsonl-flat", "flat")
     rows = [json.loads(x) for x in (tmp_path / "flat.jsonl").read_text().splitlines()]
     _check_rows(rows, variants)

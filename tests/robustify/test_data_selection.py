@@ -140,3 +140,13 @@ def test_hf_prefix_loads_through_datasets(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(DataError) as err:
         load_items("hf:org/intents")
     assert "has splits test; name one: hf:org/intents::test" in str(err.value)
+
+
+def test_a_job_file_keeps_an_hf_source_as_written(tmp_path: Path) -> None:
+    from robustify.pipeline.jobfile import load_job
+
+    (tmp_path / "job.yaml").write_text("data:\n  - path: hf:google/boolq::validation\n"
+                                       "  - path: local.csv\n")
+    job = load_job(tmp_path / "job.yaml")
+    assert [d.path for d in job.data] == ["hf:google/boolq::validation",
+                                          str(tmp_path / "local.csv")]
