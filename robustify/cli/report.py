@@ -22,11 +22,16 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from robustify.pipeline import RunResult
+    from robustify.pipeline.run import folder_lock, write_run_folder
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no results.jsonl)")
-    result = RunResult.load(run_dir)
-    files = result.write_report(run_dir)
-    print(f"report: {files['html']}")
+    with folder_lock(run_dir, create=False):  # not while a run writes it
+        if not (run_dir / "manifest.json").is_file():
+            raise ConfigError(f"{run_dir}: incomplete run folder (no manifest.json): the run "
+                              f"that wrote it did not finish; run it again to complete it")
+        result = RunResult.load(run_dir)
+        write_run_folder(result, run_dir)
+    print(f"report: {run_dir / 'report.html'}")
     return EXIT_OK

@@ -31,9 +31,13 @@ def add_parser(subparsers: Any) -> None:
                    help="generation parameter for every model, repeatable: top_p=0.9, "
                         "stop=..., or a backend-specific one such as repeat_penalty=1.0")
     p.add_argument("--out", help="run folder (default reports/<data>__<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that is not a robustify run")
     p.add_argument("--cache", help="response cache file, or 'off' (default ~/.cache/robustify/responses.sqlite)")
     p.add_argument("--concurrency", type=int_at_least(1), help="parallel calls per model")
-    p.add_argument("--max-calls", type=int_at_least(0), help="make at most N model calls")
+    p.add_argument("--max-calls", type=int_at_least(0),
+                   help="make at most N model calls (needed to confirm a job that plans "
+                        "more than 100,000)")
     p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
     p.add_argument("--realism-ref", metavar="FILE",
                    help="real user messages (one per line, or a column named with the "
@@ -104,7 +108,7 @@ def job_from_args(args: argparse.Namespace):
                         out=args.out, cache=args.cache, concurrency=args.concurrency,
                         max_calls=args.max_calls, templates=args.templates,
                         noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
-                        realism_ref=args.realism_ref,
+                        realism_ref=args.realism_ref, force=args.force or None,
                         **changes).validate()
 
 
