@@ -27,10 +27,13 @@ def handle(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no results.jsonl)")
+    incomplete = ConfigError(f"{run_dir}: incomplete run folder (no manifest.json): the run "
+                             f"that wrote it did not finish; run it again to complete it")
+    if not (run_dir / "manifest.json").is_file():
+        raise incomplete
     with folder_lock(run_dir, create=False):  # not while a run writes it
         if not (run_dir / "manifest.json").is_file():
-            raise ConfigError(f"{run_dir}: incomplete run folder (no manifest.json): the run "
-                              f"that wrote it did not finish; run it again to complete it")
+            raise incomplete
         result = RunResult.load(run_dir)
         write_run_folder(result, run_dir)
     print(f"report: {run_dir / 'report.html'}")

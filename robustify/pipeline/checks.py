@@ -106,6 +106,12 @@ def check_cache_path(path: Path) -> None:
         raise ConfigError(f"--cache {path}: not a regular file")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise ConfigError(f"--cache {path}: not writable (permission denied)")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if head != b"SQLite format 3\x00":
+            raise ConfigError(f"--cache {path}: not a usable response cache (not an SQLite "
+                              f"file); name a new file or delete this one")
     probe = path.parent
     while not probe.exists():
         probe = probe.parent
