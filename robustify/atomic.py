@@ -247,7 +247,8 @@ def publish_folder(staging: str | os.PathLike[str], out_dir: str | os.PathLike[s
 
     The old manifest goes first and the new one comes last, so a folder killed half way
     has no manifest (``report`` refuses it, a rerun finishes it); the data files move
-    before the report, so a report never appears without its results.
+    before the report, so a report never appears without its results. If a rename fails,
+    the files already moved are removed again and the error is raised.
     """
     staging, out_dir = Path(staging), Path(out_dir)
     files = sorted((p for p in staging.rglob("*") if p.is_file()),
@@ -255,11 +256,23 @@ def publish_folder(staging: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                   str(p.relative_to(staging))))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(out_dir / MANIFEST)
-    for src in files:
-        dst = out_dir / src.relative_to(staging)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
-    remove_tree(staging)
+    moved: list[Path] = []
+    try:
+        for src in files:
+            dst = out_dir / src.relative_to(staging)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            moved.append(dst)
+    except OSError:
+        for dst in moved:  # a rename failed half way: take back what was published
+            with contextlib.suppress(OSError):
+                os.unlink(dst)
+        for folder in sorted({d.parent for d in moved} - {out_dir}, reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty (a charts folder made just now)
+        raise
+    finally:
+        remove_tree(staging)
 
 
 def remove_tree(folder: str | os.PathLike[str]) -> None:
