@@ -20,12 +20,14 @@ MAX_NESTING = 32
 """Deepest nesting of lists and objects accepted in one record."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def needs_check(text: str) -> bool:
     """Cheap test on a record's source text: could it hold anything :func:`check_record`
     refuses? (Most lines hold no ``NaN``, no ``\\u`` escape and few brackets.)"""
-    return ("NaN" in text or "Infinity" in text or "\\u" in text
+    return ("NaN" in text or "Infinity" in text
+            or ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None)
             or text.count("[") + text.count("{") > MAX_NESTING)
 
 
