@@ -17,7 +17,7 @@ from perturbations.errors import ConfigError, RobustifyError
 
 from robustify.pipeline.jobfile import JobConfig
 
-__all__ = ["check_templates", "check_cache_path", "item_line"]
+__all__ = ["check_templates", "check_cache_path", "check_template_file", "item_line"]
 
 _TEXT_FIELDS = ("system", "user")
 """Template fields formatted with the (perturbed) item's text."""
@@ -57,6 +57,29 @@ def check_templates(job: JobConfig, items: Sequence[Item],
                     raise ConfigError(f"{where}{kind}.{name}: field {{{field}}} indexes or "
                                       f"looks up a value; a perturbed item may not have it: "
                                       f"use plain names such as {{input}}")
+
+
+def check_template_file(path: str) -> None:
+    """Refuse a templates file with YAML anchors/aliases or nesting too deep to parse,
+    before the prompt module reads it (the same rules as a job file).
+
+    Raises:
+        ConfigError: ``FILE: line N: ...``.
+    """
+    from robustify.data.values import deep_position
+    from robustify.pipeline.jobfile import MAX_YAML_DEPTH, safe_yaml_load
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return  # the prompt module reports unreadable files with its own line
+    if Path(path).suffix.lower() == ".json":
+        pos = deep_position(text, MAX_YAML_DEPTH)
+        if pos is not None:
+            raise ConfigError(f"{path}: line {text.count(chr(10), 0, pos) + 1}: nested more "
+                              f"than {MAX_YAML_DEPTH} levels deep")
+        return
+    safe_yaml_load(text, path)
 
 
 def _line_note(job: JobConfig, item: Item) -> str:

@@ -357,7 +357,7 @@ def safe_yaml_load(text: str, path: str) -> Any:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise ConfigError(f"{path}: {where(event)}YAML anchors and aliases (&name, "
-                                  f"*name) are not accepted in job files; write the values out")
+                                  f"*name) are not accepted (they can expand without bound); write the values out")
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:

@@ -222,11 +222,15 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
                           f"limit is {MAX_PLANNED_CALLS:,}: lower --replicates or --limit")
     _check_gates(job, specs, rewrites)
     templates = None
+    from robustify.pipeline.checks import (check_cache_path, check_template_file,
+                                           check_templates)
+
     if job.templates:
         from robustify.prompts import load_templates
 
+        with _blame(job, "templates"):
+            check_template_file(job.templates)
         templates = load_templates(job.templates)
-    from robustify.pipeline.checks import check_cache_path, check_templates
 
     if templates is not None:
         check_templates(job, items, templates)

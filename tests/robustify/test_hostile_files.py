@@ -98,6 +98,10 @@ CASES: tuple[Case, ...] = (
     Case("template-index-on-variants", _data("two.jsonl", "--templates", "{d}/t3.yaml"),
          ("t3.yaml", "short_answer.user", "{input[3]}", "plain names")),
     # ---- YAML
+    Case("templates-alias-bomb", _data("two.jsonl", "--templates", "{d}/tbomb.yaml"),
+         ("tbomb.yaml", "line 3", "aliases")),
+    Case("templates-json-5000-deep", _data("two.jsonl", "--templates", "{d}/tdeep.json"),
+         ("tdeep.json", "line 2", "nested more than 50")),
     Case("yaml-alias-bomb", _job("bomb.yaml"), ("bomb.yaml", "line 3", "aliases")),
     Case("yaml-one-alias", _job("alias.yaml"), ("alias.yaml", "line 2", "anchors")),
     Case("yaml-5000-deep", _job("deep.yaml"), ("deep.yaml", "line 2", "nested more than 50")),
@@ -179,6 +183,8 @@ def _make_corpus(d: Path) -> None:
     text("t30.yaml", 'short_answer:\n  user: "Q: {input[30]}"\n')
     text("t3.yaml", 'short_answer:\n  user: "Q: {input[3]}"\n')
     text("bomb.yaml", model + ALIAS_BOMB)
+    text("tbomb.yaml", "short_answer:\n  few_shot:" + ALIAS_BOMB.split("transforms:", 1)[1])
+    text("tdeep.json", '{"short_answer":\n {"few_shot": ' + "[" * 5000 + "]" * 5000 + "}}\n")
     text("alias.yaml", model + "transforms: &t [typos]\nseverity: *t\n")
     text("deep.yaml", model.rstrip("\n") + "\nseverity: " + "[" * 5000 + "]" * 5000 + "\n")
     text("tinf.yaml", f"models:\n  - spec: {COUNTED_MODEL}\n    temperature: .inf\n")
