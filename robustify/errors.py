@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from perturbations.errors import RobustifyError
 
-__all__ = ["AnalysisError"]
+__all__ = ["AnalysisError", "OutputError"]
 
 
 class AnalysisError(RobustifyError):
@@ -16,4 +16,12 @@ class AnalysisError(RobustifyError):
 
     Every answer is already in the response cache, so the same command, run again once
     the cause is fixed, makes no new model call.
+    """
+
+
+class OutputError(RobustifyError):
+    """The run folder could not be written (disk full, permission denied): CLI exit code 2.
+
+    Raised before anything half-written is left: the staging folder is removed and the
+    answers already received stay in the response cache.
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import math
 from typing import Any
 
 from perturbations import TASK_KINDS
@@ -49,7 +50,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """argparse type: comma-separated names; an empty list (``,,``) is an error, not the
+    default."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return items
 
 
 def int_at_least(minimum: int):
@@ -66,11 +72,15 @@ def int_at_least(minimum: int):
 
 
 def number(text: str) -> float:
-    """argparse type: any number."""
+    """argparse type: any finite number (``nan`` and ``inf`` are refused: a NaN gate never
+    fires, a NaN temperature reaches the model)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def key_value(text: str) -> tuple[str, Any]:
@@ -106,7 +116,7 @@ def add_transform_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--severity", type=csv_list,
                    help="severities for specs without one: numbers in [0,1] or low,medium,high "
                         "(default: low,medium,high)")
-    p.add_argument("--seed", type=int, help="seed for every variant (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), help="seed for every variant (default 0)")
     p.add_argument("--replicates", type=int_at_least(1),
                    help="independent variants per item and spec (default 1)")
 

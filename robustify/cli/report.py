@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from perturbations.errors import ConfigError
 
-from robustify.atomic import check_writable
+from robustify.atomic import check_out_folder, check_writable
 from robustify.cli.common import EXIT_OK
 
 __all__ = ['add_parser', 'handle']
@@ -25,15 +26,28 @@ def add_parser(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from robustify.pipeline import RunResult
+    from robustify.pipeline.run import folder_lock, write_run_folder
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.jsonl").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no results.jsonl)")
+    incomplete = ConfigError(f"{run_dir}: incomplete run folder (no manifest.json): the run "
+                             f"that wrote it did not finish; run it again to complete it")
+    if not (run_dir / "manifest.json").is_file():
+        raise incomplete
     out = Path(args.out) if args.out else run_dir
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: is a file; --out needs a folder")
-    check_writable(out)
-    result = RunResult.load(run_dir)
-    files = result.write_report(out)
-    print(f"report: {files['html']}")
+        raise ConfigError(f"--out {out}: is a file; --out needs a folder")
+    if out != run_dir:
+        check_out_folder(out, flag="--out")
+        check_writable(out)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(folder_lock(run_dir, create=False))  # not while a run writes it
+        if not (run_dir / "manifest.json").is_file():
+            raise incomplete
+        if out != run_dir:
+            locks.enter_context(folder_lock(out))
+        result = RunResult.load(run_dir)
+        write_run_folder(result, out)
+    print(f"report: {out / 'report.html'}")
     return EXIT_OK

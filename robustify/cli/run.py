@@ -35,9 +35,13 @@ def add_parser(subparsers: Any) -> None:
                    help="generation parameter for every model, repeatable: top_p=0.9, "
                         "stop=..., or a backend-specific one such as repeat_penalty=1.0")
     p.add_argument("--out", help="run folder (default reports/<data>__<model>)")
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing --out folder that is not a robustify run")
     p.add_argument("--cache", help="response cache file, or 'off' (default ~/.cache/robustify/responses.sqlite)")
     p.add_argument("--concurrency", type=int_at_least(1), help="parallel calls per model")
-    p.add_argument("--max-calls", type=int_at_least(0), help="make at most N model calls")
+    p.add_argument("--max-calls", type=int_at_least(0),
+                   help="make at most N model calls (needed to confirm a job that plans "
+                        "more than 100,000)")
     p.add_argument("--templates", help="YAML/JSON file overriding the prompt templates")
     p.add_argument("--realism-ref", metavar="FILE",
                    help="real user messages (one per line, or a column named with the "
@@ -116,6 +120,7 @@ def job_from_args(args: argparse.Namespace):
                         max_calls=args.max_calls, templates=args.templates,
                         noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
                         realism_ref=args.realism_ref, variants=args.variants,
+                        force=args.force or None,
                         **changes).validate()
 
 
@@ -195,6 +200,7 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_OK
     from robustify.cli.estimate import warn_large_run
 
+    prepared.check_planned_calls()  # refused before any warning or call
     warn_large_run(prepared)
     result = run_job(job, progress=progress, prepared=prepared)
     if not args.quiet:

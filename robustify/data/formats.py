@@ -149,7 +149,7 @@ def _first_json_record(head: bytes) -> dict[str, Any] | None:
         if line.strip():
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # too deep: the reader names the line
                 return None
             return record if isinstance(record, dict) else None
     return None
@@ -165,7 +165,7 @@ def _first_json_array_element(head: bytes) -> dict[str, Any] | None:
         pos += 1
     try:
         record, _ = decoder.raw_decode(text, pos)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep: the reader names the line
         return None
     return record if isinstance(record, dict) else None
 
@@ -291,7 +291,7 @@ def _sniff_unknown(head: bytes) -> str:
         first = text.splitlines()[0] if text else ""
         try:
             json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep: the reader names the line
             return "json"
         return "jsonl"
     first_line = text.splitlines()[0] if text else ""

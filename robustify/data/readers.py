@@ -21,6 +21,7 @@ from perturbations.errors import ConfigError, DataError, MissingDependencyError
 from perturbations.records import choice_letter
 
 from robustify.data.formats import FormatInfo, canonical_format
+from robustify.data.values import check_record, deep_position, needs_check, parse_error
 
 __all__ = ["Table", "read_table", "value_kind", "open_binary", "iter_lines", "MAX_LINE_BYTES"]
 
@@ -131,6 +132,8 @@ def _read_jsonl(path: Path, display: str) -> Table:
                 continue
             try:
                 record = loads(text)
+            except RecursionError:
+                raise parse_error(display, lineno) from None
             except ValueError as exc:
                 msg = getattr(exc, "msg", str(exc))
                 col = getattr(exc, "colno", None)
@@ -142,6 +145,8 @@ def _read_jsonl(path: Path, display: str) -> Table:
                     else ""
                 raise DataError(f"expected a JSON object, got {value_kind(record)}{hint}",
                                 path=display, line=lineno)
+            if needs_check(text):
+                check_record(record, display, lineno)
             if not columns.keys() >= record.keys():
                 columns.update(dict.fromkeys(record))
             rows.append((lineno, record))
@@ -166,6 +171,10 @@ def _read_json(path: Path, display: str) -> Table:
     except json.JSONDecodeError as exc:
         raise DataError(f"malformed JSON: {exc.msg} at column {exc.colno}", path=display,
                         line=exc.lineno) from None
+    except RecursionError:
+        pos = deep_position(text)
+        raise parse_error(display, text.count("\n", 0, pos) + 1 if pos is not None
+                          else None) from None
     if isinstance(document, dict) and isinstance(document.get("items"), list):
         records = document["items"]
     elif isinstance(document, list):
@@ -175,7 +184,9 @@ def _read_json(path: Path, display: str) -> Table:
         got = f"an object with keys: {keys}" if keys else value_kind(document)
         raise DataError(f'a JSON file must hold a list of objects or {{"items": [...]}}; '
                         f"got {got}", path=display, line=1)
-    starts = _json_element_lines(text, document is records)
+    spans = _json_element_spans(text, document is records)
+    starts = [line for line, _, _ in spans]
+    check = needs_check(text)
     rows: list[tuple[int, dict[str, Any]]] = []
     columns: dict[str, None] = {}
     for index, record in enumerate(records):
@@ -183,13 +194,31 @@ def _read_json(path: Path, display: str) -> Table:
         if not isinstance(record, dict):
             raise DataError(f"item {index + 1} is {value_kind(record)}, expected an object",
                             path=display, line=line)
+        if index < len(spans):
+            _check_item_size(text, spans[index], record, display)
+        if check:
+            check_record(record, display, line)
         columns.update(dict.fromkeys(record))
         rows.append((line, record))
     return Table(display, path.stem, rows, list(columns))
 
 
-def _json_element_lines(text: str, top_level: bool) -> list[int]:
-    """Return the start line of every element of the item array in valid JSON ``text``.
+def _check_item_size(text: str, span: tuple[int, int, int], record: dict[str, Any],
+                     display: str) -> None:
+    """The 1 MiB line limit of JSONL, applied to each item of a JSON list."""
+    line, start, end = span
+    if end - start <= MAX_LINE_BYTES // 4 or len(text[start:end].encode("utf-8")) \
+            <= MAX_LINE_BYTES:
+        return
+    size = len(text[start:end].encode("utf-8"))
+    biggest = max(record, key=lambda k: len(json.dumps(record[k], ensure_ascii=False)),
+                  default=None) if isinstance(record, dict) else None
+    raise DataError(f"the item is {size:,} bytes; the limit is 1 MiB ({MAX_LINE_BYTES:,} "
+                    f"bytes) per item", path=display, line=line, field=biggest)
+
+
+def _json_element_spans(text: str, top_level: bool) -> list[tuple[int, int, int]]:
+    """Return ``(start line, start offset, end offset)`` of every item in valid JSON ``text``.
 
     The document already parsed, so this scanner only walks structure; it lets errors
     in a JSON file name a line like they do for JSONL.
@@ -201,12 +230,13 @@ def _json_element_lines(text: str, top_level: bool) -> list[int]:
     def skip(pos: int) -> int:
         return ws.match(text, pos).end()  # type: ignore[union-attr]
 
-    def array_starts(pos: int) -> list[int]:
-        starts: list[int] = []
+    def array_starts(pos: int) -> list[tuple[int, int, int]]:
+        starts: list[tuple[int, int, int]] = []
         pos = skip(pos + 1)  # past "["
         while text[pos] != "]":
-            starts.append(bisect.bisect_right(newlines, pos - 1) + 1)
+            begin = pos
             _, pos = decoder.raw_decode(text, pos)
+            starts.append((bisect.bisect_right(newlines, begin - 1) + 1, begin, pos))
             pos = skip(pos)
             if text[pos] == ",":
                 pos = skip(pos + 1)
@@ -216,7 +246,7 @@ def _json_element_lines(text: str, top_level: bool) -> list[int]:
         pos = skip(0)
         if top_level:
             return array_starts(pos)
-        found: list[int] = []
+        found: list[tuple[int, int, int]] = []
         pos = skip(pos + 1)  # past "{"
         while text[pos] != "}":
             key, pos = decoder.raw_decode(text, pos)
@@ -228,7 +258,7 @@ def _json_element_lines(text: str, top_level: bool) -> list[int]:
             if text[pos] == ",":
                 pos = skip(pos + 1)
         return found
-    except (ValueError, IndexError):  # pragma: no cover - text already parsed
+    except (ValueError, IndexError, RecursionError):  # pragma: no cover - already parsed
         return []
 
 

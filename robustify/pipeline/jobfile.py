@@ -5,7 +5,8 @@ environment variable that holds each key, never the key), the transforms, severi
 seed, output folder and the gates a pipeline should enforce. Command-line flags override
 the file. Unknown keys are an error naming the key and the file, so a misspelt
 ``severites:`` never silently falls back to a default. Files are read with
-``yaml.safe_load``: no tags, no objects, nothing executed.
+``yaml.safe_load``: no tags, no objects, nothing executed; anchors and aliases (the
+"billion laughs" alias bomb) and nesting deeper than 50 levels are refused.
 
 Example (``examples/job.yaml`` in the repository)::
 
@@ -27,6 +28,7 @@ Example (``examples/job.yaml`` in the repository)::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,7 +38,7 @@ from perturbations.errors import ConfigError
 
 __all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "check_param_name",
            "DEFAULT_TRANSFORMS",
-           "DEFAULT_SEVERITIES", "DEFAULT_MODEL"]
+           "DEFAULT_SEVERITIES", "DEFAULT_MODEL", "MAX_SEED", "safe_yaml_load"]
 
 DEFAULT_TRANSFORMS = ("profile", "typos", "slang", "truncation", "ambiguity")
 """The default job: ``profile`` (noise fitted to real typed messages, the realistic level,
@@ -120,6 +122,9 @@ class JobConfig:
     scorer: str | None = None
     """A registered scorer name for every item (``exact``, ``token_f1`` ...); ``None``: the
     default scorer of each item's task kind."""
+    force: bool = False
+    """Write into an existing folder that is not a robustify run (``--force``; never from a
+    job file)."""
     source: str | None = None
     """The job file this came from (for error messages)."""
     file_keys: frozenset[str] = frozenset()
@@ -132,6 +137,10 @@ class JobConfig:
     def validate(self) -> "JobConfig":
         """Check value ranges; raise ConfigError naming the key (and file)."""
         where = f"{self.source}: " if self.source else ""
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"{self.where('seed') or where}seed must be a whole number from 0 "
+                              f"to 2**63-1, got {self.seed!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"{where}limit must be a positive number of items, got {self.limit}")
         if self.replicates < 1:
@@ -142,6 +151,7 @@ class JobConfig:
             raise ConfigError(f"{where}max_calls must be >= 0, got {self.max_calls}")
         if self.noise_floor < 0:
             raise ConfigError(f"{where}noise_floor must be >= 0, got {self.noise_floor}")
+        _check_finite(self)
         rate = self.gates.max_error_rate
         if rate is not None and not 0 <= rate <= 1:
             raise ConfigError(f"{where}gates.max_error_rate must lie in [0, 1], got {rate}")
@@ -164,7 +174,39 @@ class JobConfig:
         return replace(self, **applied, file_keys=self.file_keys - set(applied))
 
 
-_TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source"}
+MAX_SEED = 2 ** 63
+"""Seeds are stored as 64-bit integers (variants, cache keys)."""
+
+
+def _check_finite(job: JobConfig) -> None:
+    """NaN and infinity are refused wherever a number is read (a NaN gate never fires)."""
+    where = f"{job.source}: " if job.source else ""
+    numbers: list[tuple[str, Any]] = [
+        ("gates.fail_on_drop", job.gates.fail_on_drop),
+        ("gates.max_error_rate", job.gates.max_error_rate)]
+    numbers += [(f"gates.per_transform.{k}", v) for k, v in job.gates.per_transform.items()]
+    for i, model in enumerate(job.models):
+        numbers += [(f"models[{i}].{k}", model.params.get(k))
+                    for k in ("temperature", "top_p", "max_tokens", "seed")]
+        numbers.append((f"models[{i}].timeout", model.timeout))
+        numbers.append((f"models[{i}].concurrency", model.concurrency))
+    for key, value in numbers:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}{key} must be a finite number, got {value!r}")
+        if key.endswith((".timeout", ".concurrency", ".max_tokens")) and value <= 0:
+            raise ConfigError(f"{where}{key} must be above 0, got {value!r}")
+        if key.endswith(".temperature") and not 0 <= value <= 100:
+            raise ConfigError(f"{where}{key} must lie in [0, 100], got {value!r}")
+        if key.endswith(".seed") and not 0 <= value < MAX_SEED:
+            raise ConfigError(f"{where}{key} must be a whole number from 0 to 2**63-1, "
+                              f"got {value!r}")
+
+
+_TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source", "force", "file_keys"}
 
 
 def check_param_name(name: str) -> None:
@@ -207,6 +249,8 @@ def _number(value: Any, key: str, path: str, kind: type = int) -> Any:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{path}: key {key!r} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{path}: key {key!r} must be a finite number, got {value!r}")
     if kind is int and float(value) != int(value):
         raise ConfigError(f"{path}: key {key!r} must be a whole number, got {value!r}")
     return kind(value)
@@ -292,6 +336,49 @@ def _safe_out(value: str, path: str) -> str:
     return value
 
 
+MAX_YAML_DEPTH = 50
+"""Deepest nesting of lists and mappings accepted in a job file."""
+
+
+def safe_yaml_load(text: str, path: str) -> Any:
+    """``yaml.safe_load`` without anchors, aliases or deep nesting: one line on refusal.
+
+    An alias bomb (nine lines that expand to a billion nodes) and a file nested thousands
+    deep (a RecursionError in the parser) are refused before anything is built.
+
+    Raises:
+        ConfigError: ``PATH: line N: ...`` for an anchor, an alias, nesting deeper than
+            :data:`MAX_YAML_DEPTH`, or invalid YAML.
+    """
+    import yaml
+
+    def where(event: Any) -> str:
+        mark = getattr(event, "start_mark", None)
+        return f"line {mark.line + 1}: " if mark is not None else ""
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(f"{path}: {where(event)}YAML anchors and aliases (&name, "
+                                  f"*name) are not accepted (they can expand without bound); write the values out")
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(f"{path}: {where(event)}nested more than "
+                                      f"{MAX_YAML_DEPTH} levels deep")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {line}invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
+
+
 def load_job(path: str | os.PathLike[str]) -> JobConfig:
     """Read and validate a job file (YAML or JSON).
 
@@ -299,8 +386,6 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
         ConfigError: unreadable file, invalid YAML, unknown key or bad value; the
             message names the file and the key (and the line for YAML syntax errors).
     """
-    import yaml
-
     path = str(path)
     p = Path(path)
     if p.is_dir():
@@ -315,13 +400,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
         raise ConfigError(f"{path}: job file is not readable (permission denied)") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: job file is not UTF-8 text (byte {exc.start})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: {line}invalid YAML: {problem}") from None
+    raw = safe_yaml_load(text, path)
     if raw is None:
         raise ConfigError(f"{path}: job file is empty")
     if not isinstance(raw, Mapping):

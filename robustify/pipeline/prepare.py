@@ -24,18 +24,23 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.spec import parse_severity
 from perturbations.version import __version__
 
-from robustify.atomic import check_writable, slug
+from robustify.atomic import check_out_folder, check_writable, slug
 from robustify.pipeline.jobfile import DEFAULT_SEVERITIES, JobConfig, ModelConfig
 from robustify.records import GenerationParams
 from robustify.runner.cache import default_cache_path
 
 
-__all__ = ["prepare_job", "PreparedJob", "SCHEMA_VERSION"]
+__all__ = ["prepare_job", "PreparedJob", "SCHEMA_VERSION", "CONFIRM_CALLS", "MAX_PLANNED_CALLS"]
 
 log = logging.getLogger(__name__)
 
 
 SCHEMA_VERSION = 1
+
+CONFIRM_CALLS = 100_000
+"""A job planning more model calls than this runs only with ``--max-calls`` set."""
+MAX_PLANNED_CALLS = 10_000_000
+"""No job plans more calls than this (the runner keeps every planned variant in memory)."""
 
 
 @dataclass
@@ -56,6 +61,20 @@ class PreparedJob:
     """The real messages of ``job.realism_ref``, read and checked before any call."""
     frozen: list[Variant] | None = None
     """The variants of ``job.variants`` (a frozen file), asked instead of new draws."""
+    planned_calls: int = 0
+    """Upper bound of the model calls (before the cache): items x variants x models."""
+
+    def check_planned_calls(self) -> None:
+        """Refuse a job above :data:`CONFIRM_CALLS` planned calls without ``max_calls``.
+
+        Raises:
+            ConfigError: one line with the count, how it is made, and the flag to confirm.
+        """
+        if self.planned_calls > CONFIRM_CALLS and self.job.max_calls is None:
+            raise ConfigError(f"{self.job.where('replicates')}the job plans "
+                              f"{self.planned_calls:,} model calls ({_plan_text(self)}), more "
+                              f"than {CONFIRM_CALLS:,}; pass --max-calls N (max_calls: N in a "
+                              f"job file) to confirm, or lower --replicates/--limit")
 
     def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order.
@@ -212,12 +231,29 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         specs = list(dict.fromkeys(v.spec for v in frozen))
     else:
         items = _load_data(job)
+    planned = _planned_calls(job, len(items), len(specs), len(rewrites))
+    if planned > MAX_PLANNED_CALLS:
+        raise ConfigError(f"{job.where('replicates')}the job plans {planned:,} model calls "
+                          f"({len(items)} items x (1 + {len(specs) + len(rewrites)} settings x "
+                          f"{job.replicates} replicates) x {len(job.models)} models); the "
+                          f"limit is {MAX_PLANNED_CALLS:,}: lower --replicates or --limit")
+    _check_gates(job, specs, rewrites)
     templates = None
+    from robustify.pipeline.checks import (check_cache_path, check_template_file,
+                                           check_templates)
+
     if job.templates:
         from robustify.prompts import load_templates
 
+        with _blame(job, "templates"):
+            check_template_file(job.templates)
         templates = load_templates(job.templates)
+
+    if templates is not None:
+        check_templates(job, items, templates)
     out_dir = Path(job.out) if job.out else _default_out(job)
+    check_out_folder(out_dir, force=job.force,
+                     flag=job.where("out").rstrip(": ") if job.where("out") else "--out")
     check_writable(out_dir)
     with _blame(job, "models"):
         backends = _build_backends(job)
@@ -227,6 +263,9 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
             if check is not None:
                 check()
     cache_path = None if job.cache == "off" else Path(job.cache) if job.cache else default_cache_path()
+    if cache_path is not None:
+        with _blame(job, "cache"):
+            check_cache_path(cache_path)
     realism_ref = None
     if job.realism_ref:
         from robustify.data.messages import read_messages
@@ -236,6 +275,38 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
                        cache_path=cache_path, templates=templates,
                        dataset_hash=_dataset_hash(items), rewrites=rewrites,
-                       realism_ref=realism_ref, frozen=frozen)
+                       realism_ref=realism_ref, frozen=frozen,
+                       planned_calls=planned)
+
+
+def _planned_calls(job: JobConfig, n_items: int, n_specs: int, n_rewrites: int) -> int:
+    """Upper bound of the calls a job makes: clean and every variant, per model, plus the
+    rewrites' own calls and the noise floor's repeats."""
+    per_model = n_items * (1 + (n_specs + n_rewrites) * job.replicates + job.noise_floor)
+    return per_model * len(job.models) + n_items * n_rewrites * job.replicates
+
+
+def _plan_text(prep: PreparedJob) -> str:
+    job = prep.job
+    return (f"{len(prep.items)} items x (1 + {len(prep.specs) + len(prep.rewrites)} settings x "
+            f"{job.replicates} replicates) x {len(job.models)} models")
+
+
+def _transform_name(spec: Any) -> str:
+    return str(spec).split("@", 1)[0].split(":", 1)[0].strip()
+
+
+def _check_gates(job: JobConfig, specs: Sequence[str], rewrites: Sequence[Any]) -> None:
+    """A per-transform gate must name a transform the job runs (else it never fires)."""
+    texts = [str(s) for s in specs] + [r.canonical() for r in rewrites]
+    # the report's "transform" is the spec without its severity (options kept)
+    names = {t.split("@", 1)[0] for t in texts} | {_transform_name(t) for t in texts}
+    for name in job.gates.per_transform:
+        if name not in names:
+            where = f"{job.source}: " if job.source else ""
+            where += "gates.per_transform: " if job.source else "--fail-on-drop gate: "
+            raise ConfigError(f"{where}a gate for {name!r}, which the job does not run "
+                              f"(its transforms: {', '.join(sorted(names)) or 'none'}); the "
+                              f"gate would never fire")
 
 

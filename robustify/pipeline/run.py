@@ -34,36 +34,116 @@ from perturbations import CLEAN, Item, Variant, VariantTally
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.version import __version__
 
-from robustify.errors import AnalysisError
-from robustify.atomic import sweep_temp_files, tee_jsonl_atomic
+from robustify.errors import AnalysisError, OutputError
+from robustify.atomic import (MANIFEST, RUN_LOCK, publish_folder, remove_tree, staging_folder,
+                              sweep_temp_files, tee_jsonl_atomic)
 from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
 from robustify.models.base import FatalModelError
 from robustify.runner.cache import open_cache
 from robustify.pipeline.prepare import PreparedJob, prepare_job
 from robustify.pipeline.result import RunResult
 
-__all__ = ["evaluate", "run_job", "AnalysisError"]
+__all__ = ["evaluate", "run_job", "AnalysisError", "folder_lock", "write_run_folder"]
 
 log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
-def _run_lock(out_dir: Path) -> Iterator[None]:
+def folder_lock(out_dir: str | os.PathLike[str], *, create: bool = True) -> Iterator[None]:
+    """Hold the run folder's lock (one writer at a time) and sweep stale temp files.
+
+    With ``create``, a folder made here is removed again if the block fails while the
+    folder holds nothing but the lock: a failed start leaves nothing behind.
+    """
     from filelock import FileLock, Timeout
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(out_dir / ".robustify.lock"))
+    out_dir = Path(out_dir)
+    made = not out_dir.exists()
+    if made and not create:
+        raise ConfigError(f"{out_dir}: folder not found")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create the run folder "
+                          f"({exc.strerror or exc})") from None
+    lock = FileLock(str(out_dir / RUN_LOCK))
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise ConfigError(f"{out_dir}: another robustify run is writing to this folder; wait "
                           f"for it to finish or choose another --out") from None
+    except OSError as exc:
+        _remove_if_bare(out_dir, made)
+        raise OutputError(f"{out_dir}: cannot lock the run folder ({exc.strerror or exc})") \
+            from None
     try:
         # a run killed mid-write leaves its temporary files; we hold the lock, so they are stale
         sweep_temp_files(out_dir)
         sweep_temp_files(out_dir / "charts")
         yield
-    finally:
+    except BaseException:
         lock.release()
+        _remove_if_bare(out_dir, made)
+        raise
+    else:
+        lock.release()
+
+
+def _remove_if_bare(out_dir: Path, made: bool) -> None:
+    """Remove a folder this run made when only its lock is in it."""
+    if not made:
+        return
+    try:
+        names = {p.name for p in out_dir.iterdir()}
+        if names <= {RUN_LOCK}:
+            for name in names:
+                os.unlink(out_dir / name)
+            out_dir.rmdir()
+    except OSError:
+        pass
+
+
+def write_run_folder(result: RunResult, out_dir: str | os.PathLike[str]) -> None:
+    """Write a run's results and report into ``out_dir`` as a whole or not at all.
+
+    Everything is written into a staging folder first; only when all of it is there are the
+    files renamed into place, the manifest last (:func:`robustify.atomic.publish_folder`).
+    The caller holds the folder lock.
+
+    Raises:
+        OutputError: disk full, permission denied: nothing was published.
+    """
+    out_dir = Path(out_dir)
+    staging = None
+    try:
+        staging = staging_folder(out_dir)
+        result.write_report(staging)
+        publish_folder(staging, out_dir)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc}); "
+                          f"nothing half-written was left: free space or fix the permission "
+                          f"and run again") from None
+    finally:
+        if staging is not None:
+            remove_tree(staging)
+
+
+def _drop_manifest(out_dir: Path) -> None:
+    """A run starting over a finished folder: mark it incomplete until it is rewritten."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(out_dir / MANIFEST)
+
+
+def _output_errors(stream: Iterator[Variant], path: Path) -> Iterator[Variant]:
+    """Pass variants through; a failed write of the variants file becomes one line."""
+    try:
+        yield from stream
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); no model was "
+                          f"called for the variants not yet written") from None
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
@@ -80,9 +160,12 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
 
     prep = prepared or prepare_job(job)
     job = prep.job
+    prep.check_planned_calls()
     started = time.time()
-    lock = _run_lock(prep.out_dir) if write else contextlib.nullcontext()
+    lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
     with lock:
+        if write:
+            _drop_manifest(prep.out_dir)
         templates = prep.templates
         messages: Callable[[Item], list[dict[str, str]]] = (
             (lambda item: build_messages(item, templates)) if templates else build_messages)
@@ -109,8 +192,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             if write:
                 # streamed: the runner reads every variant (planning) before its first
                 # call, so the file is complete and in place before any question is asked
-                stream = tee_jsonl_atomic(prep.out_dir / "variants.jsonl", stream,
-                                          Variant.to_json)
+                path = prep.out_dir / "variants.jsonl"
+                stream = _output_errors(tee_jsonl_atomic(path, stream, Variant.to_json), path)
             try:
                 results = run_queries(stream, prep.backends, build_messages=messages,
                                       score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
@@ -142,7 +225,9 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
                                noise_floor_rows=floor)
             if write:
-                result.write_report(prep.out_dir)
+                write_run_folder(result, prep.out_dir)
+        except OutputError as exc:
+            raise OutputError(f"{exc}; {_kept(results, prep.cache_path)}") from None
         except RobustifyError:
             raise
         except Exception as exc:
@@ -156,15 +241,19 @@ def _analysis_failed(exc: BaseException, results: pd.DataFrame,
                      cache_path: Path | None) -> AnalysisError:
     from robustify.models.base import one_line
 
+    return AnalysisError(f"the analysis failed after the model calls "
+                         f"({type(exc).__name__}: {one_line(exc, limit=300)}); "
+                         f"{_kept(results, cache_path)}")
+
+
+def _kept(results: pd.DataFrame, cache_path: Path | None) -> str:
+    """Where the answers of a run that failed after its calls are."""
     answered = int(results["error"].isna().sum()) if "error" in results else len(results)
     if cache_path is not None:
-        kept = (f"the {answered} answers are kept in the response cache {cache_path}: run the "
+        return (f"the {answered} answers are kept in the response cache {cache_path}: run the "
                 f"same command again to resume without new model calls")
-    else:
-        kept = (f"the response cache was off (--cache off), so the {answered} answers were not "
-                f"kept; use a cache to make a rerun free")
-    return AnalysisError(f"the analysis failed after the model calls "
-                         f"({type(exc).__name__}: {one_line(exc, limit=300)}); {kept}")
+    return (f"the response cache was off (--cache off), so the {answered} answers were not "
+            f"kept; use a cache to make a rerun free")
 
 
 class _RealismSample:
@@ -277,7 +366,7 @@ def evaluate(data: str | Sequence[str] = "sample",
              templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
              realism_ref: str | os.PathLike[str] | None = None,
              task: str | None = None, variants: str | os.PathLike[str] | None = None,
-             progress: bool = True, write: bool = True) -> RunResult:
+             progress: bool = True, write: bool = True, force: bool = False) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
     Args:
@@ -308,6 +397,7 @@ def evaluate(data: str | Sequence[str] = "sample",
         progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
             once the run has lasted 10 s.
         write: Write the run folder (variants, results, report).
+        force: Write into an existing ``out`` folder that is not a robustify run.
 
     Returns:
         A :class:`RunResult`.
@@ -329,5 +419,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor,
                     scorer=scorer,
                     realism_ref=str(realism_ref) if realism_ref is not None else None,
-                    variants=str(variants) if variants is not None else None)
+                    variants=str(variants) if variants is not None else None,
+                    force=force)
     return run_job(job, progress=progress, write=write)

@@ -128,7 +128,9 @@ def read_results(run_dir: Path, drop: Sequence[str] = VOLATILE_COLUMNS) -> list[
 def temp_files(folder: Path) -> list[Path]:
     """Leftover temporary files of the atomic writer below ``folder``."""
     return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and (p.name.endswith(TEMP_MARKERS) or p.name.startswith(".") and ".tmp" in p.name))
+                  and (p.name.endswith(TEMP_MARKERS) or p.name.startswith(".") and ".tmp" in p.name
+                       or any(part.startswith(".robustify-tmp.")  # inside a staging folder
+                              for part in p.relative_to(folder).parts)))
 
 
 def digest(path: Path) -> str:

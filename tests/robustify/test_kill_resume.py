@@ -152,8 +152,8 @@ def test_kill_and_resume(server, baselines, tmp_path, moment):
             return done >= 0.15 * total
         if moment == "querying-late":
             return done >= 0.7 * total
-        charts = out / "charts"
-        started = charts.is_dir() and any(charts.iterdir())
+        # the report is written into a staging folder, then renamed into place
+        started = any(p.is_file() for p in out.glob(".robustify-tmp.staging.*/**/*"))
         if moment == "answers-in-no-report":
             return server.stats()["completions"] >= total and server.stats()["in_flight"] == 0 \
                 and not started
@@ -165,6 +165,9 @@ def test_kill_and_resume(server, baselines, tmp_path, moment):
         assert not (out / "variants.jsonl").exists() and kill.requests_before == 0
     if moment == "writing-report":
         assert not (out / "manifest.json").exists()
+        # killed while staging: nothing of the report was published, no report.html
+        # without its results.jsonl
+        assert not (out / "report.html").exists() and not (out / "results.jsonl").exists()
 
     left_by_kill = set(temp_files(out))
     # let the server finish what was in flight, so those calls count as answered
@@ -204,12 +207,21 @@ def test_a_rerun_sweeps_temp_files_left_by_a_killed_write(tmp_path):
     out = tmp_path / "out"
     (out / "charts").mkdir(parents=True)
     # exactly the names robustify.atomic gives its temporary files
-    leftovers = [out / ".report.html.k2j3h4xy.tmp", out / ".results.jsonl.a8d7f6gh.tmp",
-                 out / "charts" / ".heatmap.png.q1w2e3r4.tmp"]
+    leftovers = [out / ".robustify-tmp.report.html.k2j3h4xy.tmp",
+                 out / ".robustify-tmp.results.jsonl.a8d7f6gh.tmp",
+                 out / "charts" / ".robustify-tmp.heatmap.png.q1w2e3r4.tmp",
+                 out / ".robustify-tmp.staging.z9y8x7w6.tmp" / "charts" / "heatmap.png"]
     for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("half a file")
+    # a user's own dot-files that merely look temporary are not ours to delete
+    mine = [out / ".notes.draft.tmp", out / ".report.html.k2j3h4xy.tmp"]
+    for path in mine:
+        path.write_text("the user's file")
+    (out / ".robustify.lock").write_text("")  # a killed run leaves its (unlocked) lock file
     proc = run_cli("run", "--limit", "3", "--transforms", "typos@low", "--model",
                    "python:tests.robustify.reliability_models:echo", "--out", str(out),
                    "--cache", str(tmp_path / "c.sqlite"), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert not temp_files(out), temp_files(out)
+    assert sorted(temp_files(out)) == sorted(mine), temp_files(out)
+    assert all(p.read_text() == "the user's file" for p in mine)

@@ -2,9 +2,11 @@
 temporary file is left behind.
 
 * White box: during a whole run (and a ``perturb``), every open-for-writing inside the
-  output folder is recorded. Only the atomic writer's temporary files (``.NAME.XXXX.tmp``)
-  and the folder lock may be opened for writing; every output file must be the target
-  of an ``os.replace`` from a temporary file in the same folder.
+  output folder is recorded. Only the atomic writer's temporary files
+  (``.robustify-tmp.NAME.XXXX.tmp``), files inside its staging folder
+  (``.robustify-tmp.staging.XXXX.tmp/``) and the folder lock may be opened for writing;
+  every output file must be the target of an ``os.replace`` from a temporary file in the
+  same folder or from the same place in the staging folder.
 * Black box: while a run rewrites a folder that holds complete older versions of every
   output, a reader thread keeps reading every file in it; each version it sees must be
   byte-identical to the complete old or the complete new file.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import json
 import io
 import os
 import threading
@@ -24,6 +27,7 @@ from typing import Any
 import pytest
 
 from robustify import cli
+from robustify.atomic import TEMP_PREFIX
 from robustify.pipeline.run import run_job
 from robustify.pipeline.jobfile import JobConfig, ModelConfig
 from tests.robustify.reliability_helpers import ECHO_MODEL, popen_cli, temp_files
@@ -32,7 +36,15 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 def _is_temp(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
+    return any(part.startswith(TEMP_PREFIX) for part in path.parts)
+
+
+def _staged_from(src: Path, dst: Path) -> bool:
+    """``src`` is ``dst``'s place inside a staging folder of the run folder."""
+    for parent in src.parents:
+        if parent.name.startswith(f"{TEMP_PREFIX}staging."):
+            return parent.parent / src.relative_to(parent) == dst
+    return False
 
 
 class WriteRecorder:
@@ -85,7 +97,8 @@ class WriteRecorder:
         direct = [p for p in self.opened if not _is_temp(p) and p.name not in allowed]
         assert direct == [], f"written in place, not atomically: {direct}"
         for src, dst in self.replaced:
-            assert _is_temp(src) and src.parent == dst.parent, (src, dst)
+            assert _is_temp(src) and (src.parent == dst.parent or _staged_from(src, dst)), \
+                (src, dst)
         targets = {dst for _, dst in self.replaced}
         files = [p.resolve() for p in self.root.rglob("*")
                  if p.is_file() and p.name not in allowed]
@@ -145,6 +158,9 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"complete old version of {name}\n".encode() * 2000)
+    # the old run's manifest marks the folder as a robustify run (else --out refuses it)
+    (out / "manifest.json").write_text(json.dumps(
+        {"robustify_version": "old", "padding": ["complete old version"] * 2000}))
     old = _digests(out)
     seen: dict[str, set[str]] = {}
     stop = threading.Event()
