@@ -12,7 +12,8 @@ meaningless or shaky:
     At least :data:`CONSTANT_SHARE` of the clean answers are the same answer after
     normalisation (``"No"`` to every yes/no question), while the gold answers vary.
 ``unparseable``
-    More than :data:`UNPARSEABLE_SHARE` of the answers could not be parsed by the scorer.
+    More than :data:`UNPARSEABLE_SHARE` of the clean answers could not be parsed by the
+    scorer (noisy answers that become unparseable are a real effect, counted in the flips).
 ``token_limit``
     More than :data:`TOKEN_LIMIT_SHARE` of the answers stopped at the token limit
     (column ``hit_token_limit``; a missing column counts as no answer cut).
@@ -204,14 +205,16 @@ def validity_findings(results: pd.DataFrame, *, chance: Mapping[str, float] | No
                 level = _fallback_chance(str(task), part)
             where = f" on {task} items" if len(tasks) > 1 else ""
             model_findings += _task_findings(str(model), str(task), part, level, where)
-        answered = _answered(rows)
-        if len(answered):
-            share = float(_flag(answered, "unparseable").mean())
+        if len(clean) >= MIN_ANSWERS:
+            # clean answers only: a model that turns evasive under noise is a real effect
+            share = float(_flag(clean, "unparseable").mean())
             if share > UNPARSEABLE_SHARE:
                 model_findings.append(Finding(
                     str(model), "unparseable",
-                    f"{_pct(share)} of its answers could not be parsed (counted wrong), so "
-                    f"the score measures the answer format as much as the task", None, share))
+                    f"{_pct(share)} of its clean answers could not be parsed (counted wrong), "
+                    f"so the score measures the answer format as much as the task", None, share))
+        answered = _answered(rows)
+        if len(answered):
             for column, kind, what in (
                     ("hit_token_limit", "token_limit", "stopped at the token limit "
                      "(max_tokens) and were scored cut short; raise --max-tokens"),

@@ -36,7 +36,8 @@ from robustify.atomic import write_bytes_atomic, write_text_atomic
 from robustify.reporting.format import MISSING, escape_html, escape_md, is_missing
 
 __all__ = ["CSP", "STYLES", "Heading", "Paragraph", "Table", "Figure", "Diff", "Example",
-           "Box", "Details", "Block", "Column", "Document", "frame_table", "word_diff", "render_html", "render_markdown"]
+           "Box", "Details", "Block", "Column", "Document", "frame_table", "word_diff", "render_html", "render_markdown",
+           "render_fragment"]
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
@@ -313,6 +314,19 @@ def _block_html(block: Block) -> str:
             for label, value in block.fields)
         return f'<div class="example"><h4>{escape_html(block.title)}</h4><dl>{items}</dl></div>'
     raise TypeError(f"not a document block: {type(block).__name__}")
+
+
+_FRAGMENT_STYLE = ("border-left: 4px solid #0072B2; background: #f3f7fb; padding: 0.4rem 0.8rem; "
+                   "font-family: system-ui, sans-serif")
+
+
+def render_fragment(blocks: Iterable[Block]) -> str:
+    """Blocks as an HTML fragment with inline style (a notebook cell: no page, no stylesheet).
+
+    Every text is escaped as in :func:`render_html`; warnings are marked in bold.
+    """
+    body = "".join(_block_html(b) for b in blocks)
+    return f'<div style="{_FRAGMENT_STYLE}">{body}</div>'
 
 
 def render_html(doc: Document) -> str:
