@@ -204,7 +204,7 @@ class RunResult:
         models = list(pd.unique(self.results["model"])) if len(self.results) else []
         head = (f"RunResult({len(models)} model{'s' if len(models) != 1 else ''}, "
                 f"{self.results['item_id'].nunique() if len(self.results) else 0} items, "
-                f"{len(self.results)} rows" + (f", out={str(self.out_dir)!r}" if self.out_dir
+                f"{len(self.results)} rows" + (f", out={str(self.out_dir)!r}" if self._saved()
                                                else "") + ")")
         if not models:
             return head
@@ -218,6 +218,9 @@ class RunResult:
                          f"{pp(row['overestimation_ci_high_pp'])}]"
                          + (f", {n} warning{'s' if n != 1 else ''}" if n else ""))
         return "\n".join(lines)
+
+    def _saved(self) -> bool:
+        return self.out_dir is not None and (Path(self.out_dir) / "manifest.json").is_file()
 
     def _drops(self) -> pd.DataFrame:
         """Per model the overview at realistic levels when the run has them, else at all."""

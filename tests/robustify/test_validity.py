@@ -20,6 +20,7 @@ from robustify.analysis.stats import wilson_interval
 from robustify.cli.run import print_summary, rewrite_notes
 from robustify.pipeline.jobfile import Gates
 from robustify.pipeline.result import RunResult
+from robustify.reporting.format import escape_html
 
 from .html_check import assert_inert
 from .results_factory import frame, row
@@ -68,7 +69,7 @@ def _assert_warned_first(out: Path, model: str, fragment: str) -> None:
     assert_inert(page)
     box = _headline_box_html(page)
     warning = box.index("<strong>Warning:</strong>")
-    assert fragment in box[warning:]
+    assert escape_html(fragment) in box[warning:]
     assert warning < box.index("clean score of")
     md = (out / "report.md").read_text()
     quote = md[md.index("\n> ") + 1:md.index("\n## ")]
