@@ -272,3 +272,25 @@ def test_rewrite_rejections_in_the_summary() -> None:
                             "n_rejected": 3, "rejected_by_reason": {"judge": 1, "empty": 2}}])
     assert lines == ["rewrite:persona=hurried: 7 of 10 rewrites kept, 3 rejected (empty 2, "
                      "judge 1); see rewrite_rejections.csv"]
+
+
+@pytest.mark.slow
+def test_the_real_local_model_answering_no_to_everything_is_warned(tmp_path: Path,
+                                                                   local_model_path) -> None:
+    """Issue 19's case with the embedded SmolLM2: "No" to every yes/no passage question."""
+    data = tmp_path / "yn.jsonl"
+    sample = (ROOT / "robustify" / "data" / "sample.jsonl").read_text().splitlines()
+    data.write_text("".join(line + "\n" for line in sample if '"yes_no"' in line))
+    proc = _cli_run(tmp_path, data, "local:smollm2", "--limit", "10", "--fail-on-drop", "50")
+    results = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    clean = [r["parsed"] for r in results if r["spec"] == "clean"]
+    top = max(set(clean), key=clean.count)
+    if clean.count(top) < 9:  # a future model that does the task: then no constant warning
+        assert "same answer" not in proc.stdout
+        return
+    assert proc.returncode == 1, proc.stderr
+    message = f"of its clean answers are the same answer ({top!r})"
+    assert "local:smollm2: WARNING: " in proc.stdout and message in proc.stdout
+    assert any("meaningless measurement" in ln and message in ln
+               for ln in proc.stderr.splitlines())
+    _assert_warned_first(tmp_path / "out", "local:smollm2", message)
