@@ -18,7 +18,7 @@ from robustify.reporting import browse
 from robustify.reporting import plots as P
 from robustify.reporting.format import pp
 
-from .html_check import assert_inert, parse_html
+from .html_check import assert_inert
 from .results_factory import make_results
 
 MODELS = ("local:smollm2", "openai:gpt-4o-mini")
