@@ -414,6 +414,8 @@ def rebuild_report(run_dir: str | os.PathLike[str], *, out_dir: str | os.PathLik
     results, manifest = load_results(run_dir)
     if "noise_floor" not in kwargs:
         kwargs["noise_floor"] = load_noise_floor(run_dir, results)
+    if "choices" not in kwargs:  # the options of reordered variants, from the run itself
+        kwargs["choices"] = load_choices(Path(run_dir) / "variants.jsonl", _remapped_ids(results))
     if title is None:
         title = str(manifest.get("title") or
                     f"robustify report: {_data_label(manifest, None)}")

@@ -198,3 +198,16 @@ def test_markdown_report_escapes_everything_from_data(tmp_path: Path) -> None:
         assert len(counts) == 1, table[:300]
     # only the report's own chart images are images
     assert re.findall(r"(?<!\\)!\[", md) == ["!["] * len(re.findall(r"\]\(charts/", md))
+
+
+def test_a_rebuilt_report_is_the_runs_own(tmp_path: Path) -> None:
+    """rebuild_report elsewhere reads the options from the run folder, and the realism
+    columns keep the run's order although manifest.json sorts its keys."""
+    robustify.evaluate(data="sample", models=["python:tests.robustify.e2e_models:golden"],
+                       transforms=["typos", "choice_shuffle"], severity=["high"], limit=20,
+                       cache="off", out=tmp_path / "run", progress=False)
+    R.rebuild_report(tmp_path / "run", out_dir=tmp_path / "again")
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert (tmp_path / "again" / "report.md").read_text() == md
+    assert "| statistic | clean items | typos@0.8 | choice\\_shuffle@0.8 |" in md
+    assert "- **original options:** A) " in md
