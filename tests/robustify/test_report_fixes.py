@@ -211,3 +211,19 @@ def test_a_rebuilt_report_is_the_runs_own(tmp_path: Path) -> None:
     assert (tmp_path / "again" / "report.md").read_text() == md
     assert "| statistic | clean items | typos@0.8 | choice\\_shuffle@0.8 |" in md
     assert "- **original options:** A) " in md
+
+
+def test_compare_shows_no_nan_label_for_groups_in_one_run(tmp_path: Path) -> None:
+    from robustify.probes.compare import compare_runs, plot_comparison, write_comparison_report
+
+    a = make_results(MODELS[:1], transforms=("typos", "slang"), n_items=12, seed=1)
+    b = make_results(MODELS[:1], transforms=("typos",), n_items=12, seed=2)
+    b = b[(b["spec"] == "clean") | (b["severity"] != 0.5)]  # typos@0.5 and slang only in A
+    comparison = compare_runs([a, b], labels=["A", "B"], n_boot=100)
+    assert comparison["drop_b_pp"].isna().any()  # groups measured in one run only
+    ax = plot_comparison(comparison, ax=_ax())
+    shown = [t.get_text() for t in ax.texts] + [t.get_text() for t in ax.get_yticklabels()]
+    assert shown and not [s for s in shown if "nan" in s.lower()]
+    files = write_comparison_report(comparison, tmp_path)
+    assert "nan" not in files["md"].read_text().lower()
+    assert "slang@0.5" in files["md"].read_text()  # the one-run group is listed, with dashes

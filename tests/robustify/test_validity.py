@@ -267,11 +267,19 @@ def test_no_change_is_a_note_not_a_warning(good_run: RunResult) -> None:
     assert kinds == ["no_change"] and result.warnings() == {}
 
 
-def test_rewrite_rejections_in_the_summary() -> None:
-    lines = rewrite_notes([{"spec": "rewrite:persona=hurried", "n_items": 10, "n_accepted": 7,
-                            "n_rejected": 3, "rejected_by_reason": {"judge": 1, "empty": 2}}])
+def test_rewrite_rejections_in_the_summary(good_run: RunResult) -> None:
+    entries = [{"spec": "rewrite:persona=hurried", "n_items": 10, "n_accepted": 7,
+                "n_rejected": 3, "rejected_by_reason": {"judge": 1, "empty": 2}},
+               {"spec": "rewrite:persona=texting", "n_items": 10, "n_accepted": 10,
+                "n_rejected": 0, "rejected_by_reason": {}}]
+    lines = rewrite_notes(entries)
     assert lines == ["rewrite:persona=hurried: 7 of 10 rewrites kept, 3 rejected (empty 2, "
-                     "judge 1); see rewrite_rejections.csv"]
+                     "judge 1); see rewrite_rejections.csv",
+                     "rewrite:persona=texting: 10 of 10 rewrites kept, 0 rejected"]
+    buffer = io.StringIO()
+    print_summary(RunResult(results=good_run.results,
+                            manifest={**good_run.manifest, "rewrites": entries}), out=buffer)
+    assert buffer.getvalue().splitlines()[-2:] == lines
 
 
 @pytest.mark.slow
