@@ -7,7 +7,8 @@ Every perturbed row is paired with the same model's answer to its own clean item
 - :mod:`.levels`: realistic rows (anchored on real typed traffic) against stress rows;
 - :mod:`.rankings`: how the ranking of models changes under noise;
 - :mod:`.severity`: score against severity and its area;
-- :mod:`.slices`: the drop per slice of the data.
+- :mod:`.slices`: the drop per slice of the data;
+- :mod:`.validity`: when a run's numbers mean nothing (chance, constant answers, cut answers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from robustify.analysis.paired import (CLEAN, LABEL_PRESERVING, SUMMARY_COLUMNS,
 from robustify.analysis.rankings import ranking_change
 from robustify.analysis.severity import severity_auc, severity_curve
 from robustify.analysis.slices import slices, weakest_slices
+from robustify.analysis.validity import (Finding, chance_levels, validity_findings,
+                                         warnings_by_model)
 from robustify.analysis.stats import (bootstrap_ci, group_rng, kendall_tau_b, mcnemar_exact,
                                       spearman_rho, wilson_interval)
 
@@ -26,4 +29,5 @@ __all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "s
            "summarize", "model_overview", "ranking_change", "severity_curve", "severity_auc",
            "slices", "weakest_slices", "may_break_summary", "noise_floor", "bootstrap_ci",
            "mcnemar_exact", "meta_columns", "group_rng", "wilson_interval", "spearman_rho",
-           "kendall_tau_b", "REALISTIC_LABELS", "split_levels"]
+           "kendall_tau_b", "REALISTIC_LABELS", "split_levels", "Finding", "chance_levels",
+           "validity_findings", "warnings_by_model"]

@@ -9,7 +9,8 @@ from typing import Any
 from robustify.cli.common import (EXIT_GATE, EXIT_OK, add_data_args, add_transform_args,
                                   int_at_least, key_value, number)
 
-__all__ = ["add_parser", "handle", "job_from_args", "print_summary", "variant_notes"]
+__all__ = ["add_parser", "handle", "job_from_args", "print_summary", "variant_notes",
+           "rewrite_notes"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -125,22 +126,30 @@ def job_from_args(args: argparse.Namespace):
 
 
 def print_summary(result, out=None) -> None:
-    """The terminal summary: per model the headline, per spec the drop, then the variants."""
+    """The terminal summary: per model its warnings first, then the headline, per spec the
+    drop, then the variants and the rewrites the checks rejected."""
     out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
     from robustify.analysis import REALISTIC_LABELS, model_overview, split_levels
-    from robustify.reporting.format import pp
+    from robustify.reporting.format import pct, pp
 
     summary = result.summary()
     realistic_rows, stress_rows = split_levels(result.results)
     realistic = model_overview(realistic_rows, seed=result.seed).set_index("model")
     stress = model_overview(stress_rows, seed=result.seed).set_index("model")
+    warned = result.warnings()
     for row in result.overview().itertuples(index=False):
-        parts = [f"clean {row.clean_score * 100:.1f}%"]
+        print("", file=out)
+        for message in warned.get(str(row.model), ()):
+            print(f"{row.model}: WARNING: {message}", file=out)
+        parts = [f"clean {pct(row.clean_score)}"]
         for name, table in (("realistic", realistic), ("stress", stress)):
             if row.model in table.index and table.loc[row.model, "n_variants"]:
-                parts.append(f"{name} {table.loc[row.model, 'perturbed_score'] * 100:.1f}%")
-        parts.append(f"worst case {row.worst_case_score * 100:.1f}%")
-        print(f"\n{row.model}: " + "  ".join(parts), file=out)
+                parts.append(f"{name} {pct(table.loc[row.model, 'perturbed_score'])}")
+        parts.append(f"worst case {pct(row.worst_case_score)}")
+        low, high = row.overestimation_ci_low_pp, row.overestimation_ci_high_pp
+        if low == low and high == high and low <= 0.0 <= high:  # NaN-safe
+            parts.append("no detectable change")
+        print(f"{row.model}: " + "  ".join(parts), file=out)
     header = (f"  {'transform':<28} {'n':>4} {'changed':>8} {'clean':>7} {'noisy':>7} "
               f"{'drop (95% CI), pp':>24}")
     current = None
@@ -153,10 +162,27 @@ def print_summary(result, out=None) -> None:
                 "  realistic" if row.severity_label in REALISTIC_LABELS else "")
         changed = row.n_changed / row.n_rows if row.n_rows else 0.0
         print(f"  {row.spec:<28} {row.n_items:>4} {changed * 100:>7.0f}% "
-              f"{row.clean_score * 100:>6.1f}% {row.perturbed_score * 100:>6.1f}% "
+              f"{pct(row.clean_score):>7} {pct(row.perturbed_score):>7} "
               f"{ci:>24}{flag}", file=out)
     for line in variant_notes(result.manifest.get("variants") or []):
         print(line, file=out)
+    for line in rewrite_notes(result.manifest.get("rewrites") or []):
+        print(line, file=out)
+
+
+def rewrite_notes(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per model-written rewrite spec: kept, rejected and why (the manifest's
+    ``rewrites``; every rejection is in rewrite_rejections.csv)."""
+    lines = []
+    for e in entries:
+        rejected = int(e.get("n_rejected") or 0)
+        reasons = ", ".join(f"{reason} {n}" for reason, n in
+                            sorted((e.get("rejected_by_reason") or {}).items(),
+                                   key=lambda kv: (-kv[1], kv[0])))
+        line = (f"{e.get('spec')}: {e.get('n_accepted', 0)} of {e.get('n_items', 0)} rewrites "
+                f"kept, {rejected} rejected")
+        lines.append(line + (f" ({reasons}); see rewrite_rejections.csv" if rejected else ""))
+    return lines
 
 
 def variant_notes(rows: list[dict[str, Any]]) -> list[str]:

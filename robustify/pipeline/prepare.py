@@ -96,6 +96,8 @@ class PreparedJob:
 
     def manifest(self, **extra: Any) -> dict[str, Any]:
         """Run facts recorded beside the results; never contains a key."""
+        from robustify.analysis.validity import chance_levels  # the validity warnings' chance
+
         job = self.job
         return {
             "schema_version": SCHEMA_VERSION,
@@ -108,6 +110,7 @@ class PreparedJob:
             "data": [dataclasses.asdict(d) for d in job.data],
             "limit": job.limit,
             "n_items": len(self.items),
+            "chance": chance_levels(self.items),
             "dataset_hash": self.dataset_hash,
             "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
             "templates": job.templates,

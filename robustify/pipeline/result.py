@@ -78,6 +78,22 @@ class RunResult:
         rows = (self.manifest.get("realism") or {}).get("rows") or []
         return pd.DataFrame(rows).set_index("statistic") if rows else pd.DataFrame()
 
+    def validity(self) -> list[Any]:
+        """Validity findings per model (:func:`robustify.analysis.validity_findings`): at
+        chance, one constant answer, unparseable or cut answers, and "no detectable change"
+        notes. Chance levels come from the manifest's ``chance`` (per task kind)."""
+        from robustify.analysis.validity import validity_findings
+
+        chance = self.manifest.get("chance")
+        return validity_findings(self.results, chance=chance if isinstance(chance, dict) else None,
+                                 overview=self.overview())
+
+    def warnings(self) -> dict[str, list[str]]:
+        """Validity warnings by model (no entry: the model's measurement looks sound)."""
+        from robustify.analysis.validity import warnings_by_model
+
+        return warnings_by_model(self.validity())
+
     def failures(self) -> pd.DataFrame:
         """Rows whose model call failed, with the error."""
         return self.results[self.results["error"].notna()]
@@ -160,16 +176,85 @@ class RunResult:
         if gates.fail_on_drop is None and not gates.per_transform:
             return messages
         summary = self.summary()
+        warned = self.warnings()
+        judged: set[str] = set()
         for row in summary.itertuples(index=False):
             threshold = gates.per_transform.get(row.transform, gates.fail_on_drop)
             if threshold is None or row.label_policy == "may_break":
                 continue
+            judged.add(str(row.model))
             if row.ci_low * 100 > threshold:
+                doubt = (" (and the measurement itself is doubtful, see below)"
+                         if str(row.model) in warned else "")
                 messages.append(
                     f"{row.model} on {row.spec}: drop {row.drop * 100:.1f} pp "
                     f"(95% CI {row.ci_low * 100:.1f} to {row.ci_high * 100:.1f}) lies above the "
-                    f"{threshold:g} pp gate")
+                    f"{threshold:g} pp gate{doubt}")
+        for model in judged:
+            if model in warned:
+                # a drop gate cannot pass a model whose score means nothing
+                messages.append(f"{model}: the drop gate was applied to a meaningless "
+                                f"measurement: " + "; ".join(warned[model]))
         return messages
+
+    def __repr__(self) -> str:
+        """One line per model: items, clean score, realistic (else stress) drop, warnings."""
+        from robustify.reporting.format import pct, pp
+
+        models = list(pd.unique(self.results["model"])) if len(self.results) else []
+        head = (f"RunResult({len(models)} model{'s' if len(models) != 1 else ''}, "
+                f"{self.results['item_id'].nunique() if len(self.results) else 0} items, "
+                f"{len(self.results)} rows" + (f", out={str(self.out_dir)!r}" if self._saved()
+                                               else "") + ")")
+        if not models:
+            return head
+        warned = self.warnings()
+        lines = [head]
+        for row in self._drops().to_dict("records"):
+            n = len(warned.get(str(row["model"]), []))
+            lines.append(f"  {row['model']}: clean {pct(row['clean_score'])}, "
+                         f"{row['level']} drop {pp(row['overestimation_pp'])} pp "
+                         f"[{pp(row['overestimation_ci_low_pp'])}, "
+                         f"{pp(row['overestimation_ci_high_pp'])}]"
+                         + (f", {n} warning{'s' if n != 1 else ''}" if n else ""))
+        return "\n".join(lines)
+
+    def _saved(self) -> bool:
+        return self.out_dir is not None and (Path(self.out_dir) / "manifest.json").is_file()
+
+    def _drops(self) -> pd.DataFrame:
+        """Per model the overview at realistic levels when the run has them, else at all."""
+        from robustify.analysis import model_overview, split_levels
+
+        overall = self.overview()
+        realistic_rows, _ = split_levels(self.results)
+        level = pd.Series("stress", index=overall.index)
+        if (realistic_rows["spec"] != CLEAN).any():
+            realistic = model_overview(realistic_rows, seed=self.seed).set_index("model")
+            for i, model in enumerate(overall["model"]):
+                if model in realistic.index and pd.notna(
+                        realistic.loc[model, "overestimation_pp"]):
+                    for col in ("overestimation_pp", "overestimation_ci_low_pp",
+                                "overestimation_ci_high_pp"):
+                        overall.loc[overall.index[i], col] = realistic.loc[model, col]
+                    level.iloc[i] = "realistic"
+        return overall.assign(level=level)
+
+    def _repr_html_(self) -> str:
+        """The report's headline box, for notebooks (warnings first, then each model)."""
+        from robustify.analysis import LABEL_PRESERVING
+        from robustify.reporting.document import render_fragment
+        from robustify.reporting.headline import data_label, headline_box
+
+        if not len(self.results):
+            return "<p>RunResult: no rows</p>"
+        overview = self.overview()
+        preserving = list(pd.unique(self.results.loc[
+            self.results["label_policy"].isin(LABEL_PRESERVING)
+            & (self.results["spec"] != CLEAN), "transform"]))
+        box = headline_box(self.results, overview, preserving, label=data_label(self.manifest),
+                           ci=0.95, seed=self.seed, n_boot=2000, warnings=self.warnings())
+        return render_fragment([box])
 
 
 def _title(manifest: dict[str, Any]) -> str:

@@ -6,6 +6,8 @@
 - :mod:`.charts`: the chart list (a registry) the report and ``RunResult`` iterate;
 - :mod:`.plots`: the chart functions (``ax=None`` -> Axes);
 - :mod:`.results_io`: results.jsonl written and a saved run read back;
+- :mod:`.headline`: the headline box (validity warnings first) and the run facts table;
+- :mod:`.browse`: the "Browse every item" section (folded, no script);
 - :mod:`.run_report`: the content of the run report.
 """
 

@@ -310,7 +310,8 @@ def _labelled(options: dict[str, Any], data: ChartData) -> dict[str, Any]:
        alt="Dumbbell chart of clean, mean-under-noise and worst-case score per model",
        caption="Clean score (circle), mean score over all label-preserving noisy variants "
                "(square, with the bootstrap interval of the gap) and the worst case "
-               "(triangle) per model.")
+               "(triangle) per model; the label is the overestimation in pp, as in the "
+               "table below.")
 def draw_overestimation(ax: "Axes | None", data: ChartData, **options: Any) -> "Axes":
     """:func:`~robustify.reporting.plots.plot_overestimation` of the overview."""
     return plots.plot_overestimation(data.overview, ax=ax, **_labelled(options, data))
@@ -330,7 +331,7 @@ def draw_drop_by_transform(ax: "Axes | None", data: ChartData, **options: Any) -
        size=lambda m, t: (min(24.0, max(6.0, 3.5 + 0.9 * t)), min(20.0, max(3.0, 1.8 + 0.45 * m))),
        alt="Heat map of the drop per model and transform",
        caption="The same drops as a model x transform grid (orange: the score fell; purple: "
-               "it rose).")
+               "it rose); the colour scale is symmetric around 0 and spans at least ±5 pp.")
 def draw_heatmap(ax: "Axes | None", data: ChartData, **options: Any) -> "Axes":
     """:func:`~robustify.reporting.plots.plot_heatmap` of the summary."""
     return plots.plot_heatmap(data.summary, ax=ax, **_labelled(options, data))
@@ -357,7 +358,8 @@ def draw_severity_curves(ax: "Axes | None", data: ChartData, **options: Any) -> 
        panels=lambda data: [{"model": m} for m in data.models()],
        alt="Stacked bar charts of answer flips per transform and model",
        caption="Share of scored variants whose answer went right → wrong (with an answer), "
-               "became unparseable, or went wrong → right.")
+               "right → unparseable (right on the clean question, no answer extracted from "
+               "the noisy one), or wrong → right.")
 def draw_flips(ax: "Axes | None", data: ChartData, **options: Any) -> "Axes":
     """:func:`~robustify.reporting.plots.plot_flips` of one model (``model=``)."""
     return plots.plot_flips(data.summary, ax=ax, **_labelled(options, data))

@@ -2,8 +2,9 @@
 
 A :class:`Document` is a list of blocks: :class:`Heading`, :class:`Paragraph` (with a
 style), :class:`Table` (with right-aligned numeric columns), :class:`Figure` (a chart as
-PNG/SVG bytes) and :class:`Example` (labelled fields, one of which may be a word
-:class:`Diff`). The run report, the leakage report and the comparison report are all
+PNG/SVG bytes), :class:`Example` (labelled fields, one of which may be a word
+:class:`Diff`), :class:`Box` (paragraphs in one framed box: the headline) and
+:class:`Details` (blocks folded under a summary line; HTML only, no script needed). The run report, the leakage report and the comparison report are all
 built from these blocks, and written by :meth:`Document.write`::
 
     <stem>.html        self-contained: charts as base64 PNG, strict CSP, no script at all
@@ -35,14 +36,16 @@ from robustify.atomic import write_bytes_atomic, write_text_atomic
 from robustify.reporting.format import MISSING, escape_html, escape_md, is_missing
 
 __all__ = ["CSP", "STYLES", "Heading", "Paragraph", "Table", "Figure", "Diff", "Example",
-           "Block", "Column", "Document", "frame_table", "word_diff", "render_html", "render_markdown"]
+           "Box", "Details", "Block", "Column", "Document", "frame_table", "word_diff", "render_html", "render_markdown",
+           "render_fragment"]
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
 """Content-Security-Policy of every report page: no script, no network, inline images only."""
 
-STYLES = ("", "headline", "note", "muted")
-"""Paragraph styles (classes of the page's stylesheet); ``headline`` is a quote in Markdown."""
+STYLES = ("", "headline", "note", "muted", "warning")
+"""Paragraph styles (classes of the page's stylesheet); ``headline`` is a quote in Markdown,
+``warning`` starts with a bold "Warning:" there."""
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TOKEN = re.compile(r"\s+|[\w'’]+|[^\w\s]", re.UNICODE)
@@ -142,7 +145,27 @@ class Example:
     fields: tuple[tuple[str, Union[str, Diff]], ...]
 
 
-Block = Union[Heading, Paragraph, Table, Figure, Example]
+@dataclass(frozen=True)
+class Box:
+    """Paragraphs framed together (the headline box: warnings first, then each model)."""
+
+    paragraphs: tuple[Paragraph, ...]
+    style: str = "headline"
+
+
+@dataclass(frozen=True)
+class Details:
+    """Blocks folded under a one-line summary (HTML ``<details>``; no script needed).
+
+    The Markdown twin leaves them out (they exist to browse many rows in the page);
+    put a paragraph beside them saying where the rows are.
+    """
+
+    summary: str
+    blocks: tuple[Any, ...]
+
+
+Block = Union[Heading, Paragraph, Table, Figure, Example, Box, Details]
 """Anything a :class:`Document` holds."""
 
 
@@ -260,7 +283,8 @@ def _block_html(block: Block) -> str:
         return f"<h{block.level}{anchor}>{escape_html(block.text)}</h{block.level}>"
     if isinstance(block, Paragraph):
         cls = f' class="{escape_html(block.style)}"' if block.style else ""
-        return f"<p{cls}>{escape_html(block.text)}</p>"
+        lead = "<strong>Warning:</strong> " if block.style == "warning" else ""
+        return f"<p{cls}>{lead}{escape_html(block.text)}</p>"
     if isinstance(block, Table):
         head = "".join(f"<th>{escape_html(h)}</th>" for h in block.headers)
         body = "".join(
@@ -276,6 +300,13 @@ def _block_html(block: Block) -> str:
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         return (f'<figure><img src="{src}" alt="{escape_html(block.alt)}">'
                 f"<figcaption>{escape_html(block.caption)}</figcaption></figure>")
+    if isinstance(block, Box):
+        inner = "".join(_block_html(p) for p in block.paragraphs)
+        return f'<div class="{escape_html(block.style)}">{inner}</div>'
+    if isinstance(block, Details):
+        inner = "".join(_block_html(b) for b in block.blocks)
+        return (f"<details><summary>{escape_html(block.summary)}</summary>{inner}"
+                "</details>")
     if isinstance(block, Example):
         items = "".join(
             f"<dt>{escape_html(label)}</dt><dd>"
@@ -283,6 +314,19 @@ def _block_html(block: Block) -> str:
             for label, value in block.fields)
         return f'<div class="example"><h4>{escape_html(block.title)}</h4><dl>{items}</dl></div>'
     raise TypeError(f"not a document block: {type(block).__name__}")
+
+
+_FRAGMENT_STYLE = ("border-left: 4px solid #0072B2; background: #f3f7fb; padding: 0.4rem 0.8rem; "
+                   "font-family: system-ui, sans-serif")
+
+
+def render_fragment(blocks: Iterable[Block]) -> str:
+    """Blocks as an HTML fragment with inline style (a notebook cell: no page, no stylesheet).
+
+    Every text is escaped as in :func:`render_html`; warnings are marked in bold.
+    """
+    body = "".join(_block_html(b) for b in blocks)
+    return f'<div style="{_FRAGMENT_STYLE}">{body}</div>'
 
 
 def render_html(doc: Document) -> str:
@@ -303,7 +347,14 @@ def _block_md(block: Block, chart_format: str | None, chart_dir: str) -> str:
         return f"{'#' * block.level} {escape_md(block.text)}"
     if isinstance(block, Paragraph):
         text = escape_md(block.text)
+        if block.style == "warning":
+            text = f"**Warning:** {escape_md(block.text, line_start=False)}"
         return f"> {text}" if block.style == "headline" else text
+    if isinstance(block, Box):
+        return "\n>\n".join("> " + _block_md(p, chart_format, chart_dir).removeprefix("> ")
+                             for p in block.paragraphs)
+    if isinstance(block, Details):
+        return ""
     if isinstance(block, Table):
         lines = ["| " + " | ".join(_inline_md(h) for h in block.headers) + " |",
                  "|" + "|".join("---:" if i in block.numeric else "---"

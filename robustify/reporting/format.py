@@ -96,12 +96,19 @@ def escape_html(value: Any) -> str:
     return html.escape(_text(value), quote=True)
 
 
+_SCHEME = re.compile(r"(?i)\b(https?|ftps?|javascript|vbscript|data|file|mailto):")
+_WWW = re.compile(r"(?i)\b(www)\.")
+
+
 def escape_md(value: Any, *, line_start: bool = True) -> str:
     """Escape text for Markdown: HTML first, then the inline Markdown metacharacters.
 
     Quotes stay as they are (no tag can start without ``<``, which is escaped), so the
     Markdown reads "the model's answer", not "the model&#x27;s answer". Line breaks become
-    ``<br>``, so data never starts a line of its own. A missing value is empty text.
+    ``<br>``, so data never starts a line of its own. The ``:`` of a URL scheme
+    (``http:``, ``javascript:`` ...) and the dot of ``www.`` are escaped, so no renderer
+    makes a live link of data (brackets are escaped, so no ``[text](url)`` or image
+    either). A missing value is empty text.
 
     Args:
         value: Anything; converted with ``str``.
@@ -112,6 +119,9 @@ def escape_md(value: Any, *, line_start: bool = True) -> str:
     """
     raw = html.escape(_text(value), quote=False)
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", raw)
+    # no autolink either: GFM links bare "http://..." and "www...." without brackets
+    text = _SCHEME.sub(r"\1\\:", text)
+    text = _WWW.sub(r"\1\\.", text)
     if line_start:
         text = re.sub(r"^(\s*)([#>+-])", r"\1\\\2", text)
         text = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", text)  # "1." would open a list

@@ -43,7 +43,12 @@ def realism_blocks(manifest: Mapping[str, Any] | None) -> list[Block]:
     rows = realism.get("rows") or []
     if not rows:
         return []
-    names = [k for k in rows[0] if k != "statistic"]
+    specs = [str(x) for x in (manifest or {}).get("specs") or []]
+    # one order whatever the key order manifest.json kept (a rebuilt report is identical):
+    # the clean items, other references by name, then the specs in run order
+    names = sorted((k for k in rows[0] if k != "statistic"),
+                   key=lambda n: (1, specs.index(n), "") if n in specs
+                   else (0, 0 if n == "clean items" else 1, n))
     reference = realism.get("reference")
     blocks: list[Block] = [Heading("Realism: is this the noise people type?", 2, "realism")]
     if reference:

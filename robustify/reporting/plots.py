@@ -30,11 +30,14 @@ import pandas as pd
 from perturbations.errors import ConfigError
 from perturbations.spec import SEVERITY_PRESETS
 
+from robustify.reporting.format import MISSING, is_missing, pp
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
     "OKABE_ITO",
+    "HEATMAP_MIN_SPAN_PP",
     "plot_overestimation",
     "plot_drop_by_transform",
     "plot_heatmap",
@@ -58,6 +61,9 @@ OKABE_ITO: tuple[str, ...] = (
     "#F0E442",  # yellow: last, it is faint on white
 )
 """Okabe & Ito (2008) colour-blind-safe palette, ordered for contrast on white."""
+
+HEATMAP_MIN_SPAN_PP = 5.0
+"""Smallest half-width of the heatmap's colour scale (pp): drops under it stay pale."""
 
 _HATCHES = ("", "//", "..", "xx", "\\\\", "++")
 _DASHES = ("-", "--", ":", "-.")
@@ -92,7 +98,8 @@ def _title(default: str, title: str | None, data_label: str | None, width: int =
 
 
 def _wrap(label: Any, width: int = 16) -> str:
-    return textwrap.fill(str(label), width=width, break_long_words=True) or str(label)
+    text = MISSING if is_missing(label) else str(label)  # never a "nan" tick label
+    return textwrap.fill(text, width=width, break_long_words=True) or text
 
 
 def _unique(values: pd.Series) -> list[Any]:
@@ -221,7 +228,8 @@ def plot_overestimation(overview: pd.DataFrame, ax: "Axes | None" = None, *,
                                   label="worst case"))
     for yi, c, p, g in zip(y, clean, noisy, gap):
         if not (math.isnan(c) or math.isnan(p) or math.isnan(g)):
-            ax.annotate(f"{-g:+.1f} pp", (max(c, p), yi), xytext=(8, 6),
+            # the overestimation, signed and rounded as in the report's table (never -0.0)
+            ax.annotate(f"{pp(g)} pp", (max(c, p), yi), xytext=(8, 6),
                         textcoords="offset points", fontsize=9, color="#333333")
     _tick_labels(ax, y, overview["model"].tolist(), axis="y")
     ax.set_ylim(n - 0.5, -0.7)  # first model on top, room above it for the labels
@@ -282,11 +290,13 @@ def plot_drop_by_transform(summary: pd.DataFrame, ax: "Axes | None" = None, *,
 def plot_heatmap(summary: pd.DataFrame, ax: "Axes | None" = None, *, value: str = "drop_pp",
                  severity: float | str | None = "medium", title: str | None = None,
                  data_label: str | None = None, colorbar: bool = True,
-                 fmt: str = "{:.1f}") -> "Axes":
+                 fmt: str = "{:.1f}", min_span: float = HEATMAP_MIN_SPAN_PP) -> "Axes":
     """Model x transform grid coloured and annotated by the drop (or another column).
 
-    A diverging colour map centred at 0 (purple: the score rose, orange: it fell); cells
-    with no value are grey and read "n/a".
+    A diverging colour map centred at 0 (purple: the score rose, orange: it fell), with a
+    symmetric scale from -v to +v where v is the largest absolute value but at least
+    ``min_span`` (for ``_pp`` columns), so small drops are not painted as large ones;
+    cells with no value are grey and read "n/a"; ``-0.0`` reads ``0.0``.
 
     Args:
         summary: Output of :func:`robustify.analysis.summarize`.
@@ -297,6 +307,7 @@ def plot_heatmap(summary: pd.DataFrame, ax: "Axes | None" = None, *, value: str 
         data_label: Name of the data set.
         colorbar: Add a colour bar beside the Axes.
         fmt: Format of the cell annotations.
+        min_span: Smallest half-width of the colour scale, in pp.
 
     Returns:
         The Axes; its texts are the cell annotations, row by row.
@@ -313,7 +324,9 @@ def plot_heatmap(summary: pd.DataFrame, ax: "Axes | None" = None, *, value: str 
                              dropna=False)
             .reindex(index=models, columns=transforms).to_numpy(float))
     finite = grid[np.isfinite(grid)]
-    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
+    # symmetric around 0, never narrower than min_span: a 0.5 pp wobble stays pale
+    vmax = max(float(np.max(np.abs(finite))) if finite.size else 0.0,
+               min_span if value.endswith("_pp") else 0.0)
     vmax = vmax if vmax > 0 else 1.0
     cmap = colormaps["PuOr_r"].with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto",
@@ -321,7 +334,9 @@ def plot_heatmap(summary: pd.DataFrame, ax: "Axes | None" = None, *, value: str 
     for i in range(len(models)):
         for j in range(len(transforms)):
             v = grid[i, j]
-            text = "n/a" if math.isnan(v) else fmt.format(v)
+            text = "n/a" if math.isnan(v) else fmt.format(v + 0.0)
+            if text.startswith("-") and not any(ch in "123456789" for ch in text):
+                text = text[1:]  # "-0.0" is "0.0", as in the tables
             dark = not math.isnan(v) and abs(v) > 0.6 * vmax
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
                     color="white" if dark else "black")
@@ -386,8 +401,10 @@ def plot_flips(summary: pd.DataFrame, ax: "Axes | None" = None, *, model: str | 
                data_label: str | None = None) -> "Axes":
     """Stacked bars per transform: how answers changed, as a share of scored variants.
 
-    Three disjoint segments: right -> wrong with an answer given, unparseable (no answer
-    could be extracted, whatever the clean outcome), wrong -> right.
+    Three disjoint segments of the flips: right -> wrong with an answer given, right ->
+    unparseable (right on the clean question, no answer could be extracted from the noisy
+    one), wrong -> right. Unparseable answers that were already wrong are not flips and
+    are not drawn.
 
     Args:
         summary: Output of :func:`robustify.analysis.summarize`.
@@ -416,11 +433,11 @@ def plot_flips(summary: pd.DataFrame, ax: "Axes | None" = None, *, model: str | 
     share = np.divide(100.0, scored, out=np.zeros_like(scored), where=scored > 0)
     r2u = (rows["flips_right_to_unparseable"].to_numpy(float)
            if "flips_right_to_unparseable" in rows.columns else np.zeros(len(rows)))
+    r2u = np.nan_to_num(r2u)
     segments = [
         ("right → wrong", (rows["flips_right_to_wrong"].to_numpy(float) - r2u) * share,
          OKABE_ITO[1], ""),
-        ("unparseable", np.nan_to_num(rows["unparseable_rate"].to_numpy(float) * 100)
-         if "unparseable_rate" in rows.columns else np.zeros(len(rows)), "#999999", "//"),
+        ("right → unparseable", r2u * share, "#999999", "//"),
         ("wrong → right", rows["flips_wrong_to_right"].to_numpy(float) * share,
          OKABE_ITO[2], ""),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from robustify.records import RESULT_COLUMNS
 from robustify.reporting.format import is_missing
 
 __all__ = ["write_results_jsonl", "results_jsonl", "load_results", "read_jsonl",
-           "load_noise_floor", "jsonable"]
+           "load_noise_floor", "load_choices", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -135,3 +136,34 @@ def load_noise_floor(run_dir: str | os.PathLike[str], results: pd.DataFrame
         return None
     clean = results.loc[results["spec"] == CLEAN].assign(repeat=0)
     return noise_floor(pd.concat([clean, read_jsonl(path)], ignore_index=True))
+
+
+_VARIANT_ID = re.compile(r'"variant_id":\s*"([^"]*)"')
+
+
+def load_choices(path: str | os.PathLike[str], variant_ids: set[str]) -> dict[str, list[str]]:
+    """Answer options of the given variants, read from a run's ``variants.jsonl``.
+
+    Only lines naming one of ``variant_ids`` are parsed; a missing or unreadable file
+    gives an empty mapping (the report then says the options were not recorded).
+    """
+    out: dict[str, list[str]] = {}
+    path = Path(path)
+    if not variant_ids or not path.is_file():
+        return out
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                found = _VARIANT_ID.search(line)
+                if found is None or found.group(1) not in variant_ids:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                choices = (record.get("item") or {}).get("choices")
+                if isinstance(choices, list):
+                    out[str(record.get("variant_id"))] = [str(c) for c in choices]
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return out

@@ -28,15 +28,18 @@ import pandas as pd
 from perturbations.version import __version__
 
 import robustify.analysis as analysis
-from robustify._secrets import redact
 from robustify.atomic import write_text_atomic
 from robustify.reporting import charts
+from robustify.reporting.browse import browse_blocks
 from robustify.reporting.document import (Block, Diff, Document, Example, Figure, Heading,
                                           Paragraph, Table, frame_table)
+from robustify.reporting.headline import data_label as _data_label
+from robustify.reporting.headline import headline_box, model_warnings, run_facts
 from robustify.reporting.noise_sections import realism_blocks, variant_blocks
-from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue, truncate
+from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue, short, truncate
 from robustify.reporting.format import ci as fmt_ci
-from robustify.reporting.results_io import load_noise_floor, load_results, write_results_jsonl
+from robustify.reporting.results_io import (load_choices, load_noise_floor, load_results,
+                                            write_results_jsonl)
 
 __all__ = ["write_report", "rebuild_report"]
 
@@ -48,24 +51,6 @@ def _sev(label: Any, value: Any) -> str:
     if not is_missing(label) and "," not in str(label):
         return f"{label} ({value_text})"
     return value_text
-
-
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if isinstance(obj, Mapping):
-        # sorted like manifest.json, so a rebuilt report is identical to the run's own
-        for key in sorted(obj, key=str):
-            out += _flatten(obj[key], f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, (list, tuple)):
-        if all(not isinstance(v, (Mapping, list, tuple)) for v in obj):
-            out.append((prefix, ", ".join(str(redact(v, prefix)) for v in obj)))
-        else:
-            for i, v in enumerate(obj):
-                out += _flatten(v, f"{prefix}.{i}")
-    else:
-        out.append((prefix, "" if obj is None else str(redact(obj if isinstance(obj, str)
-                                                              else str(obj), prefix))))
-    return out
 
 
 @dataclass
@@ -90,79 +75,6 @@ class _Context:
     @property
     def data_label(self) -> str:
         return str(self.data.data_label)
-
-
-def _data_label(manifest: Mapping[str, Any] | None, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    manifest = manifest or {}
-    data = manifest.get("data")
-    names: list[str] = []
-    if isinstance(data, list):
-        for d in data:
-            if isinstance(d, Mapping):
-                names.append(str(d.get("name") or Path(str(d.get("path", "data"))).stem))
-            else:
-                names.append(Path(str(d)).stem)
-    elif isinstance(data, str):
-        names.append(Path(data).stem)
-    elif isinstance(manifest.get("dataset"), str):
-        names.append(str(manifest["dataset"]))
-    return ", ".join(names) or "this benchmark"
-
-
-def _drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
-    over = float(row["overestimation_pp"])
-    low, high = row["overestimation_ci_low_pp"], row["overestimation_ci_high_pp"]
-    ci_text = ("" if is_missing(low) else
-               f" ({level} CI {pp(low, sign=False)} to {pp(high, sign=False)} pp)")
-    if not is_missing(low) and float(low) <= 0.0 <= float(high):
-        return (f"holds under {what}: the drop, {pp(over, sign=False)} pp{ci_text}, is not "
-                f"distinguishable from none (no detectable change)")
-    verb = "overstates" if over >= 0 else "understates"
-    return f"{verb} its score under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
-
-
-def _headlines(ctx: _Context, transforms: Sequence[str]) -> list[str]:
-    """One sentence per model: the drop at realistic levels first, then under stress."""
-    level = f"{ctx.ci * 100:g}%"
-    realistic_rows, stress_rows = analysis.split_levels(ctx.results)
-    has_realistic = len(realistic_rows) > (ctx.results["spec"] == analysis.CLEAN).sum()
-    realistic = (analysis.model_overview(realistic_rows, seed=ctx.data.seed, n_boot=ctx.data.n_boot).set_index("model")
-                 if has_realistic else None)
-    stress = analysis.model_overview(stress_rows, seed=ctx.data.seed, n_boot=ctx.data.n_boot).set_index("model")
-    realistic_specs = ", ".join(map(str, pd.unique(
-        ctx.results.loc[ctx.results["severity_label"].isin(analysis.REALISTIC_LABELS), "spec"])))
-    in_stress = set(stress_rows.loc[stress_rows["spec"] != analysis.CLEAN, "transform"])
-    stress_noise = (", ".join(t for t in map(str, transforms) if t in in_stress)
-                    or "no label-preserving transform")
-    out = []
-    for row in ctx.overview.to_dict("records"):
-        model, clean = row["model"], row["clean_score"]
-        if is_missing(clean) or is_missing(row["overestimation_pp"]):
-            out.append(f"On {ctx.data_label}, {model} has no scored label-preserving variants, "
-                       "so the effect of noise could not be measured.")
-            continue
-        start = f"On {ctx.data_label}, {model}'s clean score of {pct(clean)}"
-        if realistic is not None and model in realistic.index and \
-                not is_missing(realistic.loc[model, "overestimation_pp"]):
-            text = (start + " " + _drop_sentence(realistic.loc[model], level,
-                                                  f"noise fitted to real typed messages "
-                                                  f"({realistic_specs})") + ".")
-            if model in stress.index and not is_missing(stress.loc[model, "overestimation_pp"]):
-                text += (f" Under stress levels, heavier than people type ({stress_noise}), "
-                         f"it " + _drop_sentence(stress.loc[model], level, "them")
-                         .replace(" its score under them", "") + ".")
-        else:
-            text = (start + " " + _drop_sentence(row, level, f"stress noise ({stress_noise})") +
-                    ". This run has no realistic level, and these levels are heavier than "
-                    "people type: add the profile transform or @realistic, or fit your "
-                    "traffic with calibrate.")
-        if not is_missing(row.get("worst_case_score")):
-            text += (f" Its worst case (per item, the lowest score over the clean question and "
-                     f"all its noisy versions) is {pct(row['worst_case_score'])}.")
-        out.append(text)
-    return out
 
 
 _CI = ("95% CI (pp)", ("ci_low_pp", "ci_high_pp"), fmt_ci)
@@ -203,7 +115,14 @@ def _answer(text: Any, parsed: Any, score: Any) -> str:
     return f"{truncate(text)}  [parsed: {shown}, score {num(score)}]"
 
 
-def _examples(ctx: _Context, per_transform: int) -> list[Block]:
+def _options(choices: Sequence[str] | None) -> str:
+    if not choices:
+        return "not recorded (variants.jsonl holds them)"
+    return "  ".join(f"{chr(65 + i)}) {short(c, 80)}" for i, c in enumerate(choices))
+
+
+def _examples(ctx: _Context, per_transform: int,
+              choices: Mapping[str, Sequence[str]]) -> list[Block]:
     paired = ctx.paired
     flipped = paired.loc[paired["flip"].isin(["right->wrong", "wrong->right"])].copy()
     if flipped.empty:
@@ -214,6 +133,9 @@ def _examples(ctx: _Context, per_transform: int) -> list[Block]:
     flipped["__sev"] = -flipped["severity"].astype(float)
     flipped = flipped.sort_values(["__kind", "__sev", "__model", "item_id", "replicate"],
                                   kind="mergesort")
+    clean = ctx.results.loc[ctx.results["spec"] == analysis.CLEAN]
+    clean_target = {(m, i): (t, v) for m, i, t, v in zip(clean["model"], clean["item_id"],
+                                                        clean["target"], clean["variant_id"])}
     blocks: list[Block] = []
     for transform in pd.unique(paired["transform"]):
         rows = flipped.loc[flipped["transform"] == transform]
@@ -226,13 +148,24 @@ def _examples(ctx: _Context, per_transform: int) -> list[Block]:
         blocks.append(Heading(f"{transform}", 3))
         for r in rows.to_dict("records"):
             kind = "right → wrong" if r["flip"] == "right->wrong" else "wrong → right"
-            fields = (
+            fields: tuple[tuple[str, Any], ...] = (
                 ("model", str(r["model"])),
                 ("item", str(r["item_id"])),
                 ("variant", f"{r['spec']} (replicate {r['replicate']})"),
                 ("gold answer", truncate(r.get("target"))),
                 ("original", truncate(r.get("clean_input"))),
                 ("perturbed", Diff.of(truncate(r.get("clean_input")), truncate(r.get("input")))),
+            )
+            if r.get("task") == "multiple_choice" and r.get("label_policy") == "remaps":
+                # the options moved: show both orders and both gold letters
+                clean_gold = clean_target.get((r["model"], r["item_id"]), (None, None))
+                fields = fields[:3] + (
+                    ("gold answer", f"{truncate(clean_gold[0])} in the original order, "
+                                    f"{truncate(r.get('target'))} in the variant's"),
+                    ("original options", _options(choices.get(str(clean_gold[1])))),
+                    ("variant options", _options(choices.get(str(r["variant_id"])))),
+                ) + fields[4:]
+            fields += (
                 ("clean answer", _answer(r.get("clean_response"), r.get("clean_parsed"),
                                          r["clean_score"])),
                 ("noisy answer", _answer(r.get("response"), r.get("parsed"), r["score"])),
@@ -365,7 +298,8 @@ def _slice_blocks(ctx: _Context, n_boot: int, seed: int, min_items: int) -> list
 def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, title: str,
               manifest: Mapping[str, Any] | None, noise_floor: pd.DataFrame | None,
               n_boot: int, seed: int, examples_per_transform: int,
-              min_slice_items: int) -> Document:
+              min_slice_items: int, choices: Mapping[str, Sequence[str]] | None = None
+              ) -> Document:
     results, summary = ctx.results, ctx.summary
     preserving = [t for t in pd.unique(ctx.paired["transform"])
                   if (ctx.paired.loc[ctx.paired["transform"] == t, "label_policy"]
@@ -373,8 +307,9 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
     doc = Document(title)
     if summary.empty:
         doc.para("This run has no perturbed rows: there is no drop to report.")
-    for i, text in enumerate(_headlines(ctx, preserving)):
-        doc.para(text, "headline" if i == 0 else "")
+    warnings = model_warnings(results, manifest, ctx.overview)
+    doc.add([headline_box(results, ctx.overview, preserving, label=ctx.data_label, ci=ctx.ci,
+                          seed=ctx.data.seed, n_boot=ctx.data.n_boot, warnings=warnings)])
     doc.add(_chart_sections(ctx, figures, noise_floor))
     doc.add(realism_blocks(manifest))
     doc.add(variant_blocks(manifest))
@@ -382,22 +317,26 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
     doc.heading("Examples of flipped answers", 2, "examples")
     doc.para("Original question and its noisy version (removed words struck through, added "
              "words underlined), with both answers.", "note")
-    doc.add(_examples(ctx, examples_per_transform))
+    doc.add(_examples(ctx, examples_per_transform, choices or {}))
     doc.add(_may_break_blocks(ctx, n_boot, seed))
     doc.add(_slice_blocks(ctx, n_boot, seed, min_slice_items))
+    doc.add(browse_blocks(results, ctx.paired))
     doc.heading("Run facts", 2, "run")
-    facts = [("rows", str(len(results))),
-             ("models", ", ".join(map(str, pd.unique(results["model"])))),
-             ("bootstrap", f"{n_boot} draws, seed {seed}, {ctx.ci:.0%} intervals")]
-    # the variants and realism tables have sections of their own
-    facts += _flatten({k: v for k, v in (manifest or {}).items()
-                       if k not in ("variants", "realism")})
-    doc.table(["fact", "value"], facts)
+    doc.add([run_facts(results, manifest, n_boot=n_boot, seed=seed, ci=ctx.ci)])
     doc.para(f"Made by robustify {__version__}.", "muted")
     return doc
 
 
 # --------------------------------------------------------------------- entry points
+
+
+def _remapped_ids(results: pd.DataFrame) -> set[str]:
+    """Variant ids whose options a report example may show (remapped multiple choice)."""
+    if "label_policy" not in results.columns or "task" not in results.columns:
+        return set()
+    mc = results.loc[results["task"] == "multiple_choice"]
+    items = set(mc.loc[mc["label_policy"] == "remaps", "item_id"])
+    return set(map(str, mc.loc[mc["item_id"].isin(items), "variant_id"]))
 
 
 def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, title: str,
@@ -406,7 +345,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                  noise_floor: pd.DataFrame | None = None, data_label: str | None = None,
                  n_boot: int = 2000, seed: int | None = None, ci: float = 0.95,
                  examples_per_transform: int = 3, min_slice_items: int = 5,
-                 dpi: int = 110) -> dict[str, Path]:
+                 dpi: int = 110,
+                 choices: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
     """Write the report folder for a results frame (no model is called).
 
     Args:
@@ -424,6 +364,9 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
         examples_per_transform: Flipped items shown per transform.
         min_slice_items: Smallest slice shown under "Weakest slices".
         dpi: Resolution of the PNG charts.
+        choices: Answer options per variant id (clean ones included), shown in the
+            examples of transforms that reorder them; default read from ``variants.jsonl``
+            in ``out_dir`` when it is there.
 
     Returns:
         Paths by key: ``html``, ``md``, ``summary_csv``, ``results_csv``,
@@ -439,9 +382,11 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
     ctx = _Context(results=results, paired=analysis.pair_with_clean(results), data=data, ci=ci)
     figures = {name: charts.render(name, data, formats=formats, dpi=dpi)
                for name in charts.names() if charts.get(name).available(data)}
+    if choices is None:
+        choices = load_choices(out / "variants.jsonl", _remapped_ids(results))
     doc = _document(ctx, figures, title=title, manifest=manifest, noise_floor=noise_floor,
                     n_boot=n_boot, seed=seed, examples_per_transform=examples_per_transform,
-                    min_slice_items=min_slice_items)
+                    min_slice_items=min_slice_items, choices=choices)
     files = doc.write(out, "report", formats=formats)
     files["summary_csv"] = write_text_atomic(out / "summary.csv", ctx.summary.to_csv(index=False))
     files["results_csv"] = write_text_atomic(out / "results.csv", results.to_csv(index=False))
@@ -469,6 +414,8 @@ def rebuild_report(run_dir: str | os.PathLike[str], *, out_dir: str | os.PathLik
     results, manifest = load_results(run_dir)
     if "noise_floor" not in kwargs:
         kwargs["noise_floor"] = load_noise_floor(run_dir, results)
+    if "choices" not in kwargs:  # the options of reordered variants, from the run itself
+        kwargs["choices"] = load_choices(Path(run_dir) / "variants.jsonl", _remapped_ids(results))
     if title is None:
         title = str(manifest.get("title") or
                     f"robustify report: {_data_label(manifest, None)}")

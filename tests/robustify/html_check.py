@@ -9,7 +9,7 @@ __all__ = ["ALLOWED_TAGS", "ParsedPage", "parse_html", "assert_inert"]
 ALLOWED_TAGS = frozenset({
     "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "div",
     "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption", "dl", "dt",
-    "dd", "del", "ins"})
+    "dd", "del", "ins", "details", "summary", "strong"})
 """Every tag a report page may contain: no script, link, form or frame."""
 
 

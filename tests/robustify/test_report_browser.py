@@ -247,3 +247,39 @@ def test_the_page_policy_alone_blocks_a_raw_payload(browser, tmp_path):
     time.sleep(0.5)
     state = browser.js(_STATE)
     assert state["title"] == "Browser check" and state["pwned"] is None
+
+
+_LAYOUT = """(() => {
+  const details = Array.from(document.querySelectorAll('#browse ~ details'));
+  const closedRows = Array.from(document.querySelectorAll('#browse ~ details tr'))
+      .filter(r => r.checkVisibility()).length;
+  document.querySelectorAll('details').forEach(d => d.open = true);
+  const openRows = Array.from(document.querySelectorAll('#browse ~ details tbody tr'))
+      .filter(r => r.checkVisibility()).length;
+  const wide = Array.from(document.querySelectorAll('.table-wrap')).filter(
+      w => w.getBoundingClientRect().right > document.documentElement.clientWidth + 1).length;
+  return {groups: details.length, closedRows, openRows, wide,
+          summaries: details.map(d => d.querySelector('summary').textContent),
+          pageWidth: document.documentElement.scrollWidth,
+          viewport: document.documentElement.clientWidth,
+          text: document.body.innerText};
+})()"""
+
+
+def test_browse_section_folds_and_tables_fit_1280_px(browser, report_html):
+    """Every row is reachable by opening groups (no script runs), and no table makes the
+    page wider than a 1280 px window, even with every group open."""
+    browser.open(report_html.as_uri())
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    state = browser.js(_LAYOUT)
+    assert state["viewport"] <= 1280 and state["pageWidth"] <= 1280, state["pageWidth"]
+    assert state["wide"] == 0
+    # closed groups hide their rows; opened, every results row shows (12 items x 2 models x
+    # (1 clean + 3 transforms x 3 severities))
+    assert state["closedRows"] == 0
+    assert state["openRows"] == 2 * 12 * (1 + 3 * 3)
+    assert state["summaries"][0].startswith("clean items: 24 rows, ")
+    assert [s.split(":")[0] for s in state["summaries"][1:]] == ["typos", "slang", "truncation"]
+    for payload in HOSTILE_TEXTS:  # shown as text inside the opened groups too
+        assert payload in state["text"]

@@ -85,8 +85,7 @@ def plot_comparison(comparison: pd.DataFrame, ax: "Axes | None" = None, *,
                     textcoords="offset points", va="center", fontsize=8)
         name = comparison_label(r)
         if len(pairs) > 1:
-            name += f"\n{r['model_b']}" if r["model_a"] == r["model_b"] else \
-                f"\n{r['model_a']} → {r['model_b']}"
+            name += "\n" + _who(r["model_a"], r["model_b"])
         labels.append(name)
         finite = [float(v) for v in (a, b) if not is_missing(v)]
         xmax, xmin = max([xmax, *finite]), min([xmin, *finite])
@@ -132,8 +131,13 @@ def _headline(who: str, group: pd.DataFrame) -> str:
     return text
 
 
+def _name(model: Any) -> str:
+    return MISSING if is_missing(model) else str(model)  # never "nan" for a missing model
+
+
 def _who(model_a: Any, model_b: Any) -> str:
-    return str(model_a) if model_a == model_b else f"{model_a} → {model_b}"
+    a, b = _name(model_a), _name(model_b)
+    return a if a == b else f"{a} → {b}"
 
 
 def write_comparison_report(comparison: pd.DataFrame, out_dir: str | os.PathLike[str], *,

@@ -1,0 +1,161 @@
+"""The run report's headline box and run facts: what a run says, warnings first.
+
+:func:`headline_box` puts every model's sentence in one box; a model whose measurement is
+doubtful (:mod:`robustify.analysis.validity`) gets its warnings before any number.
+:func:`run_facts` is the short table of what was run (model, data, items, transforms,
+seed, scorer, date, version), not the whole manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from perturbations.version import __version__
+
+import robustify.analysis as analysis
+from robustify._secrets import redact
+from robustify.reporting.document import Box, Paragraph, Table
+from robustify.reporting.format import is_missing, pct, pp
+
+__all__ = ["data_label", "drop_sentence", "headline_box", "run_facts", "model_warnings"]
+
+
+def data_label(manifest: Mapping[str, Any] | None, explicit: str | None = None) -> str:
+    """The data's name for sentences: ``explicit``, else the manifest's data names."""
+    if explicit:
+        return explicit
+    manifest = manifest or {}
+    data = manifest.get("data")
+    names: list[str] = []
+    if isinstance(data, list):
+        for d in data:
+            if isinstance(d, Mapping):
+                names.append(str(d.get("name") or Path(str(d.get("path", "data"))).stem))
+            else:
+                names.append(Path(str(d)).stem)
+    elif isinstance(data, str):
+        names.append(Path(data).stem)
+    elif isinstance(manifest.get("dataset"), str):
+        names.append(str(manifest["dataset"]))
+    return ", ".join(names) or "this benchmark"
+
+
+def drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
+    """``overstates its score under WHAT by X pp (CI ...)``, or "no detectable change"."""
+    over = float(row["overestimation_pp"])
+    low, high = row["overestimation_ci_low_pp"], row["overestimation_ci_high_pp"]
+    ci_text = ("" if is_missing(low) else
+               f" ({level} CI {pp(low, sign=False)} to {pp(high, sign=False)} pp)")
+    if not is_missing(low) and float(low) <= 0.0 <= float(high):
+        return (f"holds under {what}: the drop, {pp(over, sign=False)} pp{ci_text}, is not "
+                f"distinguishable from none (no detectable change)")
+    verb = "overstates" if over >= 0 else "understates"
+    return f"{verb} its score under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
+
+
+def model_warnings(results: pd.DataFrame, manifest: Mapping[str, Any] | None,
+                   overview: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Validity warnings per model (chance levels from the manifest's ``chance``)."""
+    chance = (manifest or {}).get("chance")
+    findings = analysis.validity_findings(
+        results, chance=chance if isinstance(chance, Mapping) else None, overview=overview)
+    return analysis.warnings_by_model(findings)
+
+
+def _sentence(row: Mapping[str, Any], *, label: str, level: str, realistic: Any, stress: Any,
+              realistic_specs: str, stress_noise: str) -> str:
+    model, clean = row["model"], row["clean_score"]
+    if is_missing(clean) or is_missing(row["overestimation_pp"]):
+        return (f"On {label}, {model} has no scored label-preserving variants, so the effect "
+                "of noise could not be measured.")
+    start = f"On {label}, {model}'s clean score of {pct(clean)}"
+    if realistic is not None and model in realistic.index and \
+            not is_missing(realistic.loc[model, "overestimation_pp"]):
+        text = (start + " " + drop_sentence(realistic.loc[model], level,
+                                             f"noise fitted to real typed messages "
+                                             f"({realistic_specs})") + ".")
+        if model in stress.index and not is_missing(stress.loc[model, "overestimation_pp"]):
+            text += (f" Under stress levels, heavier than people type ({stress_noise}), it "
+                     + drop_sentence(stress.loc[model], level, "them")
+                     .replace(" its score under them", "") + ".")
+    else:
+        text = (start + " " + drop_sentence(row, level, f"stress noise ({stress_noise})") +
+                ". This run has no realistic level, and these levels are heavier than people "
+                "type: add the profile transform or @realistic, or fit your traffic with "
+                "calibrate.")
+    if not is_missing(row.get("worst_case_score")):
+        text += (f" Its worst case (per item, the lowest score over the clean question and all "
+                 f"its noisy versions) is {pct(row['worst_case_score'])}.")
+    return text
+
+
+def headline_box(results: pd.DataFrame, overview: pd.DataFrame, transforms: Sequence[str], *,
+                 label: str, ci: float, seed: int, n_boot: int,
+                 warnings: Mapping[str, Sequence[str]]) -> Box:
+    """Every model's headline in one box; a model's warnings come before its numbers."""
+    level = f"{ci * 100:g}%"
+    realistic_rows, stress_rows = analysis.split_levels(results)
+    has_realistic = len(realistic_rows) > (results["spec"] == analysis.CLEAN).sum()
+    realistic = (analysis.model_overview(realistic_rows, seed=seed, n_boot=n_boot)
+                 .set_index("model") if has_realistic else None)
+    stress = analysis.model_overview(stress_rows, seed=seed, n_boot=n_boot).set_index("model")
+    realistic_specs = ", ".join(map(str, pd.unique(
+        results.loc[results["severity_label"].isin(analysis.REALISTIC_LABELS), "spec"])))
+    in_stress = set(stress_rows.loc[stress_rows["spec"] != analysis.CLEAN, "transform"])
+    stress_noise = (", ".join(t for t in map(str, transforms) if t in in_stress)
+                    or "no label-preserving transform")
+    paragraphs: list[Paragraph] = []
+    for row in overview.to_dict("records"):
+        for message in warnings.get(str(row["model"]), ()):
+            paragraphs.append(Paragraph(f"{row['model']}: {message}. Read its numbers below "
+                                        f"with that in mind.", "warning"))
+        paragraphs.append(Paragraph(_sentence(
+            row, label=label, level=level, realistic=realistic, stress=stress,
+            realistic_specs=realistic_specs, stress_noise=stress_noise)))
+    return Box(tuple(paragraphs))
+
+
+def _joined(values: Any) -> str:
+    if isinstance(values, (list, tuple)):
+        return ", ".join(str(v) for v in values)
+    return "" if values is None else str(values)
+
+
+def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_boot: int,
+              seed: int, ci: float) -> Table:
+    """What was run, in a few readable rows (the full record is manifest.json)."""
+    manifest = manifest or {}
+    models = [m.get("label") if isinstance(m, Mapping) else m
+              for m in manifest.get("models") or []] or list(pd.unique(results["model"]))
+    data = []
+    for d in manifest.get("data") or []:
+        if isinstance(d, Mapping):
+            data.append(" ".join(str(x) for x in (d.get("name") or d.get("path"),
+                                                  d.get("format") and f"({d['format']})")
+                                 if x))
+        else:
+            data.append(str(d))
+    n_items = manifest.get("n_items", results["item_id"].nunique())
+    limit = manifest.get("limit")
+    items = f"{n_items}" + (f" (limit {limit})" if limit else "")
+    rows = [("models", _joined(models)),
+            ("data", _joined(data) or data_label(manifest)),
+            ("items", items),
+            ("rows", f"{len(results)} (items x variants x models)"),
+            ("transforms", _joined(manifest.get("specs") or manifest.get("transforms")
+                                   or sorted(set(results["spec"]) - {analysis.CLEAN}))),
+            ("seed", str(manifest.get("seed", seed))),
+            ("scorer", str(manifest.get("scorer") or "by task kind")),
+            ("bootstrap", f"{n_boot} draws, seed {seed}, {ci:.0%} intervals")]
+    if manifest.get("replicates", 1) not in (1, None):
+        rows.append(("replicates", str(manifest["replicates"])))
+    if manifest.get("date"):
+        rows.append(("date", str(manifest["date"])))
+    if manifest.get("duration_s") is not None:
+        rows.append(("duration", f"{manifest['duration_s']} s"))
+    rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
+    rows.append(("full record", "manifest.json beside this report"))
+    return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])
