@@ -155,8 +155,11 @@ class RunResult:
         out = Path(path) if path is not None else self.out_dir
         if out is None:
             raise ConfigError("write_report needs a folder: this result was never saved")
+        variants = (Path(self.out_dir) / "variants.jsonl" if self.out_dir is not None
+                    else None)  # the run's own, also when writing into a staging folder
         files = write_report(self.results, out, title=_title(self.manifest),
-                             manifest=self.manifest, noise_floor=self.noise_floor())
+                             manifest=self.manifest, noise_floor=self.noise_floor(),
+                             variants_file=variants if variants and variants.is_file() else None)
         files["manifest"] = write_json_atomic(out / "manifest.json", self.manifest)
         if self.noise_floor_rows is not None:
             files["noise_floor"] = write_jsonl_atomic(

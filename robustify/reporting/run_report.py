@@ -346,7 +346,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                  n_boot: int = 2000, seed: int | None = None, ci: float = 0.95,
                  examples_per_transform: int = 3, min_slice_items: int = 5,
                  dpi: int = 110,
-                 choices: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
+                 choices: Mapping[str, Sequence[str]] | None = None,
+                 variants_file: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """Write the report folder for a results frame (no model is called).
 
     Args:
@@ -367,6 +368,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
         choices: Answer options per variant id (clean ones included), shown in the
             examples of transforms that reorder them; default read from ``variants.jsonl``
             in ``out_dir`` when it is there.
+        variants_file: Where the run's ``variants.jsonl`` is when it is not in ``out_dir``
+            (a report written into a staging folder or another folder).
 
     Returns:
         Paths by key: ``html``, ``md``, ``summary_csv``, ``results_csv``,
@@ -383,7 +386,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
     figures = {name: charts.render(name, data, formats=formats, dpi=dpi)
                for name in charts.names() if charts.get(name).available(data)}
     if choices is None:
-        choices = load_choices(out / "variants.jsonl", _remapped_ids(results))
+        choices = load_choices(Path(variants_file) if variants_file is not None
+                               else out / "variants.jsonl", _remapped_ids(results))
     doc = _document(ctx, figures, title=title, manifest=manifest, noise_floor=noise_floor,
                     n_boot=n_boot, seed=seed, examples_per_transform=examples_per_transform,
                     min_slice_items=min_slice_items, choices=choices)
