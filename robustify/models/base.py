@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from perturbations.errors import RobustifyError
+from perturbations.errors import ConfigError, RobustifyError
 
-from robustify._secrets import mask
+from robustify._secrets import mask, url_credentials
 from robustify.records import Completion, GenerationParams
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MODEL_SPEC",
     "one_line",
     "is_loopback_url",
+    "check_base_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -189,6 +190,23 @@ def is_loopback_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_base_url(url: str, model: str) -> None:
+    """Refuse a base URL that carries a credential, without repeating the URL.
+
+    A user name or password, a fragment, or a query parameter named like a credential or
+    holding a key-shaped value (see :func:`robustify._secrets.url_credentials`): URLs are
+    written into labels, manifests and reports, so a key there would be written too.
+
+    Raises:
+        ConfigError: One line naming the model and what was found, never the value.
+    """
+    where = url_credentials(url)
+    if where is not None:
+        raise ConfigError(f"model spec openai:{model}@...: the base URL carries a credential "
+                          f"({where}); put the key in an environment variable and name it "
+                          f"with --api-key-env")
 
 
 @dataclass(frozen=True)
