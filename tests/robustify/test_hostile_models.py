@@ -14,7 +14,6 @@ import asyncio
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -247,5 +246,86 @@ def test_the_python_api_refuses_a_key_in_the_base_url_too():
     assert backend.base_url.endswith("api-version=2024-02-01")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+# ------------------------------------------------------------------ in-process units
+
+def _through_transport(body: bytes, headers: dict[str, str], limit: int = 1000) -> bytes:
+    import httpx2
+
+    from robustify.models.http_limits import BoundedTransport
+
+    class Raw(httpx2.AsyncBaseTransport):
+        """Hands the body over as sent, still encoded (as the network transport does)."""
+
+        async def handle_async_request(self, request: "httpx2.Request") -> "httpx2.Response":
+            assert request.headers["accept-encoding"] == "gzip, deflate"
+            return httpx2.Response(200, headers={**headers, "Content-Length": str(len(body))},
+                                   stream=httpx2.ByteStream(body))
+
+    async def fetch() -> bytes:
+        transport = BoundedTransport(Raw(), limit)
+        async with httpx2.AsyncClient(transport=transport) as client:
+            response = await client.get("http://127.0.0.1:9/v1/models")
+            return response.content
+
+    return asyncio.run(fetch())
+
+
+def test_the_transport_decodes_gzip_zlib_and_raw_deflate_within_the_limit():
+    import zlib
+
+    text = b"x" * 1000
+    gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
+    raw = zlib.compressobj(6, zlib.DEFLATED, -15)
+    assert _through_transport(gzip.compress(text) + gzip.flush(),
+                              {"Content-Encoding": "gzip"}) == text
+    assert _through_transport(zlib.compress(text), {"Content-Encoding": "deflate"}) == text
+    assert _through_transport(raw.compress(text) + raw.flush(),
+                              {"Content-Encoding": "deflate"}) == text
+    assert _through_transport(text, {}) == text
+
+
+def test_the_transport_stops_a_bomb_at_the_limit_and_refuses_other_encodings():
+    import zlib
+
+    from robustify.models.http_limits import BadEncodingError, ResponseTooLargeError
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)  # 64 MiB inflated, about 64 KB sent
+    with pytest.raises(ResponseTooLargeError, match="larger than 1,000 bytes"):
+        _through_transport(bomb, {"Content-Encoding": "deflate"})
+    with pytest.raises(ResponseTooLargeError, match="1,001 bytes is larger than 1,000 bytes"):
+        _through_transport(b"y" * 1001, {})
+    for encoding in ("br", "gzip, gzip", "zstd"):
+        with pytest.raises(BadEncodingError, match="is not gzip or deflate"):
+            _through_transport(b"whatever", {"Content-Encoding": encoding})
+    with pytest.raises(BadEncodingError, match="corrupt gzip"):
+        _through_transport(b"not gzip at all", {"Content-Encoding": "gzip"})
+
+
+def test_a_python_model_that_keeps_hanging_is_stopped_after_bounded_abandoned_threads():
+    from robustify.models.base import FatalModelError, ModelCallError
+    from robustify.models.python_callable import PythonCallableBackend
+    from tests.robustify.hostile_models import never_sync
+
+    backend = PythonCallableBackend(never_sync, concurrency=1, timeout=0.1,
+                                    retry=RetryPolicy.none())
+
+    async def calls() -> list[str]:
+        outcomes = []
+        for _ in range(5):
+            try:
+                await backend.agenerate([{"role": "user", "content": "hi"}])
+            except FatalModelError as exc:
+                outcomes.append(f"fatal: {exc}")
+                break
+            except ModelCallError as exc:
+                outcomes.append(str(exc))
+        return outcomes
+
+    outcomes = asyncio.run(calls())
+    # MAX_ABANDONED x concurrency = 2 stuck threads are tolerated, the 4th call is refused
+    assert outcomes[:3] == ["call timed out after 0.1s (no retries allowed)"] * 3
+    assert len(outcomes) == 4 and outcomes[3].startswith("fatal: python:")
+    assert "3 calls passed the 0.1s timeout and never returned" in outcomes[3]
+    assert backend.abandoned == 3 and backend._threads is not None
+    assert backend._threads.started == 3  # one fresh daemon thread per stuck call
+    backend.close()
