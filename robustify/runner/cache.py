@@ -5,8 +5,8 @@ Re-running a finished or interrupted job asks no question twice. Design points:
 * **Key**: sha256 of the canonical JSON of the backend identity (kind, model, base URL,
   generation parameters; never an API key) and the messages. Only the key, the answer
   text, token counts and whether the answer was cut to the answer-size cap are stored,
-  so the file holds no prompt. Backends scrub a key their server echoes before an
-  answer reaches the cache (``[redacted key]``).
+  so the file holds no prompt and no secret (backends replace a key their server echoes
+  with ``[redacted key]`` before an answer reaches the cache).
 * **Concurrency**: WAL mode (readers never block the writer), a busy timeout, and one
   writer thread per cache object. Several threads may call :meth:`ResponseCache.put`
   at once, and two processes may share the file: SQLite serialises their commits.
