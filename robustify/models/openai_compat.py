@@ -40,7 +40,7 @@ from perturbations.errors import ConfigError
 from robustify._secrets import scrub
 from robustify.records import Completion, GenerationParams
 from robustify.models.base import (BaseBackend, FatalModelError, TransientModelError,
-                                   check_base_url, is_loopback_url, one_line)
+                                   check_base_url, deadline, is_loopback_url, one_line)
 from robustify.models.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from robustify.models.http_limits import DEFAULT_MAX_RESPONSE_BYTES, BoundedTransport
 from robustify.models.retry import RetryPolicy, error_for_status, parse_retry_after
@@ -240,7 +240,7 @@ class OpenAICompatBackend(BaseBackend):
 
     async def _once(self, client: Any, messages: list[dict[str, str]]) -> Completion:
         try:
-            async with _deadline(self.timeout):
+            async with deadline(self.timeout):
                 response = await self._request(client, messages)
         except TimeoutError:
             raise TransientModelError(f"request timed out after {self.timeout:g}s (deadline of "
@@ -358,37 +358,3 @@ def _positive_int(value: Any, default: int, name: str, model: str) -> int:
         raise ConfigError(f"model {model!r}: {name} must be a positive whole number of "
                           f"bytes, got {value!r}")
     return value
-
-
-def _deadline(seconds: float) -> Any:
-    """``async with``: cancel the body after ``seconds`` and raise ``TimeoutError``."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is not None:
-        return timeout(seconds)
-    return _WaitForDeadline(seconds)  # pragma: no cover - Python 3.10
-
-
-class _WaitForDeadline:  # pragma: no cover - Python 3.10 has no asyncio.timeout
-    """A minimal ``asyncio.timeout`` for 3.10: cancels the current task at the deadline."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.expired = False
-        self.handle: Any = None
-
-    async def __aenter__(self) -> "_WaitForDeadline":
-        task = asyncio.current_task()
-        assert task is not None
-
-        def fire() -> None:
-            self.expired = True
-            task.cancel()
-
-        self.handle = asyncio.get_running_loop().call_later(self.seconds, fire)
-        return self
-
-    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        self.handle.cancel()
-        if self.expired and kind is asyncio.CancelledError:
-            raise TimeoutError from None
-        return False

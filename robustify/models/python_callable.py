@@ -30,7 +30,6 @@ import functools
 import importlib
 import inspect
 import logging
-import math
 import queue
 import threading
 from typing import Any, Callable
@@ -38,7 +37,8 @@ from typing import Any, Callable
 from perturbations.errors import ConfigError
 
 from robustify.records import Completion, GenerationParams
-from robustify.models.base import BaseBackend, FatalModelError, ModelCallError, TransientModelError, one_line
+from robustify.models.base import (BaseBackend, FatalModelError, ModelCallError,
+                                   TransientModelError, deadline, one_line)
 from robustify.models.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from robustify.models.retry import RetryPolicy
 
@@ -192,7 +192,7 @@ class PythonCallableBackend(BaseBackend):
                 result = await _within(result, self.timeout)
         except (TransientModelError, FatalModelError, ModelCallError):
             raise
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, TimeoutError):
             if future is not None and not future.cancel():
                 self._abandon(future)
             raise TransientModelError(f"call timed out after {self.timeout:g}s") from None
@@ -246,21 +246,9 @@ class PythonCallableBackend(BaseBackend):
 
 
 async def _within(awaitable: Any, seconds: float) -> Any:
-    """Await ``awaitable`` for at most ``seconds``; at the deadline cancel it and raise
-    ``asyncio.TimeoutError`` without waiting for the cancellation to finish (a coroutine
-    that swallows ``CancelledError`` cannot hold the run)."""
-    if math.isinf(seconds):
+    """Await ``awaitable`` for at most ``seconds``, else cancel it and raise ``TimeoutError``."""
+    async with deadline(seconds):
         return await awaitable
-    task = asyncio.ensure_future(awaitable)
-    try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        raise asyncio.TimeoutError
-    return task.result()
 
 
 class _DaemonThreads:
