@@ -317,7 +317,14 @@ class OpenAICompatBackend(BaseBackend):
         """
         client = self._make_client(timeout=self.preflight_timeout, pool=1)
         try:
-            page = await client.models.list()
+            async with deadline(self.preflight_timeout):
+                page = await client.models.list()
+        except TimeoutError:
+            raise FatalModelError(f"{self.label}: {self.base_url} did not answer GET /models "
+                                  f"within {self.preflight_timeout:g}s", backend=self.label) from None
+        except TransientModelError as exc:  # an oversized or oddly encoded listing
+            logger.info("%s: GET /models: %s; skipping the model check", self.label, exc)
+            return
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
                 raise self._status_error(exc) from None

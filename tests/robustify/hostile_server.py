@@ -16,7 +16,8 @@ one of these modes:
 ``echo_key``
     HTTP 200, a normal completion whose answer quotes the ``Authorization`` key.
 
-Every answer the server starts is counted in :attr:`HostileServer.served` per mode;
+With ``listing=True`` the ``GET /models`` listing (the preflight) misbehaves the same way
+(``gzip_bomb`` and ``drip`` only). Every answer the server starts is counted in :attr:`HostileServer.served` per mode;
 :attr:`HostileServer.drip_spans` records how long each drip connection stayed open.
 """
 
@@ -66,12 +67,13 @@ class HostileServer(FakeOpenAIServer):
         bomb_bytes: Inflated size of the gzip bomb.
         huge_bytes: Content size of the huge body.
         drip_interval: Seconds between two bytes of a drip answer.
+        listing: Make ``GET /models`` hostile too (``gzip_bomb`` and ``drip``).
         **kwargs: Passed to :class:`FakeOpenAIServer`.
     """
 
     def __init__(self, mode: str, *, when: str | None = None, bomb_bytes: int = 1 << 30,
                  huge_bytes: int = 100 * 1000 * 1000, drip_interval: float = 0.5,
-                 **kwargs: Any) -> None:
+                 listing: bool = False, **kwargs: Any) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         super().__init__(**kwargs)
@@ -80,12 +82,31 @@ class HostileServer(FakeOpenAIServer):
         self.bomb_bytes = bomb_bytes
         self.huge_bytes = huge_bytes
         self.drip_interval = drip_interval
+        self.listing = listing
         self.served: dict[str, int] = {m: 0 for m in MODES}
         """Hostile answers started, per mode."""
         self.drip_spans: list[float] = []
         """Seconds from request to the client hanging up, per drip answer."""
         if mode == "gzip_bomb":
             gzip_bomb(bomb_bytes)  # build it before serving
+
+    async def _dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes,
+                        writer: asyncio.StreamWriter) -> bool:
+        if not (self.listing and method == "GET" and path.endswith("/models")):
+            return await super()._dispatch(method, path, headers, raw, writer)
+        rec = RecordedRequest(index=-1, method=method, path=path, headers=headers, body=None,
+                              started=time.monotonic(), fault=self.mode)
+        self.served[self.mode] += 1
+        try:
+            if self.mode == "gzip_bomb":
+                return await self._send_raw(writer, rec, 200, gzip_bomb(self.bomb_bytes),
+                                            {"Content-Encoding": "gzip"})
+            if self.mode == "drip":
+                await self._drip(writer, rec)
+                return False
+        except ConnectionError:
+            return False
+        raise ValueError(f"listing=True supports gzip_bomb and drip, not {self.mode}")
 
     async def _completion(self, writer: asyncio.StreamWriter, rec: RecordedRequest,
                           body: Any) -> bool:

@@ -329,3 +329,27 @@ def test_a_python_model_that_keeps_hanging_is_stopped_after_bounded_abandoned_th
     assert backend.abandoned == 3 and backend._threads is not None
     assert backend._threads.started == 3  # one fresh daemon thread per stuck call
     backend.close()
+
+
+@pytest.mark.parametrize("mode", ["drip", "gzip_bomb"])
+def test_the_preflight_is_bounded_too(mode, caplog):
+    import logging
+
+    from robustify.models.base import FatalModelError
+
+    os.environ.setdefault(KEY_VAR, "sk-hostile-placeholder-000000000000")
+    with HostileServer(mode, listing=True, drip_interval=0.5) as server:
+        backend = OpenAICompatBackend("m", base_url=server.base_url, preflight_timeout=2.0,
+                                      api_key_env=KEY_VAR)
+        started = time.monotonic()
+        if mode == "drip":
+            with pytest.raises(FatalModelError, match="did not answer GET /models within 2s"):
+                asyncio.run(backend.check())
+            assert 2.0 <= time.monotonic() - started <= 2.2
+        else:
+            with caplog.at_level(logging.INFO, logger="robustify.models.openai_compat"):
+                asyncio.run(backend.check())  # an oversized listing only skips the model check
+            assert ("GET /models: response body larger than 4,194,304 bytes "
+                    "(max_response_bytes); stopped reading there; skipping the model check"
+                    in caplog.text), caplog.text
+        assert server.served[mode] == 1
