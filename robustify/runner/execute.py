@@ -355,6 +355,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         # Cache lookups happen before any call, in bulk; hits are emitted right away.
         # Chunks bound the memory of a re-run where nearly everything is a hit.
         for b, plan in enumerate(plans):
+            cap = answer_limit(plan.backend)
             answered = bytearray(len(groups))
             for start in range(0, len(groups), _LOOKUP_CHUNK):
                 chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
@@ -365,6 +366,8 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
                 for group, key in enumerate(chunk, start):
                     completion = hits.get(key)
                     if completion is not None:
+                        # an answer cached before the cap existed is cut like a new one
+                        completion = cap_answer(completion, cap)
                         answered[group] = 1
                         hit_rows += run.finish(b, group, completion=completion, error=None,
                                                latency=0.0, cached=True)

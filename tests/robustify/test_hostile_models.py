@@ -353,3 +353,27 @@ def test_the_preflight_is_bounded_too(mode, caplog):
                     "(max_response_bytes); stopped reading there; skipping the model check"
                     in caplog.text), caplog.text
         assert server.served[mode] == 1
+
+
+def test_an_oversized_answer_from_an_older_cache_is_capped_on_reading(tmp_path):
+    from perturbations.records import Item, Variant
+    from robustify.models.python_callable import PythonCallableBackend
+    from robustify.prompts import build_messages
+    from robustify.records import Completion, Score
+    from robustify.runner.cache import ResponseCache, cache_key
+    from robustify.runner.execute import run_queries
+
+    def never(messages: list[dict[str, str]]) -> str:
+        raise AssertionError("the cache must answer")
+
+    backend = PythonCallableBackend(never, label="python:never", max_answer_bytes=10)
+    item = Item(id="a", input="What is 2+2?", target="4", task="short_answer")
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        # stored uncapped, as a robustify without the cap did
+        cache.put(cache_key(backend.identity(), build_messages(item)), Completion("4" * 100))
+        cache.flush()
+        frame = run_queries([Variant.clean(item)], [backend], build_messages=build_messages,
+                            score=lambda item, text: Score(1.0 if text == "4" else 0.0),
+                            cache=cache, progress=False)
+    row = frame.iloc[0]
+    assert row["response"] == "4" * 10 and bool(row["answer_capped"]) and bool(row["cached"])
