@@ -167,6 +167,7 @@ class PythonCallableBackend(BaseBackend):
         self._threads: _DaemonThreads | None = None
         self.abandoned = 0
         """Sync calls past their deadline whose thread is still running."""
+        self._abandoned_lock = threading.Lock()
 
     def identity(self) -> dict[str, Any]:
         """Cache identity: the callable's import path and the parameters."""
@@ -214,15 +215,17 @@ class PythonCallableBackend(BaseBackend):
 
     def _abandon(self, future: "concurrent.futures.Future[Any]") -> None:
         """Count a sync call left running past its deadline until its thread ends."""
-        self.abandoned += 1
+        with self._abandoned_lock:
+            self.abandoned += 1
         threads = self._threads
         if threads is not None:
             threads.stuck(+1)
         logger.warning("%s: a call passed its %gs timeout; its thread keeps running and its "
                        "answer will be ignored", self.label, self.timeout)
 
-        def ended(_: Any) -> None:
-            self.abandoned -= 1
+        def ended(_: Any) -> None:  # in the call's own thread, when it finally returns
+            with self._abandoned_lock:
+                self.abandoned -= 1
             if threads is not None:
                 threads.stuck(-1)
 

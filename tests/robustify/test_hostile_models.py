@@ -3,9 +3,13 @@
 The real command line runs in a subprocess against :class:`HostileServer` (a loopback
 OpenAI-compatible server that sends a gzip bomb, a 100 MB body, one byte every 0.5 s, or
 echoes the API key) and against python: models that never return. Each case must end
-with the failure recorded on its rows, the child's peak memory (``wait4``'s
-``ru_maxrss``, exact for that one process) under a stated bound, deadlines honoured
-within 10%, and the key nowhere in the run folder, the cache, stdout or stderr.
+with the failure recorded on its rows, the child's peak memory under a stated bound,
+deadlines honoured within 10%, and the key nowhere in the run folder, the cache, stdout
+or stderr.
+
+Peak memory is the child's own ``VmHWM`` (high-water resident set of its address space),
+which it writes at exit. Not ``wait4``'s ``ru_maxrss``: on Linux that also counts the
+parent's pages at fork/exec time, so it would report the size of the pytest process.
 """
 
 from __future__ import annotations
@@ -36,17 +40,35 @@ OVER_BASELINE = 100 * MB
 """Peak RSS allowed above the same run against a well-behaved server."""
 
 
+_MEASURED_CLI = """
+import atexit, os, runpy, sys
+
+def _peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                with open(os.environ["HOSTILE_TEST_PEAK"], "w") as out:
+                    out.write(line.split()[1])
+
+atexit.register(_peak)
+sys.argv[0] = "robustify"
+runpy.run_module("robustify", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_measured(args: list[str], env: dict[str, str] | None = None,
                  timeout: float = 240.0) -> tuple[int, str, str, int, float]:
     """Run the CLI; return (exit code, stdout, stderr, peak RSS in bytes, seconds)."""
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"hostile-{uuid.uuid4().hex}"
     started = time.monotonic()
+    env = {**(env or {}), "HOSTILE_TEST_PEAK": f"{out_path}.peak"}
+    command = [cli_cmd()[0], "-c", _MEASURED_CLI, *args]
     with open(f"{out_path}.out", "wb") as out, open(f"{out_path}.err", "wb") as err:
-        proc = subprocess.Popen(cli_cmd(*args), cwd=str(ROOT), env=cli_env(env), stdout=out,
+        proc = subprocess.Popen(command, cwd=str(ROOT), env=cli_env(env), stdout=out,
                                 stderr=err, stdin=subprocess.DEVNULL)
         deadline = started + timeout
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -58,9 +80,10 @@ def run_measured(args: list[str], env: dict[str, str] | None = None,
     proc.returncode = os.waitstatus_to_exitcode(status)
     stdout = Path(f"{out_path}.out").read_text()
     stderr = Path(f"{out_path}.err").read_text()
-    for suffix in (".out", ".err"):
+    peak = int(Path(f"{out_path}.peak").read_text()) * 1024  # VmHWM is in kB
+    for suffix in (".out", ".err", ".peak"):
         Path(f"{out_path}{suffix}").unlink()
-    return proc.returncode, stdout, stderr, usage.ru_maxrss * 1024, elapsed
+    return proc.returncode, stdout, stderr, peak, elapsed
 
 
 def _job(tmp: Path, url: str, n: int = 2, **model: Any) -> Path:
