@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterable
+from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["is_secret_name", "mask", "redact", "REDACTED", "SECRET_SHAPE"]
+__all__ = ["is_secret_name", "mask", "redact", "scrub", "url_credentials", "REDACTED",
+           "REDACTED_KEY", "SECRET_SHAPE"]
 
 REDACTED = "[redacted]"
+
+REDACTED_KEY = "[redacted key]"
+"""What :func:`scrub` puts where a key value stood in a model's answer."""
+
+# Query parameters that carry a credential in URLs without naming it as one:
+# signed URLs (sig, signature) and function keys (code).
+_URL_SECRET_PARAMS = frozenset({"sig", "signature", "code", "x-amz-signature",
+                                "x-goog-signature"})
 
 SECRET_SHAPE = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|hf_[A-Za-z0-9]{20,}|"
@@ -87,3 +97,47 @@ def redact(value: Any, key: str = "") -> Any:
             return REDACTED
         return _URL_USERINFO.sub(REDACTED + "@", SECRET_SHAPE.sub(REDACTED, value))
     return value
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every exact occurrence of each secret replaced by :data:`REDACTED_KEY`.
+
+    For model answers: unlike :func:`mask`, nothing else changes (no key-shape guessing,
+    no line folding), so an answer that never contained a key is returned as it is.
+    Secrets shorter than 8 characters are ignored (they would match ordinary words).
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, REDACTED_KEY)
+    return text
+
+
+def url_credentials(url: str) -> str | None:
+    """Where a URL carries a credential, in words (never the value), or ``None``.
+
+    A user name or password, a fragment (a base URL has no use for one; ``#token=...``),
+    a query parameter named like a credential (``key``, ``api_key``, ``token``, ``sig``,
+    ``code`` ...) or whose value has a key's shape (``sk-...``).
+
+    >>> [url_credentials(u) for u in ("http://h/v1?api-version=2024-02-01",
+    ...     "http://h/v1?key=abc", "http://h/v1#token=abc", "http://u:p@h/v1")]
+    [None, "query parameter 'key'", 'fragment', 'user name or password']
+    """
+    try:
+        parts = urlsplit(url)
+        has_userinfo = bool(parts.username or parts.password)
+    except ValueError:
+        return "unparseable URL"
+    if has_userinfo or "@" in parts.netloc:
+        return "user name or password"
+    if parts.fragment or url.rstrip().endswith("#"):
+        return "fragment"
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if (is_secret_name(name) or name.lower() in _URL_SECRET_PARAMS
+                or SECRET_SHAPE.search(value) or _KEYLIKE.search(value)):
+            return f"query parameter {name!r}"
+        if SECRET_SHAPE.search(name) or _KEYLIKE.search(name):
+            return "query string"
+    if SECRET_SHAPE.search(parts.query) or _KEYLIKE.search(parts.query):
+        return "query string"
+    return None

@@ -45,6 +45,8 @@ class Completion:
     """Prompt tokens, when the backend reports them."""
     tokens_out: int | None = None
     """Completion tokens, when the backend reports them."""
+    capped: bool = False
+    """True when the text was cut to the answer-size cap (see ``robustify.models.answer_cap``)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ RESULT_COLUMNS = (
     "model", "item_id", "variant_id", "spec", "transform", "severity", "severity_label",
     "replicate", "changed", "edit_rate", "label_policy", "task", "input", "target",
     "response", "parsed", "score", "unparseable", "score_detail", "error", "latency", "cached",
-    "tokens_in", "tokens_out",
+    "tokens_in", "tokens_out", "answer_capped",
 )
 """Columns of the per-row results frame, one row per model x variant (clean rows have
-``spec == "clean"``). Item metadata follows as extra ``meta.<key>`` columns."""
+``spec == "clean"``). Item metadata follows as extra ``meta.<key>`` columns.
+``answer_capped`` is True where the answer was cut to the answer-size cap."""

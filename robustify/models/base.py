@@ -21,13 +21,14 @@ import asyncio
 import concurrent.futures
 import ipaddress
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from perturbations.errors import RobustifyError
+from perturbations.errors import ConfigError, RobustifyError
 
-from robustify._secrets import mask
+from robustify._secrets import mask, url_credentials
 from robustify.records import Completion, GenerationParams
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "DEFAULT_MODEL_SPEC",
     "one_line",
     "is_loopback_url",
+    "check_base_url",
+    "deadline",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,6 +194,23 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
+def check_base_url(url: str, model: str) -> None:
+    """Refuse a base URL that carries a credential, without repeating the URL.
+
+    A user name or password, a fragment, or a query parameter named like a credential or
+    holding a key-shaped value (see :func:`robustify._secrets.url_credentials`): URLs are
+    written into labels, manifests and reports, so a key there would be written too.
+
+    Raises:
+        ConfigError: One line naming the model and what was found, never the value.
+    """
+    where = url_credentials(url)
+    if where is not None:
+        raise ConfigError(f"model spec openai:{model}@...: the base URL carries a credential "
+                          f"({where}); put the key in an environment variable and name it "
+                          f"with --api-key-env")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec string (no backend built, no environment read)."""
@@ -203,3 +223,47 @@ class ModelSpec:
     """``smollm2``, a GGUF path, a model name, or ``package.module:function``."""
     base_url: str | None = None
     """OpenAI-compatible base URL for ``openai:`` specs (``None``: api.openai.com)."""
+
+
+def deadline(seconds: float) -> Any:
+    """``async with deadline(s):`` cancel the block after ``s`` seconds, raising ``TimeoutError``.
+
+    ``asyncio.timeout`` where it exists (3.11+: no extra task, so cheap on every call),
+    else an equivalent for 3.10. An infinite ``seconds`` never fires.
+    """
+    if math.isinf(seconds):
+        seconds_or_none: float | None = None
+    else:
+        seconds_or_none = seconds
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is not None:
+        return timeout(seconds_or_none)
+    return _WaitForDeadline(seconds)  # pragma: no cover - Python 3.10
+
+
+class _WaitForDeadline:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+    """A minimal ``asyncio.timeout`` for 3.10: cancels the current task at the deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self.handle: Any = None
+
+    async def __aenter__(self) -> "_WaitForDeadline":
+        task = asyncio.current_task()
+        assert task is not None
+
+        def fire() -> None:
+            self.expired = True
+            task.cancel()
+
+        if not math.isinf(self.seconds):
+            self.handle = asyncio.get_running_loop().call_later(self.seconds, fire)
+        return self
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.expired and kind is asyncio.CancelledError:
+            raise TimeoutError from None
+        return False

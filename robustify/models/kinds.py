@@ -12,9 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from perturbations.errors import ConfigError
-
-from robustify.models.base import Backend, ModelSpec
+from robustify.models.base import Backend, ModelSpec, check_base_url
 from robustify.models.registry import invalid_spec, register_backend
 from robustify.records import GenerationParams
 
@@ -53,7 +51,7 @@ class OpenAIKind:
     OpenAI-compatible server: vLLM, Ollama, llama.cpp's server, LM Studio)."""
 
     forms = ("openai:MODEL", "openai:MODEL@http://host:port/v1")
-    options = ("preflight_timeout",)
+    options = ("preflight_timeout", "max_response_bytes", "max_answer_bytes")
 
     @classmethod
     def split(cls, text: str, rest: str) -> ModelSpec:
@@ -64,12 +62,9 @@ class OpenAIKind:
             model, base_url = rest[: match.start()].strip(), match.group(1).rstrip("/")
             if not model:
                 raise invalid_spec(text, "missing model name before '@'")
+            # never echo the URL: a user-info, query or fragment may hold a key
+            check_base_url(base_url, model)
             parts = urlsplit(base_url)
-            if parts.username or parts.password:
-                # never echo the URL: its user-info is a credential
-                raise ConfigError(f"model spec openai:{model}@...: the base URL carries a user "
-                                  f"name or password; put the key in an environment variable "
-                                  f"and name it with --api-key-env")
             if not parts.hostname:
                 raise invalid_spec(text, f"base URL {base_url!r} has no host")
             try:
@@ -100,7 +95,7 @@ class PythonKind:
     """``python:package.module:function``: any Python callable (sync or async) as a model."""
 
     forms = ("python:package.module:function",)
-    options = ()
+    options = ("max_answer_bytes",)
 
     @classmethod
     def split(cls, text: str, rest: str) -> ModelSpec:

@@ -14,6 +14,14 @@ TypedDict transformer, which was about 40% of the client's CPU per call here (se
 ``docs/performance.md``); our messages are plain ``{"role", "content"}`` string dicts,
 for which that walk changes nothing. If the installed SDK lacks what this needs, the
 backend falls back to ``create``.
+
+Every response is bounded (``docs/reliability.md``, "Hostile models"): ``timeout`` is a
+total deadline per attempt (connect, wait and the whole body; a server that drips one
+byte at a time is cut at the deadline, not kept alive by each byte), and the body is
+decoded and counted as it streams (:mod:`robustify.models.http_limits`), so a gzip bomb
+or a huge body stops at ``max_response_bytes``. Both are transient errors: retried, then
+recorded on the row. A key the server echoes in an answer is replaced by
+``[redacted key]`` before the answer leaves the backend (so before the cache).
 """
 
 from __future__ import annotations
@@ -29,8 +37,12 @@ import openai
 
 from perturbations.errors import ConfigError
 
+from robustify._secrets import scrub
 from robustify.records import Completion, GenerationParams
-from robustify.models.base import BaseBackend, FatalModelError, TransientModelError, is_loopback_url, one_line
+from robustify.models.base import (BaseBackend, FatalModelError, TransientModelError,
+                                   check_base_url, deadline, is_loopback_url, one_line)
+from robustify.models.answer_cap import DEFAULT_MAX_ANSWER_BYTES
+from robustify.models.http_limits import DEFAULT_MAX_RESPONSE_BYTES, BoundedTransport
 from robustify.models.retry import RetryPolicy, error_for_status, parse_retry_after
 
 __all__ = ["OpenAICompatBackend", "DEFAULT_BASE_URL", "LOOPBACK_PLACEHOLDER_KEY"]
@@ -45,6 +57,7 @@ LOOPBACK_PLACEHOLDER_KEY = "not-needed"
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 60.0
+"""Seconds one attempt may take in total, body included."""
 
 
 def _post_route() -> tuple[Any, dict[str, Any]] | None:
@@ -80,7 +93,12 @@ class OpenAICompatBackend(BaseBackend):
         api_key_env: Name of the environment variable holding the key.
         params: Generation parameters.
         concurrency: Calls in flight (default 16); also the connection-pool size.
-        timeout: Per-request timeout in seconds (default 60).
+        timeout: Total deadline of one attempt in seconds, connecting and reading the
+            whole body included (default 60; not an idle timeout).
+        max_response_bytes: Largest response body accepted, counted after decompression
+            while it streams (default 4 MiB).
+        max_answer_bytes: Answers longer than this (UTF-8 bytes) are cut by the runner
+            and flagged ``answer_capped`` (default 64 KiB).
         retry: Retry policy (default :class:`RetryPolicy`).
         label: Label in results (default ``openai:MODEL[@URL]``).
         preflight_timeout: Timeout of :meth:`check` (``GET /models``).
@@ -95,13 +113,20 @@ class OpenAICompatBackend(BaseBackend):
                  api_key_env: str = "OPENAI_API_KEY", params: GenerationParams | None = None,
                  concurrency: int | None = None, timeout: float | None = None,
                  retry: RetryPolicy | None = None, label: str | None = None,
-                 preflight_timeout: float = 5.0) -> None:
+                 preflight_timeout: float = 5.0, max_response_bytes: int | None = None,
+                 max_answer_bytes: int | None = None) -> None:
         self.model = model
+        if base_url:
+            check_base_url(base_url, model)
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.api_key_env = api_key_env
         self.params = params if params is not None else GenerationParams()
         self.max_concurrency = int(concurrency or DEFAULT_CONCURRENCY)
         self.timeout = float(timeout or DEFAULT_TIMEOUT)
+        self.max_response_bytes = _positive_int(max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES,
+                                                "max_response_bytes", model)
+        self.max_answer_bytes = _positive_int(max_answer_bytes, DEFAULT_MAX_ANSWER_BYTES,
+                                              "max_answer_bytes", model)
         self.retry = retry if retry is not None else RetryPolicy()
         self.preflight_timeout = preflight_timeout
         default_label = f"openai:{model}" + (f"@{self.base_url}" if base_url else "")
@@ -155,7 +180,9 @@ class OpenAICompatBackend(BaseBackend):
         limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool,
                                keepalive_expiry=30.0)
         http_timeout = httpx2.Timeout(timeout, connect=min(timeout, 10.0))
-        http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=http_timeout)
+        transport = BoundedTransport(httpx2.AsyncHTTPTransport(limits=limits),
+                                     self.max_response_bytes)
+        http_client = openai.DefaultAsyncHttpxClient(timeout=http_timeout, transport=transport)
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key(),
                                   max_retries=0, timeout=http_timeout, http_client=http_client)
 
@@ -213,7 +240,11 @@ class OpenAICompatBackend(BaseBackend):
 
     async def _once(self, client: Any, messages: list[dict[str, str]]) -> Completion:
         try:
-            response = await self._request(client, messages)
+            async with deadline(self.timeout):
+                response = await self._request(client, messages)
+        except TimeoutError:
+            raise TransientModelError(f"request timed out after {self.timeout:g}s (deadline of "
+                                      f"the whole attempt, body included)") from None
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
@@ -246,6 +277,9 @@ class OpenAICompatBackend(BaseBackend):
         if text is None:
             # A refusal or a tool call carries no content; record what the model said.
             text = getattr(message, "refusal", None) or ""
+        if not isinstance(text, str):
+            raise TransientModelError("response message content is not text")
+        text = scrub(text, self._secrets())
         usage = getattr(response, "usage", None)
         return Completion(text=text,
                           tokens_in=getattr(usage, "prompt_tokens", None) if usage else None,
@@ -283,7 +317,14 @@ class OpenAICompatBackend(BaseBackend):
         """
         client = self._make_client(timeout=self.preflight_timeout, pool=1)
         try:
-            page = await client.models.list()
+            async with deadline(self.preflight_timeout):
+                page = await client.models.list()
+        except TimeoutError:
+            raise FatalModelError(f"{self.label}: {self.base_url} did not answer GET /models "
+                                  f"within {self.preflight_timeout:g}s", backend=self.label) from None
+        except TransientModelError as exc:  # an oversized or oddly encoded listing
+            logger.info("%s: GET /models: %s; skipping the model check", self.label, exc)
+            return
         except openai.APIStatusError as exc:
             if exc.status_code in (401, 403):
                 raise self._status_error(exc) from None
@@ -315,3 +356,12 @@ class OpenAICompatBackend(BaseBackend):
         return (f"OpenAICompatBackend(model={self.model!r}, base_url={self.base_url!r}, "
                 f"api_key_env={self.api_key_env!r}, max_concurrency={self.max_concurrency})")
 
+
+
+def _positive_int(value: Any, default: int, name: str, model: str) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"model {model!r}: {name} must be a positive whole number of "
+                          f"bytes, got {value!r}")
+    return value

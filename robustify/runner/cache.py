@@ -4,7 +4,9 @@ Re-running a finished or interrupted job asks no question twice. Design points:
 
 * **Key**: sha256 of the canonical JSON of the backend identity (kind, model, base URL,
   generation parameters; never an API key) and the messages. Only the key, the answer
-  text and token counts are stored, so the file holds no secret and no prompt.
+  text, token counts and whether the answer was cut to the answer-size cap are stored,
+  so the file holds no prompt and no secret (backends replace a key their server echoes
+  with ``[redacted key]`` before an answer reaches the cache).
 * **Concurrency**: WAL mode (readers never block the writer), a busy timeout, and one
   writer thread per cache object. Several threads may call :meth:`ResponseCache.put`
   at once, and two processes may share the file: SQLite serialises their commits.
@@ -49,8 +51,8 @@ __all__ = ["default_cache_path", "open_cache", "ResponseCache", "cache_key", "ca
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-"""Version of the table layout, stored in the file."""
+SCHEMA_VERSION = 2
+"""Version of the table layout, stored in the file (2 added ``capped``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -58,10 +60,17 @@ CREATE TABLE IF NOT EXISTS responses (
     text TEXT NOT NULL,
     tokens_in INTEGER,
     tokens_out INTEGER,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    capped INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+_ADDED_COLUMNS = {"capped": "INTEGER NOT NULL DEFAULT 0"}
+"""Columns newer than schema 1, added in place to an older file when it is opened."""
+
+_INSERT = ("INSERT OR REPLACE INTO responses (key, text, tokens_in, tokens_out, created, capped) "
+           "VALUES (?, ?, ?, ?, ?, ?)")
 
 _STOP = object()
 
@@ -245,12 +254,15 @@ class ResponseCache:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.executescript(_SCHEMA)
                 row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-                if row is None:
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                                 (str(SCHEMA_VERSION),))
-                elif int(row[0]) > SCHEMA_VERSION:
+                if row is not None and int(row[0]) > SCHEMA_VERSION:
                     raise ConfigError(f"response cache {self.path} was written by a newer "
                                       f"robustify (schema {row[0]}); use another cache file")
+                have = {r[1] for r in conn.execute("PRAGMA table_info(responses)")}
+                for name, decl in _ADDED_COLUMNS.items():
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE responses ADD COLUMN {name} {decl}")
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                             (str(SCHEMA_VERSION),))
                 self._local.conn = conn
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path} is not a usable response cache ({exc})") from None
@@ -264,12 +276,13 @@ class ResponseCache:
             self.hits += 1
             return pending
         row = self._reader().execute(
-            "SELECT text, tokens_in, tokens_out FROM responses WHERE key = ?", (key,)).fetchone()
+            "SELECT text, tokens_in, tokens_out, capped FROM responses WHERE key = ?",
+            (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
         self.hits += 1
-        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2])
+        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2], capped=bool(row[3]))
 
     def get_many(self, keys: Iterable[str], *, chunk: int = 500) -> dict[str, Completion]:
         """Look many keys up at once; returns only the hits. Faster than repeated :meth:`get`."""
@@ -284,10 +297,11 @@ class ResponseCache:
         for start in range(0, len(rest), chunk):
             part = rest[start:start + chunk]
             marks = ",".join("?" * len(part))
-            for key, text, t_in, t_out in conn.execute(
-                    f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})",
-                    part):
-                found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out)
+            for key, text, t_in, t_out, capped in conn.execute(
+                    f"SELECT key, text, tokens_in, tokens_out, capped FROM responses "
+                    f"WHERE key IN ({marks})", part):
+                found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out,
+                                        capped=bool(capped))
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -359,9 +373,8 @@ class ResponseCache:
             self._local.quick = conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                         (key, completion.text, completion.tokens_in, completion.tokens_out,
-                          time.time()))
+            conn.execute(_INSERT, (key, completion.text, completion.tokens_in,
+                                   completion.tokens_out, time.time(), int(completion.capped)))
             conn.execute("COMMIT")
         except sqlite3.Error:
             # busy (another writer holds the lock) or anything else: never keep a
@@ -445,13 +458,12 @@ class ResponseCache:
                 batch: list[tuple[str, Completion, Any]]) -> bool:
         """Commit one batch; ``False`` if it was given up after ``write_retries`` tries."""
         now = time.time()
-        rows = [(k, c.text, c.tokens_in, c.tokens_out, now) for k, c, _ in batch]
+        rows = [(k, c.text, c.tokens_in, c.tokens_out, now, int(c.capped)) for k, c, _ in batch]
         for attempt in range(1, self.write_retries + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                                     rows)
+                    conn.executemany(_INSERT, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

@@ -46,6 +46,7 @@ import pandas as pd
 
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.records import Item, Variant
+from robustify.models.answer_cap import answer_limit, cap_answer
 from robustify.models.base import Backend, FatalModelError, one_line, run_sync
 from robustify.records import Completion, Score
 from robustify.runner.cache import ResponseCache
@@ -141,6 +142,7 @@ class _Run:
                 if completion.tokens_out is not None:
                     res.tokens_out[index] = int(completion.tokens_out)
                 res.cached[index] = cached or position > 0
+                res.answer_capped[index] = completion.capped
                 res.latency[index] = latency if (position == 0 and not cached) else 0.0
                 source = rows.source[index]
                 if rows.own_input[index] or source is None:
@@ -196,6 +198,7 @@ class _Run:
         first = self.groups.first
         rows = self.rows
         cache = self.cache
+        cap = answer_limit(backend)
         while b not in self.fatal:
             group = queue.pop()
             if group is None:
@@ -222,6 +225,8 @@ class _Run:
                             latency=time.perf_counter() - started, cached=False)
                 continue
             latency = time.perf_counter() - started
+            # cut an oversized answer before it is cached, scored or written anywhere
+            completion = cap_answer(completion, cap)
             if cache is not None:
                 # counted done only once it is in the file: a kill repeats only calls
                 # still in flight, never an answer already reported
@@ -350,6 +355,7 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         # Cache lookups happen before any call, in bulk; hits are emitted right away.
         # Chunks bound the memory of a re-run where nearly everything is a hit.
         for b, plan in enumerate(plans):
+            cap = answer_limit(plan.backend)
             answered = bytearray(len(groups))
             for start in range(0, len(groups), _LOOKUP_CHUNK):
                 chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
@@ -360,6 +366,8 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
                 for group, key in enumerate(chunk, start):
                     completion = hits.get(key)
                     if completion is not None:
+                        # an answer cached before the cap existed is cut like a new one
+                        completion = cap_answer(completion, cap)
                         answered[group] = 1
                         hit_rows += run.finish(b, group, completion=completion, error=None,
                                                latency=0.0, cached=True)

@@ -241,6 +241,7 @@ class Results:
         self.error: list[str | None] = [None] * n
         self.latency = array("d", [0.0]) * n
         self.cached = bytearray(n)
+        self.answer_capped = bytearray(n)
         # Token counts, -1 for unknown: 8 bytes a row instead of a list slot and an int.
         self.tokens_in = array("q", [-1]) * n
         self.tokens_out = array("q", [-1]) * n
@@ -258,6 +259,7 @@ class Results:
             "cached": bool(self.cached[index]),
             "tokens_in": None if tokens_in < 0 else tokens_in,
             "tokens_out": None if tokens_out < 0 else tokens_out,
+            "answer_capped": bool(self.answer_capped[index]),
         }
 
     def columns(self) -> dict[str, Any]:
@@ -278,6 +280,7 @@ class Results:
             "cached": np.frombuffer(bytes(self.cached), dtype=np.bool_),
             "tokens_in": tokens(self.tokens_in),
             "tokens_out": tokens(self.tokens_out),
+            "answer_capped": np.frombuffer(bytes(self.answer_capped), dtype=np.bool_),
         }
 
 
@@ -285,7 +288,7 @@ def empty_frame() -> pd.DataFrame:
     frame = pd.DataFrame(columns=list(RESULT_COLUMNS))
     for column in ("severity", "edit_rate", "score", "latency"):
         frame[column] = frame[column].astype(float)
-    for column in ("changed", "unparseable", "cached"):
+    for column in ("changed", "unparseable", "cached", "answer_capped"):
         frame[column] = frame[column].astype(bool)
     frame["replicate"] = frame["replicate"].astype(int)
     for column in ("tokens_in", "tokens_out"):

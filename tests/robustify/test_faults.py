@@ -63,8 +63,10 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory):
         mix = FaultMix(FAULT_MIX, seed=7).install(server)
         job = load_job(write_job(tmp / "job.yaml", {
             "data": [{"path": str(data)}],
-            # a short timeout makes a hang cost 0.5 s instead of 60 s
-            "models": [{"spec": f"openai:fake-model@{server.base_url}", "timeout": 0.5,
+            # a short timeout makes a hang (3 s) cost 1.5 s instead of 60 s. It is a total
+            # deadline per attempt: at 0.5 s, an attempt of this busy in-process run could
+            # expire before its request reached the server, which the checks below forbid
+            "models": [{"spec": f"openai:fake-model@{server.base_url}", "timeout": 1.5,
                         "concurrency": CONCURRENCY}],
             "transforms": ["typos@high"], "seed": 0, "cache": str(tmp / "cache.sqlite")}))
         job = job.override(out=str(tmp / "run"))
