@@ -45,6 +45,14 @@ class Completion:
     """Prompt tokens, when the backend reports them."""
     tokens_out: int | None = None
     """Completion tokens, when the backend reports them."""
+    finish_reason: str | None = None
+    """Why generation stopped, as the backend says: ``"stop"`` (the model ended its answer
+    or a stop sequence), ``"length"`` (cut at ``max_tokens``), or ``None`` when unknown."""
+
+    @property
+    def hit_token_limit(self) -> bool:
+        """True when the answer was cut by ``max_tokens`` (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,8 @@ RESULT_COLUMNS = (
     "model", "item_id", "variant_id", "spec", "transform", "severity", "severity_label",
     "replicate", "changed", "edit_rate", "label_policy", "task", "input", "target",
     "response", "parsed", "score", "unparseable", "score_detail", "error", "latency", "cached",
-    "tokens_in", "tokens_out",
+    "tokens_in", "tokens_out", "hit_token_limit",
 )
 """Columns of the per-row results frame, one row per model x variant (clean rows have
-``spec == "clean"``). Item metadata follows as extra ``meta.<key>`` columns."""
+``spec == "clean"``). ``hit_token_limit`` is True when the answer was cut at
+``max_tokens`` (counted apart from wrong answers). Item metadata follows as extra ``meta.<key>`` columns."""

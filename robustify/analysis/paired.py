@@ -52,7 +52,7 @@ SUMMARY_COLUMNS = (
     "ci_low_pp", "ci_high_pp", "relative_drop", "p_value",
     "flips_right_to_wrong", "flips_wrong_to_right", "flips_right_to_unparseable",
     "flip_rate", "consistency", "unparseable_rate", "clean_unparseable_rate",
-    "mean_edit_rate", "label_policy", "spec", "severity_label",
+    "token_limit_rate", "mean_edit_rate", "label_policy", "spec", "severity_label",
 )
 """Statistic columns :func:`summarize` adds after the group columns (see its docstring)."""
 
@@ -103,6 +103,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
         "severity": 0.0, "severity_label": None, "replicate": 0, "changed": True,
         "edit_rate": np.nan, "label_policy": "preserves", "parsed": None, "response": None,
         "input": None, "target": None, "error": None, "unparseable": False,
+        "hit_token_limit": False,
     }
     for column, value in defaults.items():
         if column not in df.columns:
@@ -112,6 +113,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
     df["replicate"] = pd.to_numeric(df["replicate"], errors="coerce").fillna(0).astype(int)
     df["edit_rate"] = pd.to_numeric(df["edit_rate"], errors="coerce").astype(float)
     df["unparseable"] = _as_bool(df["unparseable"], default=False)
+    df["hit_token_limit"] = _as_bool(df["hit_token_limit"], default=False)
     df["changed"] = _as_bool(df["changed"], default=True)
     df["label_policy"] = df["label_policy"].where(df["label_policy"].notna(), "preserves")
     return df
@@ -309,6 +311,8 @@ def _group_stats(g: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
         "unparseable_rate": float(answered["unparseable"].mean()) if len(answered) else math.nan,
         "clean_unparseable_rate": (float(clean_items["clean_unparseable"].mean())
                                    if len(clean_items) else math.nan),
+        "token_limit_rate": (float(answered["hit_token_limit"].mean()) if len(answered)
+                             else math.nan),
         "mean_edit_rate": (float(g["edit_rate"].mean()) if g["edit_rate"].notna().any()
                            else math.nan),
         "label_policy": ",".join(policies) if policies else None,
@@ -374,7 +378,8 @@ def summarize(results: pd.DataFrame, *, by: Sequence[str] = ("model", "transform
         * ``consistency``: share of variants whose parsed answer equals the model's own
           clean parsed answer (over rows whose clean answer was parsed);
         * ``unparseable_rate`` among answered perturbed rows, ``clean_unparseable_rate``
-          on the same items' clean answers; ``mean_edit_rate``;
+          on the same items' clean answers; ``token_limit_rate``: share of answered
+          perturbed rows cut at ``max_tokens`` (``hit_token_limit``); ``mean_edit_rate``;
         * ``label_policy``, ``spec``, ``severity_label``: the values in the group, joined
           with commas when there are several.
 

@@ -4,7 +4,9 @@ Re-running a finished or interrupted job asks no question twice. Design points:
 
 * **Key**: sha256 of the canonical JSON of the backend identity (kind, model, base URL,
   generation parameters; never an API key) and the messages. Only the key, the answer
-  text and token counts are stored, so the file holds no secret and no prompt.
+  text, token counts and the finish reason are stored, so the file holds no secret and
+  no prompt. Files of schema 1 (no finish reason) are upgraded in place when opened;
+  their answers read back with ``finish_reason=None``.
 * **Concurrency**: WAL mode (readers never block the writer), a busy timeout, and one
   writer thread per cache object. Several threads may call :meth:`ResponseCache.put`
   at once, and two processes may share the file: SQLite serialises their commits.
@@ -49,7 +51,7 @@ __all__ = ["default_cache_path", "open_cache", "ResponseCache", "cache_key", "ca
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the table layout, stored in the file."""
 
 _SCHEMA = """
@@ -58,12 +60,27 @@ CREATE TABLE IF NOT EXISTS responses (
     text TEXT NOT NULL,
     tokens_in INTEGER,
     tokens_out INTEGER,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    finish_reason TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_INSERT = ("INSERT OR REPLACE INTO responses (key, text, tokens_in, tokens_out, created, "
+           "finish_reason) VALUES (?, ?, ?, ?, ?, ?)")
+
 _STOP = object()
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a schema-1 file (no ``finish_reason`` column) to the current schema.
+
+    Its answers stay valid: they read back with ``finish_reason=None`` (unknown).
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+    if "finish_reason" not in columns:
+        conn.execute("ALTER TABLE responses ADD COLUMN finish_reason TEXT")
+    conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
 
 _OPEN_CACHES: "weakref.WeakSet[ResponseCache]" = weakref.WeakSet()
 
@@ -251,6 +268,8 @@ class ResponseCache:
                 elif int(row[0]) > SCHEMA_VERSION:
                     raise ConfigError(f"response cache {self.path} was written by a newer "
                                       f"robustify (schema {row[0]}); use another cache file")
+                elif int(row[0]) < SCHEMA_VERSION:
+                    _upgrade(conn)
                 self._local.conn = conn
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path} is not a usable response cache ({exc})") from None
@@ -264,12 +283,14 @@ class ResponseCache:
             self.hits += 1
             return pending
         row = self._reader().execute(
-            "SELECT text, tokens_in, tokens_out FROM responses WHERE key = ?", (key,)).fetchone()
+            "SELECT text, tokens_in, tokens_out, finish_reason FROM responses WHERE key = ?",
+            (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
         self.hits += 1
-        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2])
+        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2],
+                          finish_reason=row[3])
 
     def get_many(self, keys: Iterable[str], *, chunk: int = 500) -> dict[str, Completion]:
         """Look many keys up at once; returns only the hits. Faster than repeated :meth:`get`."""
@@ -284,10 +305,11 @@ class ResponseCache:
         for start in range(0, len(rest), chunk):
             part = rest[start:start + chunk]
             marks = ",".join("?" * len(part))
-            for key, text, t_in, t_out in conn.execute(
-                    f"SELECT key, text, tokens_in, tokens_out FROM responses WHERE key IN ({marks})",
-                    part):
-                found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out)
+            for key, text, t_in, t_out, finish in conn.execute(
+                    f"SELECT key, text, tokens_in, tokens_out, finish_reason FROM responses "
+                    f"WHERE key IN ({marks})", part):
+                found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out,
+                                        finish_reason=finish)
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -359,9 +381,8 @@ class ResponseCache:
             self._local.quick = conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                         (key, completion.text, completion.tokens_in, completion.tokens_out,
-                          time.time()))
+            conn.execute(_INSERT, (key, completion.text, completion.tokens_in,
+                                   completion.tokens_out, time.time(), completion.finish_reason))
             conn.execute("COMMIT")
         except sqlite3.Error:
             # busy (another writer holds the lock) or anything else: never keep a
@@ -445,13 +466,13 @@ class ResponseCache:
                 batch: list[tuple[str, Completion, Any]]) -> bool:
         """Commit one batch; ``False`` if it was given up after ``write_retries`` tries."""
         now = time.time()
-        rows = [(k, c.text, c.tokens_in, c.tokens_out, now) for k, c, _ in batch]
+        rows = [(k, c.text, c.tokens_in, c.tokens_out, now, c.finish_reason)
+                for k, c, _ in batch]
         for attempt in range(1, self.write_retries + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                                     rows)
+                    conn.executemany(_INSERT, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
