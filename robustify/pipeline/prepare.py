@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -54,6 +55,14 @@ class PreparedJob:
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
     realism_ref: list[str] | None = None
     """The real messages of ``job.realism_ref``, read and checked before any call."""
+    fewshot: dict[str, list[str]] = field(default_factory=dict)
+    """Task kind -> ids of the user's rows shown as examples (``job.fewshot``)."""
+
+    def build_messages(self) -> Any:
+        """Item -> chat messages with the job's templates, task parameters and scoring mode."""
+        from robustify.pipeline.requests import message_builder
+
+        return message_builder(self.templates, self.job)
 
     def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order.
@@ -85,6 +94,10 @@ class PreparedJob:
             "models": [_model_facts(b, m) for b, m in zip(self.backends, job.models)],
             "templates": job.templates,
             "scorer": job.scorer,
+            "scoring_mode": job.scoring_mode,
+            "generation": _generation_table(job),
+            "fewshot": {"k": job.fewshot, "rows": self.fewshot},
+            "stratify": job.stratify,
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
             **extra,
@@ -116,15 +129,30 @@ def _dataset_hash(items: Sequence[Item]) -> str:
     return digest.hexdigest()
 
 
-def _load_data(job: JobConfig) -> list[Item]:
+def _generation_table(job: JobConfig) -> dict[str, Any]:
+    from robustify.pipeline.requests import generation_table
+
+    return generation_table(job)
+
+
+def _load_data(job: JobConfig) -> tuple[list[Item], dict[str, list[Item]]]:
     from robustify.data import load_items
+    from robustify.pipeline.selection import draw_fewshot, stratified_sample
 
     many = len(job.data) > 1
     items: list[Item] = []
     seen: dict[str, str] = {}
+    select = bool(job.fewshot or job.stratify)  # then the limit is applied here
+    shots: dict[str, list[Item]] = {}
     for source in job.data:
         loaded = load_items(source.path, format=source.format, mapping=source.map,
-                            limit=job.limit, seed=job.seed, task=source.task)
+                            limit=None if select else job.limit, seed=job.seed,
+                            task=source.task)
+        if select:
+            loaded, drawn = draw_fewshot(loaded, job.fewshot, job.seed)
+            for kind, rows in drawn.items():
+                shots.setdefault(kind, []).extend(rows)
+            loaded = stratified_sample(loaded, job.limit, job.seed, job.stratify)
         name = source.name or Path(source.path).stem
         for item in loaded:
             if many:
@@ -135,7 +163,7 @@ def _load_data(job: JobConfig) -> list[Item]:
                                   f"{source.path}; give the data sets a 'name'")
             seen[item.id] = source.path
             items.append(item)
-    return items
+    return items, shots
 
 
 def _default_out(job: JobConfig) -> Path:
@@ -145,8 +173,6 @@ def _default_out(job: JobConfig) -> Path:
 
 
 def _build_backends(job: JobConfig) -> list[Any]:
-    from robustify.models import parse_model_spec
-
     backends = []
     for model in job.models:
         params = dict(model.params)
@@ -156,10 +182,19 @@ def _build_backends(job: JobConfig) -> list[Any]:
             gen = GenerationParams(**params)
         except TypeError as exc:
             raise ConfigError(f"model {model.spec!r}: bad generation parameter ({exc})") from None
-        backends.append(parse_model_spec(model.spec, params=gen, api_key_env=model.api_key_env,
-                                         concurrency=model.concurrency or job.concurrency,
-                                         timeout=model.timeout))
-    return backends
+        backends.append(_make_backend(job, model, gen))
+    from robustify.pipeline.requests import wrap_backends
+
+    return wrap_backends(backends, job.models, scoring_mode=job.scoring_mode,
+                         make=functools.partial(_make_backend, job))
+
+
+def _make_backend(job: JobConfig, model: ModelConfig, params: GenerationParams) -> Any:
+    from robustify.models import parse_model_spec
+
+    return parse_model_spec(model.spec, params=params, api_key_env=model.api_key_env,
+                            concurrency=model.concurrency or job.concurrency,
+                            timeout=model.timeout)
 
 
 @contextlib.contextmanager
@@ -194,12 +229,17 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         regular, rewrites = split_rewrite_specs(job.transforms)
         specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
                  if regular else [])
-    items = _load_data(job)
+    with _blame(job, "fewshot" if job.fewshot else "stratify"):
+        items, shots = _load_data(job)
     templates = None
     if job.templates:
         from robustify.prompts import load_templates
 
         templates = load_templates(job.templates)
+    if shots:
+        from robustify.prompts import with_user_shots
+
+        templates = with_user_shots(templates, shots)
     out_dir = Path(job.out) if job.out else _default_out(job)
     check_writable(out_dir)
     with _blame(job, "models"):
@@ -219,6 +259,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
     return PreparedJob(job=job, items=items, specs=specs, backends=backends, out_dir=out_dir,
                        cache_path=cache_path, templates=templates,
                        dataset_hash=_dataset_hash(items), rewrites=rewrites,
-                       realism_ref=realism_ref)
+                       realism_ref=realism_ref,
+                       fewshot={kind: [i.id for i in rows] for kind, rows in shots.items()})
 
 
