@@ -35,8 +35,8 @@ from perturbations.errors import ConfigError, DataError
 from perturbations.records import CLEAN  # the spec of clean rows: one constant, re-exported
 from robustify.analysis.stats import bootstrap_ci, group_rng, mcnemar_exact
 
-__all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "slice_columns",
-           "summarize", "model_overview", "may_break_summary", "noise_floor", "meta_columns"]
+__all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean",
+           "summarize", "model_overview", "may_break_summary", "noise_floor"]
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +58,6 @@ SUMMARY_COLUMNS = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def meta_columns(results: pd.DataFrame) -> list[str]:
-    """Names of the item-metadata columns (``meta.<key>``) of a results frame."""
-    return [c for c in results.columns if str(c).startswith("meta.")]
-
-
-def slice_columns(results: pd.DataFrame, *, max_values: int = 30) -> list[str]:
-    """Columns worth slicing by: ``task`` and the categorical ``meta.*`` columns.
-
-    A useful slice column holds scalar values (lists such as ``meta.labels`` cannot be
-    grouped) with between 2 and ``max_values`` distinct values, fewer than the items
-    (a per-item free-text field like a worked solution is not a slice).
-    """
-    n_items = results["item_id"].nunique() if "item_id" in results.columns else len(results)
-    out = []
-    for column in ["task", *meta_columns(results)]:
-        if column not in results.columns:
-            continue
-        values = results[column].dropna()
-        if not all(isinstance(v, (str, int, float, bool, np.integer, np.floating, np.bool_))
-                   for v in values):
-            continue
-        distinct = values.nunique()
-        if 2 <= distinct <= max_values and distinct < n_items:
-            out.append(column)
-    return out
 
 
 def _prepare(results: pd.DataFrame) -> pd.DataFrame:
