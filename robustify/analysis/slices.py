@@ -95,6 +95,8 @@ def slices(results: pd.DataFrame, column: str, *, by: Sequence[str] = ("model",)
     """
     df = with_label(_prepare(results))
     column = _resolve_column(df, column)
+    if column == "label":  # rows of other task kinds have no label: no slice of their own
+        df = df.loc[df["label"].notna()]
     if policies is not None:
         df = df.loc[_clean_mask(df) | df["label_policy"].isin(list(policies))]
     return summarize(df, by=(*by, column), **kwargs)
