@@ -3,15 +3,20 @@
 The legacy completions endpoint with ``echo=true, logprobs=1`` returns the
 log-probability of every prompt token (llama.cpp's server started with logits for all
 tokens, vLLM, and other servers that follow the OpenAI format do; api.openai.com's chat
-models do not). Each option is sent once as ``prompt = context + option``; the option's
-log-likelihood is the sum of ``token_logprobs`` over the tokens whose ``text_offset``
-falls at or after the context's end, so the split does not depend on the server's
-tokenizer. ``max_tokens=1`` (some servers read 0 as "no limit"); the one generated token
-is ignored.
+models do not). Each option is sent once as ``prompt = context + " " + option`` (the
+space starts the option's first token, as lm-eval does); the option's log-likelihood is
+the sum of ``token_logprobs`` over the tokens that end after the context, found from
+``text_offset``, so the split does not depend on the server's tokenizer.
+``max_tokens=1`` (some servers read 0 as "no limit"); the one generated token is ignored.
 
 The context is the chat rendered as plain text (``system: ...``, ``user: ...`` lines and
 an open ``assistant:`` turn): a completions endpoint applies no chat template, and the
-server's template is not known here. Retries and error mapping are the backend's own
+server's template is not known here.
+
+Known server bug: llama-cpp-python's server (0.3.x) takes each echoed token's
+log-probability from the distribution *after* that token when the model adds no BOS
+token (SmolLM2 is such a model), so its numbers are not the tokens' log-likelihoods;
+rate such models in process with ``local:`` instead, or serve them with vLLM. Retries and error mapping are the backend's own
 (:attr:`robustify.models.openai_compat.OpenAICompatBackend.retry`).
 """
 
@@ -29,11 +34,14 @@ __all__ = ["aloglik", "render_chat", "continuation_loglik"]
 def render_chat(messages: list[dict[str, str]]) -> str:
     """Chat messages as plain text ending with an open assistant turn."""
     lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
-    return "\n\n".join(lines) + "\n\nassistant: "
+    return "\n\n".join(lines) + "\n\nassistant:"
 
 
-def continuation_loglik(logprobs: Any, start: int) -> float:
-    """Sum of the token log-probabilities at text offsets ``>= start``.
+def continuation_loglik(logprobs: Any, start: int, end: int) -> float:
+    """Sum of the log-probabilities of the tokens ending after ``start`` (up to ``end``).
+
+    A token ends where the next one starts (the last one at ``end``, the prompt's
+    length), so a token that straddles the context's end counts with the option.
 
     Raises:
         TransientModelError: The response has no usable ``logprobs`` (a garbled body).
@@ -48,8 +56,10 @@ def continuation_loglik(logprobs: Any, start: int) -> float:
         raise TransientModelError("the completion's logprobs lack text_offset/token_logprobs")
     total = 0.0
     counted = 0
-    for offset, value in zip(offsets, values):
-        if not isinstance(offset, int) or offset < start:
+    for index, (offset, value) in enumerate(zip(offsets, values)):
+        stop = offsets[index + 1] if index + 1 < len(offsets) else end
+        if not isinstance(offset, int) or not isinstance(stop, int) or stop <= start \
+                or offset >= end:  # the context, or the token generated after the prompt
             continue
         if not isinstance(value, (int, float)) or math.isnan(value):
             raise ModelCallError("the server gave no log-probability for an answer token")
@@ -67,20 +77,12 @@ async def aloglik(backend: Any, messages: list[dict[str, str]],
     context = render_chat(messages)
     out = []
     for continuation in continuations:
-        prompt = context + continuation
-        # the last generated token is not part of the prompt: drop offsets beyond it
+        prompt = f"{context} {continuation}"
         body = await backend.retry.call(lambda p=prompt: _once(backend, p), what=backend.label)
         choice = (body.get("choices") or [None])[0]
         if not isinstance(choice, dict):
             raise TransientModelError("the completion has no choices")
-        logprobs = dict(choice.get("logprobs") or {})
-        offsets = logprobs.get("text_offset") or []
-        keep = [i for i, o in enumerate(offsets) if isinstance(o, int) and o < len(prompt)]
-        logprobs = {"text_offset": [offsets[i] for i in keep],
-                    "token_logprobs": [(logprobs.get("token_logprobs") or [])[i]
-                                       if i < len(logprobs.get("token_logprobs") or []) else None
-                                       for i in keep]}
-        out.append(continuation_loglik(logprobs, len(context)))
+        out.append(continuation_loglik(choice.get("logprobs"), len(context), len(prompt)))
     return out
 
 

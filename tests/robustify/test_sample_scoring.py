@@ -101,10 +101,21 @@ def test_openai_loglik_sums_only_the_continuation_tokens() -> None:
         rate = loglik_function(backend)
         values = asyncio.run(rate(messages, ["Paris", "Rome", "Lima"]))
         prompts = server.completions_prompts
-    context = "system: Be brief.\n\nuser: Capital?\n\nassistant: "
-    assert prompts == [context + o for o in ("Paris", "Rome", "Lima")]
-    # the generated "!" and the context tokens are not counted
-    assert values == pytest.approx([sum(map(char_logprob, o)) for o in ("Paris", "Rome", "Lima")])
+    context = "system: Be brief.\n\nuser: Capital?\n\nassistant:"
+    assert prompts == [f"{context} {o}" for o in ("Paris", "Rome", "Lima")]
+    # the option with its leading space; the generated "!" and the context are not counted
+    assert values == pytest.approx([sum(map(char_logprob, f" {o}"))
+                                    for o in ("Paris", "Rome", "Lima")])
+
+
+def test_a_token_straddling_the_context_end_counts_with_the_option() -> None:
+    from robustify.models.loglik_openai import continuation_loglik
+
+    # "assistant:" | " Paris" | "!" (generated, beyond the prompt's 16 characters)
+    logprobs = {"text_offset": [0, 9, 10, 16], "token_logprobs": [None, -1.0, -2.5, -9.0]}
+    assert continuation_loglik(logprobs, 10, 16) == -2.5
+    merged = {"text_offset": [0, 9], "token_logprobs": [None, -3.0]}   # ": Paris" one token
+    assert continuation_loglik(merged, 10, 16) == -3.0
 
 
 def test_pick_option_plain_and_per_character() -> None:
