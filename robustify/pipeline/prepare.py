@@ -148,12 +148,13 @@ def _load_data(job: JobConfig) -> tuple[list[Item], dict[str, list[Item]]]:
         loaded = load_items(source.path, format=source.format, mapping=source.map,
                             limit=None if select else job.limit, seed=job.seed,
                             task=source.task)
-        if select:
+        name = source.name or Path(source.path).stem
+        if select:  # examples drawn per data set: each keeps its own labels
             loaded, drawn = draw_fewshot(loaded, job.fewshot, job.seed)
             for kind, rows in drawn.items():
-                shots.setdefault(kind, []).extend(rows)
+                shots.setdefault(kind, []).extend(
+                    dataclasses.replace(r, id=f"{name}/{r.id}") if many else r for r in rows)
             loaded = stratified_sample(loaded, job.limit, job.seed, job.stratify)
-        name = source.name or Path(source.path).stem
         for item in loaded:
             if many:
                 item = dataclasses.replace(item, id=f"{name}/{item.id}",
