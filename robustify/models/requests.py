@@ -129,6 +129,22 @@ class RequestBackend(BaseBackend):
             raise ConfigError(f"model {self.label!r} cannot give token log-probabilities, so "
                               f"--scoring-mode loglik cannot score with it (use generate)")
 
+    def __getattr__(self, name: str) -> Any:
+        # what the wrapper does not define is the inner backend's (model, base_url ...)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @property
+    def retry(self) -> Any:
+        """The inner backend's retry policy; setting it sets it on every built variant too."""
+        return getattr(self.inner, "retry")
+
+    @retry.setter
+    def retry(self, policy: Any) -> None:
+        for backend in (self.inner, *self._variants.values()):
+            backend.retry = policy
+
     def identity(self) -> dict[str, Any]:
         """The inner identity, plus the pinned parameter names when there are any."""
         identity = dict(self.inner.identity())
@@ -159,6 +175,8 @@ class RequestBackend(BaseBackend):
                 raise ConfigError(f"model {self.label!r}: cannot change its generation "
                                   f"parameters per task kind")
             backend = self._variants[key] = self._make(params)
+            if hasattr(self.inner, "retry"):  # the same policy as the model's own calls
+                backend.retry = self.inner.retry
         return backend
 
     async def agenerate(self, messages: list[dict[str, str]]) -> Completion:

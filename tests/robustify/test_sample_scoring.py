@@ -263,3 +263,15 @@ def test_scoring_keys_load_from_a_job_file(tmp_path: Path) -> None:
                                   "generation: {numeric: {max_tokens: 300}}\n"))
     assert (job.fewshot, job.stratify, job.scoring_mode) == (2, "target", "loglik_norm")
     assert job.generation == {"numeric": {"max_tokens": 300}}
+
+
+def test_wrapped_backends_keep_their_identity_unless_a_budget_is_pinned() -> None:
+    inner = parse_model_spec(BUDGET)
+    assert RequestBackend(inner).identity() == inner.identity()     # old cache keys hold
+    pinned = RequestBackend(inner, pinned=["max_tokens"]).identity()
+    assert pinned == {**inner.identity(), "pinned": ["max_tokens"]}
+    wrapped = RequestBackend(inner, make=lambda p: parse_model_spec(BUDGET, params=p),
+                             pinned=["max_tokens"])
+    request = {"defaults": {"max_tokens": 256}, "params": {"temperature": 0.5}}
+    assert wrapped.params_for(request) == GenerationParams(temperature=0.5)
+    assert wrapped.label == inner.label and wrapped.target == inner.target
