@@ -102,7 +102,8 @@ def slices(results: pd.DataFrame, column: str, *, by: Sequence[str] = ("model",)
     return summarize(df, by=(*by, column), **kwargs)
 
 
-def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, *, k: int = 5,
+def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, *,
+                   k: int | None = 5,
                    min_items: int = 5, by: Sequence[str] = ("model",),
                    **kwargs: Any) -> pd.DataFrame:
     """The ``k`` slices with the largest drop among those with at least ``min_items`` items.
@@ -110,7 +111,7 @@ def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, 
     Args:
         results: The per-row results frame.
         columns: Columns to slice by (default: every ``meta.*`` column).
-        k: How many slices to return.
+        k: How many slices to return (``None``: every slice, worst first).
         min_items: Slices with fewer distinct items are skipped (their drop is noise).
         by: Kept apart besides the slice (default: per model).
         **kwargs: Passed to :func:`slices`.
@@ -133,6 +134,6 @@ def weakest_slices(results: pd.DataFrame, columns: Iterable[str] | None = None, 
     out = pd.concat([f.astype({"value": object}) for f in frames], ignore_index=True)
     out = out.loc[(out["n_items"] >= min_items) & out["drop"].notna() & out["value"].notna()]
     out = out.sort_values("drop", ascending=False, kind="mergesort")
-    return out.head(k).reset_index(drop=True)
+    return (out if k is None else out.head(k)).reset_index(drop=True)
 
 

@@ -16,7 +16,9 @@ server's template is not known here.
 Known server bug: llama-cpp-python's server (0.3.x) takes each echoed token's
 log-probability from the distribution *after* that token when the model adds no BOS
 token (SmolLM2 is such a model), so its numbers are not the tokens' log-likelihoods;
-rate such models in process with ``local:`` instead, or serve them with vLLM. Retries and error mapping are the backend's own
+rate such models in process with ``local:`` instead, or serve them with vLLM.
+
+Retries and error mapping are the backend's own
 (:attr:`robustify.models.openai_compat.OpenAICompatBackend.retry`).
 """
 

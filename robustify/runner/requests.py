@@ -16,7 +16,8 @@ from perturbations.errors import ConfigError
 from perturbations.records import Item
 
 from robustify.models.requests import add_request
-from robustify.prompts import TASK_GENERATION, PromptTemplate, build_messages
+from robustify.prompts import (DEFAULT_TEMPLATES, TASK_GENERATION, PromptTemplate,
+                               build_messages)
 from robustify.scoring.loglik import SCORING_MODES, choice_options
 
 __all__ = ["RequestBuilder"]
@@ -44,7 +45,12 @@ class RequestBuilder:
 
     def __call__(self, item: Item) -> list[dict[str, str]]:
         messages = build_messages(item, self.templates)
-        options = choice_options(item) if self.scoring_mode != "generate" else None
+        options = None
+        if self.scoring_mode != "generate":
+            template = (self.templates or {}).get(item.task) or DEFAULT_TEMPLATES[item.task]
+            # rate what the worked examples answer with: the option text or its letter
+            letters = "{choice}" not in template.shot_answer
+            options = choice_options(item, letters=letters)
         if options:
             return add_request(messages, options=list(options),
                                normalize=self.scoring_mode == "loglik_norm")

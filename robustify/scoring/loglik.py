@@ -9,7 +9,8 @@ options are what a right answer looks like in the prompt's worked examples:
 ==================  =======================================================
 task kind           options
 ==================  =======================================================
-multiple_choice     the text of each choice
+multiple_choice     the text of each choice (the letters, when the template's
+                    worked examples answer with a letter)
 classification      ``metadata["labels"]``
 yes_no              ``Yes`` and ``No``
 numeric, short      none: these items are still answered by generation
@@ -38,9 +39,15 @@ highest log-likelihood; ``loglik_norm``: the same per character of the option.""
 _YES_NO = ("Yes", "No")
 
 
-def choice_options(item: Item) -> tuple[str, ...] | None:
-    """The options to rate for ``item``, or ``None`` when its task kind has none."""
+def choice_options(item: Item, *, letters: bool = False) -> tuple[str, ...] | None:
+    """The options to rate for ``item``, or ``None`` when its task kind has none.
+
+    ``letters``: multiple-choice options as their letters (``A``, ``B`` ...) instead of
+    their text, for templates whose examples answer with a letter.
+    """
     if item.task == "multiple_choice" and item.choices:
+        if letters:
+            return tuple(choice_letter(i) for i in range(len(item.choices)))
         return tuple(item.choices)
     if item.task == "classification":
         labels = item.metadata.get("labels")
@@ -60,10 +67,12 @@ def score_choice(item: Item, text: str | None,
     without options) goes to ``fallback`` (the job's scorer).
     """
     options = choice_options(item)
-    if text is None or not options or text not in options:
+    letters = choice_options(item, letters=True)
+    if text is None or not options or (text not in options and text not in letters):
         return fallback(item, text)
     if item.task == "multiple_choice":
-        letter = choice_letter(options.index(text))
+        assert letters is not None
+        letter = choice_letter(options.index(text)) if text in options else text
         right = letter == item.target.strip().upper()
         return Score(1.0 if right else 0.0, parsed=letter, detail={"source": "loglik"})
     graded = score_answer(item, text)

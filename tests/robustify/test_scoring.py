@@ -356,3 +356,21 @@ def test_loglik_options_and_exact_grading() -> None:
     assert choice_options(numeric) is None
     assert score_choice(numeric, "2 + 2 = 4").value == 1.0     # generated: its own scorer
     assert math.isnan(score_choice(numeric, None).value)
+
+
+def test_loglik_letters_when_the_template_answers_with_letters() -> None:
+    from robustify.prompts import PromptTemplate
+    from robustify.models.requests import split_request
+    from robustify.runner.requests import RequestBuilder
+    from robustify.scoring.loglik import score_choice
+
+    mc = Item(id="m", task="multiple_choice", input="Red planet?", choices=("Venus", "Mars"),
+              target="B")
+    lettered = PromptTemplate(system="", user="{input}{choices_block}", answer_instruction="",
+                              shot_answer="{letter}")
+    _, request = split_request(RequestBuilder({"multiple_choice": lettered},
+                                              scoring_mode="loglik")(mc))
+    assert request == {"options": ["A", "B"]}
+    _, request = split_request(RequestBuilder(scoring_mode="loglik_norm")(mc))
+    assert request == {"options": ["Venus", "Mars"], "normalize": True}
+    assert score_choice(mc, "B").value == 1.0 and score_choice(mc, "A").parsed == "A"
