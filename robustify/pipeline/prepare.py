@@ -135,7 +135,8 @@ def _generation_table(job: JobConfig) -> dict[str, Any]:
     return generation_table(job)
 
 
-def _load_data(job: JobConfig) -> tuple[list[Item], dict[str, list[Item]]]:
+def _load_data(job: JobConfig, shots: dict[str, list[Item]] | None = None) -> list[Item]:
+    """The job's items; ``shots`` (when given) receives the ``fewshot`` rows by task kind."""
     from robustify.data import load_items
     from robustify.pipeline.selection import draw_fewshot, stratified_sample
 
@@ -143,18 +144,20 @@ def _load_data(job: JobConfig) -> tuple[list[Item], dict[str, list[Item]]]:
     items: list[Item] = []
     seen: dict[str, str] = {}
     select = bool(job.fewshot or job.stratify)  # then the limit is applied here
-    shots: dict[str, list[Item]] = {}
+    shots = {} if shots is None else shots
     for source in job.data:
         loaded = load_items(source.path, format=source.format, mapping=source.map,
                             limit=None if select else job.limit, seed=job.seed,
                             task=source.task)
         name = source.name or Path(source.path).stem
         if select:  # examples drawn per data set: each keeps its own labels
-            loaded, drawn = draw_fewshot(loaded, job.fewshot, job.seed)
+            with _blame(job, "fewshot"):
+                loaded, drawn = draw_fewshot(loaded, job.fewshot, job.seed)
             for kind, rows in drawn.items():
                 shots.setdefault(kind, []).extend(
                     dataclasses.replace(r, id=f"{name}/{r.id}") if many else r for r in rows)
-            loaded = stratified_sample(loaded, job.limit, job.seed, job.stratify)
+            with _blame(job, "stratify"):
+                loaded = stratified_sample(loaded, job.limit, job.seed, job.stratify)
         for item in loaded:
             if many:
                 item = dataclasses.replace(item, id=f"{name}/{item.id}",
@@ -164,7 +167,7 @@ def _load_data(job: JobConfig) -> tuple[list[Item], dict[str, list[Item]]]:
                                   f"{source.path}; give the data sets a 'name'")
             seen[item.id] = source.path
             items.append(item)
-    return items, shots
+    return items
 
 
 def _default_out(job: JobConfig) -> Path:
@@ -230,8 +233,8 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         regular, rewrites = split_rewrite_specs(job.transforms)
         specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
                  if regular else [])
-    with _blame(job, "fewshot" if job.fewshot else "stratify"):
-        items, shots = _load_data(job)
+    shots: dict[str, list[Item]] = {}
+    items = _load_data(job, shots)
     templates = None
     if job.templates:
         from robustify.prompts import load_templates

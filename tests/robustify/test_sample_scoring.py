@@ -31,6 +31,17 @@ ROOT = Path(__file__).resolve().parents[2]
 BUDGET = "python:tests.robustify.scoring_models:budget"
 
 
+def _closing(backend, coro):
+    """Run ``coro``, then close the backend's HTTP client in the same event loop."""
+    async def run():
+        try:
+            return await coro
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(run())
+
+
 def _run(tmp_path: Path, **kwargs) -> pd.DataFrame:
     result = evaluate(data="sample", transforms=["typos@high"], out=tmp_path / "out",
                       cache=tmp_path / "cache.sqlite", progress=False, **kwargs)
@@ -89,7 +100,7 @@ def test_openai_finish_reason_length_sets_hit_token_limit() -> None:
     with FakeLogprobsServer() as server:
         server.finish_reason = "length"
         backend = parse_model_spec(f"openai:fake@{server.base_url}")
-        completion = asyncio.run(backend.agenerate([{"role": "user", "content": "hi"}]))
+        completion = _closing(backend, backend.agenerate([{"role": "user", "content": "hi"}]))
     assert completion.finish_reason == "length" and completion.hit_token_limit
 
 
@@ -99,7 +110,7 @@ def test_openai_loglik_sums_only_the_continuation_tokens() -> None:
     with FakeLogprobsServer() as server:
         backend = parse_model_spec(f"openai:fake@{server.base_url}")
         rate = loglik_function(backend)
-        values = asyncio.run(rate(messages, ["Paris", "Rome", "Lima"]))
+        values = _closing(backend, rate(messages, ["Paris", "Rome", "Lima"]))
         prompts = server.completions_prompts
     context = "system: Be brief.\n\nuser: Capital?\n\nassistant:"
     assert prompts == [f"{context} {o}" for o in ("Paris", "Rome", "Lima")]
