@@ -39,6 +39,9 @@ __all__ = [
     "render_user",
     "render_shot_answer",
     "load_templates",
+    "TASK_GENERATION",
+    "task_params",
+    "with_user_shots",
 ]
 
 log = logging.getLogger(__name__)
@@ -215,6 +218,62 @@ DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
     ),
 }
 """One template per task kind in :data:`perturbations.records.TASK_KINDS`."""
+
+
+TASK_GENERATION: dict[str, dict[str, Any]] = {
+    "numeric": {"max_tokens": 256},
+}
+"""Generation parameters each task kind gets unless the model's own parameters set them.
+
+The default answer budget (48 tokens, :class:`robustify.records.GenerationParams`) fits
+a letter, a label, yes/no or a short fact. A worked calculation needs more: at 48 tokens
+SmolLM2 had 82% of its arithmetic answers cut before the result, which the numeric
+scorer then read as the last number written. Kinds not listed keep the model's parameters.
+A job file's ``generation: {numeric: {max_tokens: 512}}`` overrides this table."""
+
+
+def task_params(task: str, explicit: Mapping[str, Any],
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The generation parameters a task kind changes for one model.
+
+    Args:
+        task: The item's task kind.
+        explicit: The parameters the user set for the model (they beat the table).
+        overrides: A job's ``generation`` section: task kind -> parameters, which beat
+            both the table and the model's own parameters.
+
+    Returns:
+        Only the changed parameters (empty when the task kind keeps the model's).
+    """
+    changes = {k: v for k, v in TASK_GENERATION.get(task, {}).items() if k not in explicit}
+    changes.update((overrides or {}).get(task, {}))
+    return changes
+
+
+def with_user_shots(templates: Mapping[str, PromptTemplate] | None,
+                    shots: Mapping[str, list[Item]]) -> dict[str, PromptTemplate]:
+    """Templates whose few-shot examples are the user's own rows (``--fewshot K``).
+
+    Args:
+        templates: Templates by task kind (``None``: the defaults).
+        shots: Task kind -> the rows to show as examples (clean, never evaluated).
+
+    An example's assistant turn keeps the template's ``shot_answer`` when every row has
+    what it needs (e.g. ``metadata["solution"]``), else it is the row's gold answer
+    (the option text for multiple choice).
+    """
+    out = dict(DEFAULT_TEMPLATES)
+    out.update(templates or {})
+    for kind, rows in shots.items():
+        template = out[kind]
+        answer = template.shot_answer
+        try:
+            for row in rows:
+                render_shot_answer(row, template)
+        except ConfigError:
+            answer = "{choice}" if kind == "multiple_choice" else "{target}"
+        out[kind] = dataclasses.replace(template, few_shot=tuple(rows), shot_answer=answer)
+    return out
 
 
 # --- rendering ---------------------------------------------------------------------

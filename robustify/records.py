@@ -47,6 +47,14 @@ class Completion:
     """Completion tokens, when the backend reports them."""
     capped: bool = False
     """True when the text was cut to the answer-size cap (see ``robustify.models.answer_cap``)."""
+    finish_reason: str | None = None
+    """Why generation stopped, as the backend says: ``"stop"`` (the model ended its answer
+    or a stop sequence), ``"length"`` (cut at ``max_tokens``), or ``None`` when unknown."""
+
+    @property
+    def hit_token_limit(self) -> bool:
+        """True when the answer was cut by ``max_tokens`` (``finish_reason == "length"``)."""
+        return self.finish_reason == "length"
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,9 @@ RESULT_COLUMNS = (
     "model", "item_id", "variant_id", "spec", "transform", "severity", "severity_label",
     "replicate", "changed", "edit_rate", "label_policy", "task", "input", "target",
     "response", "parsed", "score", "unparseable", "score_detail", "error", "latency", "cached",
-    "tokens_in", "tokens_out", "answer_capped",
+    "tokens_in", "tokens_out", "hit_token_limit", "answer_capped",
 )
 """Columns of the per-row results frame, one row per model x variant (clean rows have
-``spec == "clean"``). Item metadata follows as extra ``meta.<key>`` columns.
-``answer_capped`` is True where the answer was cut to the answer-size cap."""
+``spec == "clean"``). ``hit_token_limit`` is True when the answer was cut at
+``max_tokens`` (counted apart from wrong answers); ``answer_capped`` is True where the
+answer was cut to the answer-size cap. Item metadata follows as extra ``meta.<key>`` columns."""

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from robustify.analysis.levels import REALISTIC_LABELS, split_levels
 from robustify.analysis.paired import (CLEAN, LABEL_PRESERVING, SUMMARY_COLUMNS,
-                                       may_break_summary, meta_columns, model_overview,
-                                       noise_floor, pair_with_clean, slice_columns, summarize)
+                                       may_break_summary, model_overview,
+                                       noise_floor, pair_with_clean, summarize)
 from robustify.analysis.rankings import ranking_change
 from robustify.analysis.severity import severity_auc, severity_curve
-from robustify.analysis.slices import slices, weakest_slices
+from robustify.analysis.slices import meta_columns, slice_columns, slices, weakest_slices
 from robustify.analysis.validity import (Finding, chance_levels, validity_findings,
                                          warnings_by_model)
 from robustify.analysis.stats import (bootstrap_ci, group_rng, kendall_tau_b, mcnemar_exact,

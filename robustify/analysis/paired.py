@@ -35,8 +35,8 @@ from perturbations.errors import ConfigError, DataError
 from perturbations.records import CLEAN  # the spec of clean rows: one constant, re-exported
 from robustify.analysis.stats import bootstrap_ci, group_rng, mcnemar_exact
 
-__all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean", "slice_columns",
-           "summarize", "model_overview", "may_break_summary", "noise_floor", "meta_columns"]
+__all__ = ["CLEAN", "LABEL_PRESERVING", "SUMMARY_COLUMNS", "pair_with_clean",
+           "summarize", "model_overview", "may_break_summary", "noise_floor"]
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +52,12 @@ SUMMARY_COLUMNS = (
     "ci_low_pp", "ci_high_pp", "relative_drop", "p_value",
     "flips_right_to_wrong", "flips_wrong_to_right", "flips_right_to_unparseable",
     "flip_rate", "consistency", "unparseable_rate", "clean_unparseable_rate",
-    "mean_edit_rate", "label_policy", "spec", "severity_label",
+    "token_limit_rate", "mean_edit_rate", "label_policy", "spec", "severity_label",
 )
 """Statistic columns :func:`summarize` adds after the group columns (see its docstring)."""
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def meta_columns(results: pd.DataFrame) -> list[str]:
-    """Names of the item-metadata columns (``meta.<key>``) of a results frame."""
-    return [c for c in results.columns if str(c).startswith("meta.")]
-
-
-def slice_columns(results: pd.DataFrame, *, max_values: int = 30) -> list[str]:
-    """Columns worth slicing by: ``task`` and the categorical ``meta.*`` columns.
-
-    A useful slice column holds scalar values (lists such as ``meta.labels`` cannot be
-    grouped) with between 2 and ``max_values`` distinct values, fewer than the items
-    (a per-item free-text field like a worked solution is not a slice).
-    """
-    n_items = results["item_id"].nunique() if "item_id" in results.columns else len(results)
-    out = []
-    for column in ["task", *meta_columns(results)]:
-        if column not in results.columns:
-            continue
-        values = results[column].dropna()
-        if not all(isinstance(v, (str, int, float, bool, np.integer, np.floating, np.bool_))
-                   for v in values):
-            continue
-        distinct = values.nunique()
-        if 2 <= distinct <= max_values and distinct < n_items:
-            out.append(column)
-    return out
 
 
 def _prepare(results: pd.DataFrame) -> pd.DataFrame:
@@ -103,6 +76,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
         "severity": 0.0, "severity_label": None, "replicate": 0, "changed": True,
         "edit_rate": np.nan, "label_policy": "preserves", "parsed": None, "response": None,
         "input": None, "target": None, "error": None, "unparseable": False,
+        "hit_token_limit": False,
     }
     for column, value in defaults.items():
         if column not in df.columns:
@@ -112,6 +86,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
     df["replicate"] = pd.to_numeric(df["replicate"], errors="coerce").fillna(0).astype(int)
     df["edit_rate"] = pd.to_numeric(df["edit_rate"], errors="coerce").astype(float)
     df["unparseable"] = _as_bool(df["unparseable"], default=False)
+    df["hit_token_limit"] = _as_bool(df["hit_token_limit"], default=False)
     df["changed"] = _as_bool(df["changed"], default=True)
     df["label_policy"] = df["label_policy"].where(df["label_policy"].notna(), "preserves")
     return df
@@ -309,6 +284,8 @@ def _group_stats(g: pd.DataFrame, *, rng: np.random.Generator, n_boot: int,
         "unparseable_rate": float(answered["unparseable"].mean()) if len(answered) else math.nan,
         "clean_unparseable_rate": (float(clean_items["clean_unparseable"].mean())
                                    if len(clean_items) else math.nan),
+        "token_limit_rate": (float(answered["hit_token_limit"].mean()) if len(answered)
+                             else math.nan),
         "mean_edit_rate": (float(g["edit_rate"].mean()) if g["edit_rate"].notna().any()
                            else math.nan),
         "label_policy": ",".join(policies) if policies else None,
@@ -374,7 +351,8 @@ def summarize(results: pd.DataFrame, *, by: Sequence[str] = ("model", "transform
         * ``consistency``: share of variants whose parsed answer equals the model's own
           clean parsed answer (over rows whose clean answer was parsed);
         * ``unparseable_rate`` among answered perturbed rows, ``clean_unparseable_rate``
-          on the same items' clean answers; ``mean_edit_rate``;
+          on the same items' clean answers; ``token_limit_rate``: share of answered
+          perturbed rows cut at ``max_tokens`` (``hit_token_limit``); ``mean_edit_rate``;
         * ``label_policy``, ``spec``, ``severity_label``: the values in the group, joined
           with commas when there are several.
 

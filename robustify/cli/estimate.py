@@ -37,14 +37,12 @@ def _duration(seconds: float) -> str:
 
 def print_estimate(prepared: Any, *, measure: bool = True, out: TextIO | None = None) -> dict:
     """Print calls, tokens and (with ``measure``) a time estimate per model; return them."""
-    from robustify.prompts import build_messages
     from robustify.runner.cache import ResponseCache
     from robustify.runner.execute import estimate_calls
     from robustify.runner.latency import measure_latency, time_estimate
 
     out = out if out is not None else sys.stdout
-    templates = prepared.templates
-    messages = (lambda item: build_messages(item, templates)) if templates else build_messages
+    messages = prepared.build_messages()  # the run's own prompts: same cache keys
     cache = None
     if prepared.cache_path is not None:
         prepared.cache_path.parent.mkdir(parents=True, exist_ok=True)

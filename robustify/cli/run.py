@@ -50,6 +50,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--scorer", help="grade every item with this registered scorer (exact, "
                                     "normalized, contains, token_f1, numeric, ...; default: "
                                     "by each item's task kind)")
+    p.add_argument("--scoring-mode", choices=("generate", "loglik", "loglik_norm"),
+                   help="generate: the model writes its answer (default); loglik: multiple "
+                        "choice, classification and yes/no items take the option with the "
+                        "highest log-likelihood; loglik_norm: per character")
+    p.add_argument("--fewshot", type=int_at_least(0), metavar="K",
+                   help="show K of your own rows per task kind as examples (never evaluated) "
+                        "instead of the built-in ones")
+    p.add_argument("--stratify", metavar="FIELD",
+                   help="--limit keeps the proportions of FIELD (target, task or a metadata "
+                        "key)")
     p.add_argument("--noise-floor", type=int_at_least(0),
                    help="re-ask clean items K times to measure flips without noise")
     p.add_argument("--estimate", action="store_true",
@@ -122,6 +132,8 @@ def job_from_args(args: argparse.Namespace):
                         noise_floor=args.noise_floor, gates=gates, scorer=args.scorer,
                         realism_ref=args.realism_ref, variants=args.variants,
                         force=args.force or None,
+                        scoring_mode=args.scoring_mode, fewshot=args.fewshot,
+                        stratify=args.stratify,
                         **changes).validate()
 
 

@@ -236,7 +236,8 @@ class LocalBackend(BaseBackend):
         text = (choices[0].get("message") or {}).get("content") or ""
         usage = out.get("usage") or {}
         return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
-                          tokens_out=usage.get("completion_tokens"))
+                          tokens_out=usage.get("completion_tokens"),
+                          finish_reason=choices[0].get("finish_reason"))
 
     async def agenerate(self, messages: list[dict[str, str]]) -> Completion:
         """Generate in a worker thread so the event loop stays responsive."""

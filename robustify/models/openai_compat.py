@@ -283,7 +283,8 @@ class OpenAICompatBackend(BaseBackend):
         usage = getattr(response, "usage", None)
         return Completion(text=text,
                           tokens_in=getattr(usage, "prompt_tokens", None) if usage else None,
-                          tokens_out=getattr(usage, "completion_tokens", None) if usage else None)
+                          tokens_out=getattr(usage, "completion_tokens", None) if usage else None,
+                          finish_reason=getattr(choices[0], "finish_reason", None))
 
     def _status_error(self, exc: Any) -> Exception:
         body = exc.body

@@ -125,6 +125,18 @@ class JobConfig:
     force: bool = False
     """Write into an existing folder that is not a robustify run (``--force``; never from a
     job file)."""
+    generation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Generation parameters per task kind (``{numeric: {max_tokens: 512}}``); they win
+    over the model's parameters and :data:`robustify.prompts.TASK_GENERATION`."""
+    scoring_mode: str = "generate"
+    """``generate`` (the model writes its answer), ``loglik`` or ``loglik_norm`` (the
+    option with the highest log-likelihood; see :mod:`robustify.scoring.loglik`)."""
+    fewshot: int = 0
+    """Show this many of the user's own rows (per task kind, never evaluated) as worked
+    examples instead of the built-in ones; 0 keeps the built-in examples."""
+    stratify: str | None = None
+    """Keep the proportions of this field (``target``, ``task`` or a metadata key) in the
+    ``limit`` sample."""
     source: str | None = None
     """The job file this came from (for error messages)."""
     file_keys: frozenset[str] = frozenset()
@@ -152,6 +164,9 @@ class JobConfig:
         if self.noise_floor < 0:
             raise ConfigError(f"{where}noise_floor must be >= 0, got {self.noise_floor}")
         _check_finite(self)
+        from robustify.pipeline.selection import check_selection
+
+        check_selection(self)
         rate = self.gates.max_error_rate
         if rate is not None and not 0 <= rate <= 1:
             raise ConfigError(f"{where}gates.max_error_rate must lie in [0, 1], got {rate}")
@@ -432,4 +447,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
         kwargs["scorer"] = raw["scorer"]
     if "gates" in raw:
         kwargs["gates"] = _gates(raw["gates"], path)
+    from robustify.pipeline.selection import read_selection_keys
+
+    kwargs.update(read_selection_keys(raw, path))
     return JobConfig(**kwargs).validate()

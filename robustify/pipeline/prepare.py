@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -75,6 +76,14 @@ class PreparedJob:
                               f"{self.planned_calls:,} model calls ({_plan_text(self)}), more "
                               f"than {CONFIRM_CALLS:,}; pass --max-calls N (max_calls: N in a "
                               f"job file) to confirm, or lower --replicates/--limit")
+    fewshot: dict[str, list[str]] = field(default_factory=dict)
+    """Task kind -> ids of the user's rows shown as examples (``job.fewshot``)."""
+
+    def build_messages(self) -> Any:
+        """Item -> chat messages with the job's templates, task parameters and scoring mode."""
+        from robustify.pipeline.requests import message_builder
+
+        return message_builder(self.templates, self.job)
 
     def variants(self, tally: VariantTally | None = None) -> Iterator[Variant]:
         """The clean originals first, then every variant, in a stable order.
@@ -116,6 +125,10 @@ class PreparedJob:
             "templates": job.templates,
             **({"variants_file": job.variants} if job.variants else {}),
             "scorer": job.scorer,
+            "scoring_mode": job.scoring_mode,
+            "generation": _generation_table(job),
+            "fewshot": {"k": job.fewshot, "rows": self.fewshot},
+            "stratify": job.stratify,
             "python": platform.python_version(),
             "platform": platform.platform(terse=True),
             **extra,
@@ -147,16 +160,35 @@ def _dataset_hash(items: Sequence[Item]) -> str:
     return digest.hexdigest()
 
 
-def _load_data(job: JobConfig) -> list[Item]:
+def _generation_table(job: JobConfig) -> dict[str, Any]:
+    from robustify.pipeline.requests import generation_table
+
+    return generation_table(job)
+
+
+def _load_data(job: JobConfig, shots: dict[str, list[Item]] | None = None) -> list[Item]:
+    """The job's items; ``shots`` (when given) receives the ``fewshot`` rows by task kind."""
     from robustify.data import load_items
+    from robustify.pipeline.selection import draw_fewshot, stratified_sample
 
     many = len(job.data) > 1
     items: list[Item] = []
     seen: dict[str, str] = {}
+    select = bool(job.fewshot or job.stratify)  # then the limit is applied here
+    shots = {} if shots is None else shots
     for source in job.data:
         loaded = load_items(source.path, format=source.format, mapping=source.map,
-                            limit=job.limit, seed=job.seed, task=source.task)
+                            limit=None if select else job.limit, seed=job.seed,
+                            task=source.task)
         name = source.name or Path(source.path).stem
+        if select:  # examples drawn per data set: each keeps its own labels
+            with _blame(job, "fewshot"):
+                loaded, drawn = draw_fewshot(loaded, job.fewshot, job.seed)
+            for kind, rows in drawn.items():
+                shots.setdefault(kind, []).extend(
+                    dataclasses.replace(r, id=f"{name}/{r.id}") if many else r for r in rows)
+            with _blame(job, "stratify"):
+                loaded = stratified_sample(loaded, job.limit, job.seed, job.stratify)
         for item in loaded:
             if many:
                 item = dataclasses.replace(item, id=f"{name}/{item.id}",
@@ -176,8 +208,6 @@ def _default_out(job: JobConfig) -> Path:
 
 
 def _build_backends(job: JobConfig) -> list[Any]:
-    from robustify.models import parse_model_spec
-
     backends = []
     for model in job.models:
         params = dict(model.params)
@@ -187,10 +217,19 @@ def _build_backends(job: JobConfig) -> list[Any]:
             gen = GenerationParams(**params)
         except TypeError as exc:
             raise ConfigError(f"model {model.spec!r}: bad generation parameter ({exc})") from None
-        backends.append(parse_model_spec(model.spec, params=gen, api_key_env=model.api_key_env,
-                                         concurrency=model.concurrency or job.concurrency,
-                                         timeout=model.timeout))
-    return backends
+        backends.append(_make_backend(job, model, gen))
+    from robustify.pipeline.requests import wrap_backends
+
+    return wrap_backends(backends, job.models, scoring_mode=job.scoring_mode,
+                         make=functools.partial(_make_backend, job))
+
+
+def _make_backend(job: JobConfig, model: ModelConfig, params: GenerationParams) -> Any:
+    from robustify.models import parse_model_spec
+
+    return parse_model_spec(model.spec, params=params, api_key_env=model.api_key_env,
+                            concurrency=model.concurrency or job.concurrency,
+                            timeout=model.timeout)
 
 
 @contextlib.contextmanager
@@ -225,6 +264,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         regular, rewrites = split_rewrite_specs(job.transforms)
         specs = ([str(s) for s in expand_specs(parse_spec_list(regular), job.severity)]
                  if regular else [])
+    shots: dict[str, list[Item]] = {}
     frozen = None
     if job.variants:
         from robustify.pipeline.frozen import load_frozen
@@ -233,7 +273,7 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
             job, items, frozen = load_frozen(job, _load_data)
         specs = list(dict.fromkeys(v.spec for v in frozen))
     else:
-        items = _load_data(job)
+        items = _load_data(job, shots)
     planned = _planned_calls(job, len(items), len(specs), len(rewrites))
     if planned > MAX_PLANNED_CALLS:
         raise ConfigError(f"{job.where('replicates')}the job plans {planned:,} model calls "
@@ -254,6 +294,10 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
 
     if templates is not None:
         check_templates(job, items, templates)
+    if shots:
+        from robustify.prompts import with_user_shots
+
+        templates = with_user_shots(templates, shots)
     out_dir = Path(job.out) if job.out else _default_out(job)
     check_out_folder(out_dir, force=job.force,
                      flag=job.where("out").rstrip(": ") if job.where("out") else "--out")
@@ -279,7 +323,8 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
                        cache_path=cache_path, templates=templates,
                        dataset_hash=_dataset_hash(items), rewrites=rewrites,
                        realism_ref=realism_ref, frozen=frozen,
-                       planned_calls=planned)
+                       planned_calls=planned,
+                       fewshot={kind: [i.id for i in rows] for kind, rows in shots.items()})
 
 
 def _planned_calls(job: JobConfig, n_items: int, n_specs: int, n_rewrites: int) -> int:

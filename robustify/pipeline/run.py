@@ -155,7 +155,6 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     go to the response cache as they arrive (an interrupted run loses only calls in
     flight), and results, summary, charts and report are written atomically at the end.
     """
-    from robustify.prompts import build_messages
     from robustify.runner.execute import run_queries
 
     prep = prepared or prepare_job(job)
@@ -166,9 +165,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     with lock:
         if write:
             _drop_manifest(prep.out_dir)
-        templates = prep.templates
-        messages: Callable[[Item], list[dict[str, str]]] = (
-            (lambda item: build_messages(item, templates)) if templates else build_messages)
+        messages: Callable[[Item], list[dict[str, str]]] = prep.build_messages()
         cache, _ = open_cache(prep.cache_path)
         fatal: FatalModelError | None = None
         floor = None
@@ -328,6 +325,7 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
                                              api_key_env=config.api_key_env,
                                              concurrency=config.concurrency or prep.job.concurrency,
                                              timeout=config.timeout))
+        backends = _wrap(prep, backends)
         frame = run_queries(clean, backends, build_messages=messages, score=_scorer_of(prep.job),
                             cache=cache, progress=progress)
         frame["repeat"] = repeat
@@ -338,10 +336,22 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
 
 
 def _scorer_of(job: JobConfig) -> Callable[..., Any]:
-    """``score_answer`` with the job's scorer (validated with the job, before any call)."""
+    """``score_answer`` with the job's scorer (validated with the job, before any call),
+    grading loglik picks exactly in a loglik scoring mode."""
+    from robustify.pipeline.requests import mode_scorer
     from robustify.scoring import score_answer
 
-    return functools.partial(score_answer, scorer=job.scorer) if job.scorer else score_answer
+    score = functools.partial(score_answer, scorer=job.scorer) if job.scorer else score_answer
+    return mode_scorer(score, job.scoring_mode)
+
+
+def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
+    """The noise floor's backends, wrapped like the job's (per-task parameters, scoring)."""
+    from robustify.pipeline.prepare import _make_backend
+    from robustify.pipeline.requests import wrap_backends
+
+    return wrap_backends(backends, prep.job.models, scoring_mode=prep.job.scoring_mode,
+                         make=functools.partial(_make_backend, prep.job))
 
 
 def _counts(results: pd.DataFrame) -> dict[str, int]:
@@ -366,6 +376,8 @@ def evaluate(data: str | Sequence[str] = "sample",
              templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
              realism_ref: str | os.PathLike[str] | None = None,
              task: str | None = None, variants: str | os.PathLike[str] | None = None,
+             generation: dict[str, dict[str, Any]] | None = None,
+             scoring_mode: str = "generate", fewshot: int = 0, stratify: str | None = None,
              progress: bool = True, write: bool = True, force: bool = False) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
@@ -390,6 +402,16 @@ def evaluate(data: str | Sequence[str] = "sample",
         noise_floor: Re-ask clean items this many extra times to measure flips without noise.
         realism_ref: A file of real user messages: the realism table measures every
             setting's variants against it.
+        generation: Generation parameters per task kind, e.g.
+            ``{"numeric": {"max_tokens": 512}}`` (over the model's and the built-in table
+            :data:`robustify.prompts.TASK_GENERATION`).
+        scoring_mode: ``generate`` (default), ``loglik`` or ``loglik_norm``: multiple
+            choice, classification and yes/no items answered by the option with the
+            highest log-likelihood (:mod:`robustify.scoring.loglik`).
+        fewshot: Show this many of your own rows per task kind as examples (never
+            evaluated) instead of the built-in examples.
+        stratify: Keep this field's proportions (``target``, ``task``, a metadata key)
+            in the ``limit`` sample.
         scorer: A registered scorer for every item (``exact``, ``token_f1``, a plugin's);
             default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
         task: Task kind for every row (``classification``, ``yes_no`` ...), as ``--task``.
@@ -420,5 +442,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     scorer=scorer,
                     realism_ref=str(realism_ref) if realism_ref is not None else None,
                     variants=str(variants) if variants is not None else None,
-                    force=force)
+                    force=force, generation=dict(generation or {}),
+                    scoring_mode=scoring_mode, fewshot=fewshot, stratify=stratify)
     return run_job(job, progress=progress, write=write)

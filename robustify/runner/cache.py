@@ -4,9 +4,11 @@ Re-running a finished or interrupted job asks no question twice. Design points:
 
 * **Key**: sha256 of the canonical JSON of the backend identity (kind, model, base URL,
   generation parameters; never an API key) and the messages. Only the key, the answer
-  text, token counts and whether the answer was cut to the answer-size cap are stored,
-  so the file holds no prompt and no secret (backends replace a key their server echoes
-  with ``[redacted key]`` before an answer reaches the cache).
+  text, token counts, the finish reason and whether the answer was cut to the answer-size
+  cap are stored, so the file holds no prompt and no secret (backends replace a key their
+  server echoes with ``[redacted key]`` before an answer reaches the cache). Older files
+  gain the newer columns in place when opened; their answers read back with
+  ``finish_reason=None`` and not capped.
 * **Concurrency**: WAL mode (readers never block the writer), a busy timeout, and one
   writer thread per cache object. Several threads may call :meth:`ResponseCache.put`
   at once, and two processes may share the file: SQLite serialises their commits.
@@ -52,7 +54,7 @@ __all__ = ["default_cache_path", "open_cache", "ResponseCache", "cache_key", "ca
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-"""Version of the table layout, stored in the file (2 added ``capped``)."""
+"""Version of the table layout, stored in the file (2 added ``capped`` and ``finish_reason``)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -61,18 +63,20 @@ CREATE TABLE IF NOT EXISTS responses (
     tokens_in INTEGER,
     tokens_out INTEGER,
     created REAL NOT NULL,
-    capped INTEGER NOT NULL DEFAULT 0
+    capped INTEGER NOT NULL DEFAULT 0,
+    finish_reason TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_ADDED_COLUMNS = {"capped": "INTEGER NOT NULL DEFAULT 0"}
+_ADDED_COLUMNS = {"capped": "INTEGER NOT NULL DEFAULT 0", "finish_reason": "TEXT"}
 """Columns newer than schema 1, added in place to an older file when it is opened."""
 
-_INSERT = ("INSERT OR REPLACE INTO responses (key, text, tokens_in, tokens_out, created, capped) "
-           "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT OR REPLACE INTO responses (key, text, tokens_in, tokens_out, created, capped, "
+           "finish_reason) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 _STOP = object()
+
 
 _OPEN_CACHES: "weakref.WeakSet[ResponseCache]" = weakref.WeakSet()
 
@@ -276,13 +280,15 @@ class ResponseCache:
             self.hits += 1
             return pending
         row = self._reader().execute(
-            "SELECT text, tokens_in, tokens_out, capped FROM responses WHERE key = ?",
+            "SELECT text, tokens_in, tokens_out, capped, finish_reason FROM responses "
+            "WHERE key = ?",
             (key,)).fetchone()
         if row is None:
             self.misses += 1
             return None
         self.hits += 1
-        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2], capped=bool(row[3]))
+        return Completion(text=row[0], tokens_in=row[1], tokens_out=row[2], capped=bool(row[3]),
+                          finish_reason=row[4])
 
     def get_many(self, keys: Iterable[str], *, chunk: int = 500) -> dict[str, Completion]:
         """Look many keys up at once; returns only the hits. Faster than repeated :meth:`get`."""
@@ -297,11 +303,11 @@ class ResponseCache:
         for start in range(0, len(rest), chunk):
             part = rest[start:start + chunk]
             marks = ",".join("?" * len(part))
-            for key, text, t_in, t_out, capped in conn.execute(
-                    f"SELECT key, text, tokens_in, tokens_out, capped FROM responses "
-                    f"WHERE key IN ({marks})", part):
+            for key, text, t_in, t_out, capped, finish in conn.execute(
+                    f"SELECT key, text, tokens_in, tokens_out, capped, finish_reason "
+                    f"FROM responses WHERE key IN ({marks})", part):
                 found[key] = Completion(text=text, tokens_in=t_in, tokens_out=t_out,
-                                        capped=bool(capped))
+                                        capped=bool(capped), finish_reason=finish)
         self.hits += len(found)
         self.misses += len(wanted) - len(found)
         return found
@@ -374,7 +380,8 @@ class ResponseCache:
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(_INSERT, (key, completion.text, completion.tokens_in,
-                                   completion.tokens_out, time.time(), int(completion.capped)))
+                                   completion.tokens_out, time.time(), int(completion.capped),
+                                   completion.finish_reason))
             conn.execute("COMMIT")
         except sqlite3.Error:
             # busy (another writer holds the lock) or anything else: never keep a
@@ -458,7 +465,8 @@ class ResponseCache:
                 batch: list[tuple[str, Completion, Any]]) -> bool:
         """Commit one batch; ``False`` if it was given up after ``write_retries`` tries."""
         now = time.time()
-        rows = [(k, c.text, c.tokens_in, c.tokens_out, now, int(c.capped)) for k, c, _ in batch]
+        rows = [(k, c.text, c.tokens_in, c.tokens_out, now, int(c.capped), c.finish_reason)
+                for k, c, _ in batch]
         for attempt in range(1, self.write_retries + 1):
             try:
                 conn.execute("BEGIN IMMEDIATE")

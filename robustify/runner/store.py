@@ -242,6 +242,7 @@ class Results:
         self.latency = array("d", [0.0]) * n
         self.cached = bytearray(n)
         self.answer_capped = bytearray(n)
+        self.hit_token_limit = bytearray(n)
         # Token counts, -1 for unknown: 8 bytes a row instead of a list slot and an int.
         self.tokens_in = array("q", [-1]) * n
         self.tokens_out = array("q", [-1]) * n
@@ -257,6 +258,7 @@ class Results:
             "error": self.error[index],
             "latency": self.latency[index],
             "cached": bool(self.cached[index]),
+            "hit_token_limit": bool(self.hit_token_limit[index]),
             "tokens_in": None if tokens_in < 0 else tokens_in,
             "tokens_out": None if tokens_out < 0 else tokens_out,
             "answer_capped": bool(self.answer_capped[index]),
@@ -281,6 +283,7 @@ class Results:
             "tokens_in": tokens(self.tokens_in),
             "tokens_out": tokens(self.tokens_out),
             "answer_capped": np.frombuffer(bytes(self.answer_capped), dtype=np.bool_),
+            "hit_token_limit": np.frombuffer(bytes(self.hit_token_limit), dtype=np.bool_),
         }
 
 
@@ -288,7 +291,7 @@ def empty_frame() -> pd.DataFrame:
     frame = pd.DataFrame(columns=list(RESULT_COLUMNS))
     for column in ("severity", "edit_rate", "score", "latency"):
         frame[column] = frame[column].astype(float)
-    for column in ("changed", "unparseable", "cached", "answer_capped"):
+    for column in ("changed", "unparseable", "cached", "hit_token_limit", "answer_capped"):
         frame[column] = frame[column].astype(bool)
     frame["replicate"] = frame["replicate"].astype(int)
     for column in ("tokens_in", "tokens_out"):

@@ -518,3 +518,25 @@ def test_summary_invariants(df, rnd):
     b = shuffled.sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(a.drop(columns=["spec"]), b.drop(columns=["spec"]),
                                   check_exact=False, atol=1e-9)
+
+
+def test_label_slice_and_token_limit_rate() -> None:
+    rows = []
+    for i in range(8):
+        label = "yes" if i < 6 else "no"
+        rows.append(row("m", f"y{i}", task="yes_no", target=label))
+        # the "no" items break under noise; two "yes" answers are cut at max_tokens
+        rows.append(row("m", f"y{i}", "typos@0.5", 0.0 if label == "no" else 1.0,
+                        task="yes_no", target=label, hit_token_limit=i < 2))
+        rows.append(row("m", f"n{i}", task="numeric", target=str(i)))
+        rows.append(row("m", f"n{i}", "typos@0.5", task="numeric", target=str(i)))
+    df = frame(rows)
+    assert A.slice_columns(df) == ["task", "label"]     # numeric targets are no label
+    s = A.slices(df, "label", n_boot=0)
+    assert list(s["label"]) == ["yes", "no"] and list(s["drop_pp"]) == [0.0, 100.0]
+    w = A.weakest_slices(df, k=1, min_items=2, n_boot=0)
+    assert (w["column"].iloc[0], w["value"].iloc[0]) == ("label", "no")
+    summary = A.summarize(df, n_boot=0)
+    assert summary["token_limit_rate"].iloc[0] == pytest.approx(2 / 16)
+    # results without the column (older runs) count nothing as cut
+    assert A.summarize(df.drop(columns="hit_token_limit"), n_boot=0)["token_limit_rate"].iloc[0] == 0

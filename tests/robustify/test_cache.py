@@ -297,3 +297,36 @@ def test_answers_survive_sigkill(tmp_path: Path) -> None:
         assert cache.get("k199") == Completion(text="v199")
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# ---------------------------------------------------------------------- finish reason
+def test_finish_reason_is_stored_with_the_answer(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put("cut", Completion(text="6 x 3 =", tokens_out=48, finish_reason="length"))
+        asyncio.run(cache.aput("done", Completion(text="18", finish_reason="stop")))
+    with ResponseCache(path) as cache:
+        assert cache.get("cut") == Completion(text="6 x 3 =", tokens_out=48,
+                                              finish_reason="length")
+        assert cache.get("cut").hit_token_limit
+        found = cache.get_many(["cut", "done"])
+        assert found["done"].finish_reason == "stop" and not found["done"].hit_token_limit
+
+
+def test_a_schema_1_cache_is_upgraded_and_keeps_its_answers(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:   # the layout robustify wrote before finish_reason
+        conn.executescript("""
+            CREATE TABLE responses (key TEXT PRIMARY KEY, text TEXT NOT NULL,
+                tokens_in INTEGER, tokens_out INTEGER, created REAL NOT NULL) WITHOUT ROWID;
+            CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema', '1');
+            INSERT INTO responses VALUES ('k', 'Paris', 10, 1, 0.0);""")
+    with ResponseCache(path) as cache:
+        assert cache.get("k") == Completion(text="Paris", tokens_in=10, tokens_out=1)
+        assert cache.get("k").finish_reason is None
+        cache.put("new", Completion(text="Rome", finish_reason="length"))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("2",)
+        assert conn.execute("SELECT finish_reason FROM responses WHERE key = 'new'"
+                            ).fetchone() == ("length",)

@@ -443,6 +443,18 @@ def test_local_smollm2_backend_shape(local_model_path: Path) -> None:
     assert str(local_model_path.parent) not in json.dumps(identity)  # location-independent
 
 
+def test_local_backend_reports_an_answer_cut_at_max_tokens(local_model_path: Path) -> None:
+    messages = [{"role": "user", "content": "Count from one to twenty in words."}]
+    cut = parse_model_spec("local:smollm2", params=GenerationParams(max_tokens=3))
+    completion = asyncio.run(cut.agenerate(messages))
+    assert completion.tokens_out == 3
+    assert completion.finish_reason == "length" and completion.hit_token_limit
+    short = [{"role": "user", "content": "Say yes."}]
+    roomy = parse_model_spec("local:smollm2", params=GenerationParams(max_tokens=200))
+    finished = asyncio.run(roomy.agenerate(short))
+    assert finished.finish_reason == "stop" and finished.tokens_out < 200
+
+
 def test_physical_cores_is_sane() -> None:
     from robustify.models.local import physical_cores
 

@@ -193,3 +193,32 @@ def test_bad_override_files_name_file_and_key(tmp_path: Path, text: str, message
 def test_missing_override_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_templates(tmp_path / "nope.yaml")
+
+
+def test_task_params_table_model_and_job_precedence() -> None:
+    from robustify.prompts import TASK_GENERATION, task_params
+
+    assert TASK_GENERATION["numeric"] == {"max_tokens": 256}
+    assert task_params("numeric", {}) == {"max_tokens": 256}
+    assert task_params("yes_no", {}) == {}
+    assert task_params("numeric", {"max_tokens": 32}) == {}        # the user's value stays
+    assert task_params("numeric", {"max_tokens": 32},
+                       {"numeric": {"max_tokens": 512}}) == {"max_tokens": 512}
+
+
+def test_user_shots_replace_the_builtin_examples() -> None:
+    from robustify.prompts import with_user_shots
+
+    mc = Item(id="u1", task="multiple_choice", input="Pick the fruit.",
+              choices=("Stone", "Apple"), target="B")
+    num = Item(id="u2", task="numeric", input="2 + 3?", target="5")
+    templates = with_user_shots(None, {"multiple_choice": [mc], "numeric": [num]})
+    item = Item(id="q", task="numeric", input="4 + 4?", target="8")
+    messages = build_messages(item, templates)
+    # no worked solution in the user's row: the example answers with its target
+    assert messages[1:3] == [{"role": "user", "content": "2 + 3?"},
+                             {"role": "assistant", "content": "5"}]
+    assert len(messages) == 4
+    question = Item(id="m", task="multiple_choice", input="Pick.", choices=("x", "y"), target="A")
+    assert build_messages(question, templates)[2] == {"role": "assistant", "content": "Apple"}
+    assert templates["yes_no"] == DEFAULT_TEMPLATES["yes_no"]

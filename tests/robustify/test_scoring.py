@@ -335,3 +335,42 @@ def test_normalize_text() -> None:
     assert normalize_text("The  Billing_Issue!") == "billing issue"
     assert normalize_text("Don't") == "dont"
     assert normalize_text("An apple", drop_articles=False) == "an apple"
+
+
+def test_loglik_options_and_exact_grading() -> None:
+    from robustify.scoring.loglik import choice_options, score_choice
+
+    mc = Item(id="m", task="multiple_choice", input="?", choices=("Sun", "The Sun"), target="B")
+    assert choice_options(mc) == ("Sun", "The Sun")
+    graded = score_choice(mc, "The Sun")        # exact option, no text matching
+    assert (graded.value, graded.parsed, graded.detail) == (1.0, "B", {"source": "loglik"})
+    assert score_choice(mc, "Sun").value == 0.0
+    intent = Item(id="c", task="classification", input="?", target="refund",
+                  metadata={"labels": ["billing", "refund"]})
+    assert choice_options(intent) == ("billing", "refund")
+    assert score_choice(intent, "refund").value == 1.0
+    assert choice_options(Item(id="c2", task="classification", input="?", target="x")) is None
+    yn = Item(id="y", task="yes_no", input="?", target="No")
+    assert choice_options(yn) == ("Yes", "No") and score_choice(yn, "No").value == 1.0
+    numeric = Item(id="n", task="numeric", input="?", target="4")
+    assert choice_options(numeric) is None
+    assert score_choice(numeric, "2 + 2 = 4").value == 1.0     # generated: its own scorer
+    assert math.isnan(score_choice(numeric, None).value)
+
+
+def test_loglik_letters_when_the_template_answers_with_letters() -> None:
+    from robustify.prompts import PromptTemplate
+    from robustify.models.requests import split_request
+    from robustify.runner.requests import RequestBuilder
+    from robustify.scoring.loglik import score_choice
+
+    mc = Item(id="m", task="multiple_choice", input="Red planet?", choices=("Venus", "Mars"),
+              target="B")
+    lettered = PromptTemplate(system="", user="{input}{choices_block}", answer_instruction="",
+                              shot_answer="{letter}")
+    _, request = split_request(RequestBuilder({"multiple_choice": lettered},
+                                              scoring_mode="loglik")(mc))
+    assert request == {"options": ["A", "B"]}
+    _, request = split_request(RequestBuilder(scoring_mode="loglik_norm")(mc))
+    assert request == {"options": ["Venus", "Mars"], "normalize": True}
+    assert score_choice(mc, "B").value == 1.0 and score_choice(mc, "A").parsed == "A"
