@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,4 +119,8 @@ def serve(latency: float) -> None:
 
 
 if __name__ == "__main__":
-    serve(float(sys.argv[1]) if len(sys.argv) > 1 else 0.25)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the model-like loopback server")
+    parser.add_argument("--latency", type=float, default=0.25)
+    serve(parser.parse_args().latency)
