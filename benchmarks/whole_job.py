@@ -142,6 +142,33 @@ def _one_level(data: Path, concurrency: int, rounds: int, workdir: Path) -> dict
             "load": load_average()[0]}
 
 
+def scoring_cost(data: Path, answers: int = 6000) -> dict[str, float]:
+    """CPU microseconds to score one answer, and to prepare the label set once.
+
+    Answers are the server's replies to the job's clean prompts (every scorer path).
+    """
+    from benchmarks.whole_job_data import reply
+    from robustify.data import load_items
+    from robustify.prompts import build_messages
+    from robustify.scoring import score_answer
+    from robustify.scoring.labels import LabelSet, label_names
+
+    items = load_items(str(data), format="intent")
+    pairs = [(item, reply(build_messages(item))) for item in items[:answers]]
+    while len(pairs) < answers:
+        pairs += pairs[:answers - len(pairs)]
+    score_answer(pairs[0][0], pairs[0][1])  # the label set is prepared here, once
+    started = time.process_time()
+    for item, text in pairs:
+        score_answer(item, text)
+    per_answer = (time.process_time() - started) / len(pairs)
+    started = time.process_time()
+    for item, _ in pairs[:50]:
+        LabelSet(label_names(item))
+    prepare = (time.process_time() - started) / 50
+    return {"per_answer_us": per_answer * 1e6, "prepare_us": prepare * 1e6}
+
+
 def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     """Both concurrency levels; raw numbers and figures."""
     from benchmarks.whole_job_data import INTENTS, write_dataset
@@ -155,6 +182,13 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         data = write_dataset(workdir / "support.csv", n)
+        cost = scoring_cost(data, 1000 if quick else 6000)
+        raw["scoring"] = cost
+        figures.append(Figure("job", "scoring one answer, 77 labels (CPU)",
+                              cost["per_answer_us"], "us",
+                              note=f"label set prepared once per set: "
+                                   f"{cost['prepare_us']:.0f} us (each answer paid that "
+                                   f"before)", extra=cost))
         for concurrency in (64, 256):
             level = _one_level(data, concurrency, rounds[concurrency], workdir)
             raw[f"c{concurrency}"] = level
