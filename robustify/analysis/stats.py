@@ -151,7 +151,8 @@ def _draw_key(sums: np.ndarray, counts: np.ndarray, n_boot: int, ci: float,
     digest = hashlib.blake2b(sums.tobytes(), digest_size=16)
     digest.update(counts.tobytes())
     if isinstance(seed, np.random.Generator):
-        state = json.dumps(seed.bit_generator.state, sort_keys=True, default=str)
+        state = json.dumps(seed.bit_generator.state, sort_keys=True,
+                           default=lambda v: v.tolist() if hasattr(v, "tolist") else repr(v))
     else:
         state = repr(seed)
     return (digest.hexdigest(), int(n_boot), float(ci), state)
