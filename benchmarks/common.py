@@ -120,17 +120,20 @@ class FakeServerProcess:
 
     Args:
         latency: Seconds before each answer.
+        module: The server module to run (``python -m MODULE --latency L``); it prints
+            its base URL as its first line.
     """
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, module: str = "tests.robustify.fake_openai_server"
+                 ) -> None:
         self.latency = latency
+        self.module = module
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 
     def __enter__(self) -> "FakeServerProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.robustify.fake_openai_server", "--latency",
-             str(self.latency)], cwd=str(ROOT), stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", self.module, "--latency", str(self.latency)], cwd=str(ROOT), stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert self.proc.stdout is not None
         self.base_url = self.proc.stdout.readline().strip()

@@ -10,6 +10,9 @@ Sections (each also runs alone, e.g. ``python -m benchmarks.remote``):
   rows on the default job, and a re-run answered wholly by the cache.
 * ``remote`` (:mod:`benchmarks.remote`): runner vs the concurrency limit and vs
   hand-written AsyncOpenAI loops at C=64 and C=256, client CPU per request, profile.
+* ``job`` (:mod:`benchmarks.whole_job`): ``python -m robustify run`` end to end (load,
+  perturb, calls, scoring, report) on a 77-label set vs the concurrency limit and vs a
+  hand-written AsyncOpenAI loop over the same calls, at C=64 and C=256.
 * ``local`` (:mod:`benchmarks.local_model`): runner vs a bare llama-cpp-python loop.
 * ``scale`` (:mod:`benchmarks.scale`): 25k/50k/100k items x 12 variants through a
   Python-callable model: items/s and peak RSS.
@@ -52,6 +55,12 @@ def _remote(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
     return remote.measure(quick, profile=not args.no_profile)
 
 
+def _job(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
+    from benchmarks import whole_job
+
+    return whole_job.measure(quick)
+
+
 def _local(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
     from benchmarks import local_model
 
@@ -74,6 +83,7 @@ def _perturb(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
 SECTIONS: dict[str, Callable[[bool, argparse.Namespace], tuple[Any, list[Figure]]]] = {
     "calls": _calls,
     "remote": _remote,
+    "job": _job,
     "local": _local,
     "scale": _scale,
     "perturb": _perturb,

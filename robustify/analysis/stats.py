@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from statistics import NormalDist
 from typing import Any, Sequence
 
@@ -101,7 +102,23 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, clusters: Sequence[Any
     if m == 1:
         point = float(sums[0] / counts[0])
         return (point, point)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    generator = isinstance(seed, np.random.Generator)
+    # Only a fixed seed or a Generator (whose state is part of the key) can be reused.
+    key = (_draw_key(sums, counts, n_boot, ci, seed)
+           if generator or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool))
+           else None)
+    found = _DRAWN.get(key) if key is not None else None
+    if found is not None:
+        # The same draws were made before (the report and the terminal summary ask for
+        # the same intervals): reuse them, leaving a passed Generator where they left it.
+        low, high, after = found
+        if generator and after is not None:
+            seed.bit_generator.state = after  # type: ignore[union-attr]
+        return (low, high)
+    rng = seed if generator else np.random.default_rng(seed)
+    # Every cluster the same size (one row per item, the usual case): the denominator
+    # of every draw is m x that size, exactly, so it need not be gathered.
+    uniform = bool((counts == counts[0]).all())
     # Draw in chunks so a large benchmark never needs an n_boot x n_items index matrix.
     chunk = max(1, min(n_boot, 2_000_000 // m))
     stats = np.empty(n_boot)
@@ -109,11 +126,36 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, clusters: Sequence[Any
     while done < n_boot:
         size = min(chunk, n_boot - done)
         idx = rng.integers(0, m, size=(size, m))
-        stats[done:done + size] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+        denominator = counts[0] * m if uniform else counts[idx].sum(axis=1)
+        stats[done:done + size] = sums[idx].sum(axis=1) / denominator
         done += size
     alpha = (1.0 - ci) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    if key is not None:
+        with _DRAWN_LOCK:
+            if len(_DRAWN) >= _DRAWN_SIZE:
+                _DRAWN.pop(next(iter(_DRAWN)), None)
+            _DRAWN[key] = (float(low), float(high),
+                           rng.bit_generator.state if generator else None)
     return (float(low), float(high))
+
+
+_DRAWN: dict[tuple[Any, ...], tuple[float, float, Any]] = {}
+"""Recent intervals by (data digest, n_boot, ci, RNG state): :func:`bootstrap_ci` is pure."""
+_DRAWN_SIZE = 64
+_DRAWN_LOCK = threading.Lock()
+
+
+def _draw_key(sums: np.ndarray, counts: np.ndarray, n_boot: int, ci: float,
+              seed: Any) -> tuple[Any, ...]:
+    digest = hashlib.blake2b(sums.tobytes(), digest_size=16)
+    digest.update(counts.tobytes())
+    if isinstance(seed, np.random.Generator):
+        state = json.dumps(seed.bit_generator.state, sort_keys=True,
+                           default=lambda v: v.tolist() if hasattr(v, "tolist") else repr(v))
+    else:
+        state = repr(seed)
+    return (digest.hexdigest(), int(n_boot), float(ci), state)
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -67,6 +67,12 @@ ScoreFn = Callable[[Item, "str | None"], Score]
 _NAN = float("nan")
 _LOOKUP_CHUNK = 2000
 """Keys per bulk cache lookup."""
+SLOW_SCORE_SECONDS = 0.0005
+"""Mean seconds per scored answer above which scoring moves off the event loop."""
+_SCORE_SAMPLE = 64
+"""Answers scored on the loop (and timed) before deciding where the rest are scored."""
+
+Outcome = tuple[float, Any, bool, "str | None", "str | None"]
 
 
 class _Run:
@@ -92,9 +98,14 @@ class _Run:
         self.over_budget = 0
         self.warned_score = False
         self.parsed_values: dict[str, str] = {}
+        # Scoring timed on the first answers; a slow scorer then runs in one worker
+        # thread (never two scorer calls at once), so the loop keeps serving the calls.
+        self.score_seconds = 0.0
+        self.scored_answers = 0
+        self.score_thread: Any = None
 
     # ----------------------------------------------------------------- rows
-    def _score(self, item: Item, text: str) -> tuple[float, Any, bool, str | None, str | None]:
+    def _score(self, item: Item, text: str) -> Outcome:
         try:
             result = self.score(item, text)
         except Exception as exc:  # a scorer bug must not lose the answers
@@ -117,9 +128,49 @@ class _Run:
             detail = self.parsed_values.setdefault(detail, detail)
         return float(result.value), parsed, bool(result.unparseable), None, detail
 
+    def score_group(self, indices: Sequence[int], text: str) -> dict[int, Outcome]:
+        """Score one answer for each row of a group (row index -> outcome).
+
+        Pure with respect to the run's rows: safe in the scoring thread while the loop
+        fills other groups. Rows reusing a clean answer share the clean row's item
+        object, which is scored once.
+        """
+        rows = self.rows
+        started = time.perf_counter()
+        out: dict[int, Outcome] = {}
+        shared: dict[int, Outcome] = {}
+        for index in indices:
+            source = rows.source[index]
+            if rows.own_input[index] or source is None:
+                out[index] = self._score(rows.item(index), text)
+            else:
+                outcome = shared.get(id(source))
+                if outcome is None:
+                    outcome = shared[id(source)] = self._score(source, text)
+                out[index] = outcome
+        self.score_seconds += time.perf_counter() - started
+        self.scored_answers += 1
+        return out
+
+    def scores_off_loop(self) -> bool:
+        """Whether answers are now scored in the scoring thread (the scorer is slow)."""
+        if self.score_thread is None and self.scored_answers >= _SCORE_SAMPLE and (
+                self.score_seconds / self.scored_answers > SLOW_SCORE_SECONDS):
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.score_thread = ThreadPoolExecutor(1, thread_name_prefix="robustify-score")
+            logger.info("scoring takes %.1f ms an answer: scoring off the event loop",
+                        self.score_seconds / self.scored_answers * 1e3)
+        return self.score_thread is not None
+
     def finish(self, b: int, group: int, *, completion: Completion | None,
-               error: str | None, latency: float, cached: bool) -> int:
+               error: str | None, latency: float, cached: bool,
+               outcomes: dict[int, Outcome] | None = None) -> int:
         """Fill and emit the rows of one prompt group (the first row is the asker).
+
+        Args:
+            outcomes: The group's scores from :meth:`score_group`, when they were
+                computed off the loop; otherwise they are computed here.
 
         Returns:
             The number of rows filled.
@@ -130,8 +181,9 @@ class _Run:
         rows = self.rows
         unscored = self.unscored
         ok = completion is not None and error is None
-        # Rows reusing a clean answer share the clean row's item object: score it once.
-        scored: dict[int, tuple[float, Any, bool, str | None, str | None]] = {}
+        if ok and outcomes is None:
+            assert completion is not None
+            outcomes = self.score_group(indices, completion.text)
         for position, index in enumerate(indices):
             if ok:
                 assert completion is not None
@@ -146,14 +198,8 @@ class _Run:
                 res.cached[index] = cached or position > 0
                 res.answer_capped[index] = completion.capped
                 res.latency[index] = latency if (position == 0 and not cached) else 0.0
-                source = rows.source[index]
-                if rows.own_input[index] or source is None:
-                    outcome = self._score(rows.item(index), text)
-                else:
-                    outcome = scored.get(id(source))
-                    if outcome is None:
-                        outcome = scored[id(source)] = self._score(source, text)
-                value, parsed, unparseable, row_error, detail = outcome
+                assert outcomes is not None
+                value, parsed, unparseable, row_error, detail = outcomes[index]
                 res.score[index] = value
                 res.parsed[index] = parsed
                 res.unparseable[index] = unparseable
@@ -240,9 +286,14 @@ class _Run:
                     stored = False
                 if not stored:
                     plan.stats.unstored += 1
+            outcomes = None
+            if self.scores_off_loop():
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self.score_thread, self.score_group, self.groups.rows(group),
+                    completion.text)
             self.progress.call_done(error=False)
             self.finish(b, group, completion=completion, error=None, latency=latency,
-                        cached=False)
+                        cached=False, outcomes=outcomes)
 
     def _over_budget(self, b: int, group: int) -> None:
         plan = self.plans[b]
@@ -385,6 +436,8 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         await _gather_or_cancel([run.run_backend(b, queue) for b, queue in enumerate(queues)])
     finally:
         run.progress.close()
+        if run.score_thread is not None:
+            run.score_thread.shutdown(wait=True)
         if cache is not None:
             cache.flush()
         for backend in backends:

@@ -4,6 +4,8 @@
   default scorer per task kind and :func:`score_answer`;
 - :mod:`.rules`: the built-in scorers (multiple choice, exact, normalised, numeric,
   yes/no, classification, short answer, contains, token F1, regex);
+- :mod:`.labels`: a classification label set prepared once and shared by its answers;
+- :mod:`.text`: normalisation and whole-word matching shared by the scorers;
 - :mod:`.clarify`: detects answers that ask for clarification instead of answering.
 """
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-import string
-import unicodedata
 from collections import Counter
 from fractions import Fraction
 from typing import Any, Mapping
@@ -29,7 +27,9 @@ from perturbations.errors import ConfigError
 from perturbations.records import Item, choice_letter
 
 from robustify.records import Score
+from robustify.scoring.labels import label_set
 from robustify.scoring.registry import register_scorer
+from robustify.scoring.text import contains_phrase, normalize_text
 
 __all__ = [
     "score_multiple_choice", "score_exact", "score_normalized", "score_numeric",
@@ -48,32 +48,9 @@ def _graded(right: bool, parsed: str, **detail: Any) -> Score:
     return Score(1.0 if right else 0.0, parsed=parsed, detail=detail)
 
 
-# --- text normalisation --------------------------------------------------------------
+# --- text normalisation (robustify.scoring.text) ------------------------------------
 
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_PUNCT_TABLE = str.maketrans({c: " " for c in string.punctuation + "“”‘’«»…–—"})
-
-
-def normalize_text(text: str, *, drop_articles: bool = True) -> str:
-    """Lower-case, strip accents' compatibility forms, punctuation, articles and extra spaces.
-
-    Underscores and hyphens become spaces, so ``billing_issue`` and ``billing-issue``
-    both read ``billing issue``. Apostrophes are dropped rather than spaced (``don't``
-    -> ``dont``) so contractions stay one token.
-    """
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = text.replace("'", "").replace("’", "")
-    text = text.translate(_PUNCT_TABLE)
-    if drop_articles:
-        text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def _contains_phrase(haystack: str, needle: str) -> bool:
-    """Whole-word containment on normalised strings."""
-    if not needle:
-        return False
-    return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", haystack) is not None
+_contains_phrase = contains_phrase
 
 
 def _strip_wrappers(text: str) -> str:
@@ -530,26 +507,6 @@ def score_multiple_choice(item: Item, text: str) -> Score:
 
 # --- classification ---------------------------------------------------------------------
 
-def _label_names(item: Item) -> dict[str, list[str]]:
-    """Each label with its spellings: the label itself plus ``metadata["aliases"][label]``."""
-    aliases = item.metadata.get("aliases") or {}
-    if not isinstance(aliases, Mapping):
-        aliases = {item.target: list(aliases) if not isinstance(aliases, str) else [aliases]}
-    labels = list(item.metadata.get("labels") or [])
-    for label in [item.target, *aliases]:
-        if label not in labels:
-            labels.append(label)
-    names: dict[str, list[str]] = {}
-    for label in labels:
-        extra = aliases.get(label, ())
-        if isinstance(extra, str):
-            extra = (extra,)
-        spellings = [normalize_text(str(label), drop_articles=False)]
-        spellings += [normalize_text(str(a), drop_articles=False) for a in extra]
-        names[str(label)] = [s for s in dict.fromkeys(spellings) if s]
-    return names
-
-
 @register_scorer("classification")
 def score_classification(item: Item, text: str) -> Score:
     """A label from ``metadata["labels"]``, matched case-, underscore- and space-insensitively,
@@ -561,22 +518,14 @@ def score_classification(item: Item, text: str) -> Score:
     answer = normalize_text(text, drop_articles=False)
     if not answer:
         return _unparseable(reason="empty")
-    names = _label_names(item)
-    for label, spellings in names.items():
-        if answer in spellings:
-            return _graded(label == item.target, label, source="exact")
-    starts = [label for label, spellings in names.items()
-              if any(answer.startswith(s + " ") for s in spellings)]
+    labels = label_set(item)
+    exact = labels.exact(answer)
+    if exact is not None:
+        return _graded(exact == item.target, exact, source="exact")
+    starts = labels.leading(answer)
     if len(starts) == 1:
         return _graded(starts[0] == item.target, starts[0], source="leading")
-    hits = {label: [s for s in spellings if _contains_phrase(answer, s)]
-            for label, spellings in names.items()}
-    hits = {label: found for label, found in hits.items() if found}
-    # "billing" inside "billing issue" is not a second label: keep the longest reading.
-    mentioned = [label for label, found in hits.items()
-                 if not all(any(other != label and f != g and _contains_phrase(g, f)
-                                for other, gs in hits.items() for g in gs)
-                            for f in found)]
+    mentioned = labels.mentioned(answer)
     if len(mentioned) == 1:
         return _graded(mentioned[0] == item.target, mentioned[0], source="mention")
     return _unparseable(reason="several labels" if mentioned else "no label",

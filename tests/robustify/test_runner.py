@@ -84,8 +84,9 @@ def openai_backend(server: FakeOpenAIServer, **kwargs: Any):
 
 def run(variants, backends, cache=None, **kwargs) -> pd.DataFrame:
     kwargs.setdefault("progress", False)
-    return run_queries(variants, backends, build_messages=build_messages, score=score,
-                       cache=cache, **kwargs)
+    kwargs.setdefault("score", score)
+    return run_queries(variants, backends, build_messages=build_messages, cache=cache,
+                       **kwargs)
 
 
 @pytest.fixture
@@ -213,6 +214,52 @@ def test_scorer_exceptions_are_recorded(fake_server: FakeOpenAIServer) -> None:
     assert frame["error"].tolist()[1] == "scoring failed: ValueError: cannot parse"
     assert frame["response"].tolist()[1] == "echo: question q1?"  # the answer is kept
     assert frame["score"].notna().tolist() == [True, False, True]
+
+
+def test_a_slow_scorer_runs_off_the_event_loop_with_the_same_results() -> None:
+    """After the timed sample, a scorer slower than SLOW_SCORE_SECONDS moves to one
+    worker thread; the loop's thread never scores again, and the rows are unchanged."""
+    import threading
+
+    from robustify.runner import execute
+
+    def model(messages):
+        return "echo: " + messages[-1]["content"]
+
+    threads: list[str] = []
+
+    def slow(item: Item, text: str | None) -> Score:
+        threads.append(threading.current_thread().name)
+        time.sleep(2 * execute.SLOW_SCORE_SECONDS)
+        return score(item, text)
+
+    variants = variant_set(60)  # 180 rows, 120 prompts: more than the timed sample
+    slow_frame = run(variants, [PythonCallableBackend(model, label="m", concurrency=8)],
+                     score=slow)
+    fast_frame = run(variants, [PythonCallableBackend(model, label="m", concurrency=8)])
+    sample = execute._SCORE_SAMPLE
+    loop_thread = threads[0]
+    assert all(name == loop_thread for name in threads[:sample])
+    assert all(name.startswith("robustify-score") for name in threads[sample:])
+    assert len(threads) > sample
+    columns = ["variant_id", "response", "score", "parsed", "unparseable", "error", "cached"]
+    pd.testing.assert_frame_equal(slow_frame[columns], fast_frame[columns])
+
+
+def test_a_fast_scorer_stays_on_the_event_loop() -> None:
+    import threading
+
+    seen: set[str] = set()
+
+    def model(messages):
+        return "echo: " + messages[-1]["content"]
+
+    def quick(item: Item, text: str | None) -> Score:
+        seen.add(threading.current_thread().name)
+        return score(item, text)
+
+    run(variant_set(40), [PythonCallableBackend(model, label="m")], score=quick)
+    assert len(seen) == 1 and not any(name.startswith("robustify-score") for name in seen)
 
 
 def test_fatal_error_stops_one_backend_and_the_others_finish(fake_server_factory) -> None:
