@@ -28,7 +28,7 @@ class LocalKind:
     """``local:smollm2`` (the embedded SmolLM2) or ``local:/path/to/model.gguf``: llama.cpp in process."""
 
     forms = ("local:smollm2", "local:/path/to/model.gguf")
-    options = ("n_ctx", "n_threads")
+    options = ("n_ctx", "n_threads", "batch")
 
     @classmethod
     def split(cls, text: str, rest: str) -> ModelSpec:
@@ -41,9 +41,9 @@ class LocalKind:
 
         if api_key_env is not None:
             logger.debug("api_key_env is ignored for %s", spec.text)
-        if concurrency not in (None, 1):
-            logger.info("%s runs one in-process model: concurrency %d ignored (using 1)",
-                        spec.text, concurrency)
+        if concurrency is not None:
+            logger.info("%s sets its own calls in flight (twice its batch): concurrency %d "
+                        "ignored; use the batch option", spec.text, concurrency)
         return LocalBackend(spec.model, params=params, **options)
 
 

@@ -30,7 +30,7 @@ from robustify.records import Completion, GenerationParams
 from robustify.models.base import BaseBackend, FatalModelError, ModelCallError, one_line
 
 __all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX",
-           "DEFAULT_BATCH", "without_extra_buffers"]
+           "DEFAULT_BATCH", "SEQ_CELLS", "without_extra_buffers"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ DEFAULT_N_CTX = 2048
 
 DEFAULT_BATCH = 16
 """Sequences decoded together by default (llama.cpp's decode rate levels off near 16)."""
+
+SEQ_CELLS = 1024
+"""KV cells per batched sequence (prompt + answer); longer requests run one at a time.
+Each cell of SmolLM2-135M holds 23 KB, so 16 sequences take 377 MB."""
 
 _INSTALL_HINT = "pip install 'robustify[local]'"
 _ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
@@ -257,7 +261,7 @@ class LocalBackend(BaseBackend):
                     engine = BatchEngine(
                         llm, n_seq=self.batch, n_ctx=self.n_ctx,
                         n_threads=self._threads_given, cores=physical_cores(),
-                        kv_cells=self.n_ctx * max(2, self.batch // 2),
+                        seq_cells=min(self.n_ctx, SEQ_CELLS),
                         fallback=_exact_call(llm, lock), key=str(self.path))
                 except Exception as exc:
                     raise FatalModelError(f"{self.label}: cannot start batched generation: "

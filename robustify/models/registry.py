@@ -109,7 +109,7 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
         timeout: Per-request timeout in seconds (openai: HTTP timeout; python: per call).
         **options: Backend-specific extras: ``retry`` (a
             :class:`~robustify.models.retry.RetryPolicy`) and ``label`` for all;
-            ``n_ctx``, ``n_threads`` for local; ``preflight_timeout`` for openai.
+            ``n_ctx``, ``n_threads``, ``batch`` for local; ``preflight_timeout`` for openai.
 
     Raises:
         ConfigError: Bad spec, unknown option, missing key, file or callable.

@@ -433,7 +433,9 @@ def test_local_spec_errors(tmp_path: Path) -> None:
 
 def test_local_smollm2_backend_shape(local_model_path: Path) -> None:
     backend = parse_model_spec("local:smollm2", concurrency=4)
-    assert backend.kind == "local" and backend.max_concurrency == 1
+    # batched: twice the 16 sequences in flight; batch=1 is the one-at-a-time path
+    assert backend.kind == "local" and backend.max_concurrency == 32
+    assert parse_model_spec("local:smollm2", batch=1).max_concurrency == 1
     assert backend.label == "local:smollm2"
     identity = backend.identity()
     assert identity["model"] == "smollm2"
