@@ -176,6 +176,16 @@ class BatchEngine:
             for key in self._counts:
                 self._counts[key] = 0
 
+    def forget(self) -> bool:
+        """Empty the prefix cache if idle (for benchmarks starting cold); True if done."""
+        with self._cv:
+            if self._queue or self._waiting or self._busy() or not self.ctx:
+                return False
+            self._low.llama_memory_clear(self._mem, True)
+            for slot in self._slots:
+                slot.kv = []
+            return True
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker (waiting requests fail) and free the context."""
         with self._cv:

@@ -56,7 +56,7 @@ def _time_once(engine: Any, tokens: list[int], seqs: int) -> float:
 
     spent = decode([(t, i, 0) for i, t in enumerate(tokens)])
     for seq in range(1, seqs):
-        low.llama_memory_seq_cp(mem, 0, seq, 0, len(tokens))
+        low.llama_memory_seq_cp(mem, 0, seq, -1, -1)  # whole buffers: nothing else works
     # A decode step weighs twice a 64-token prompt: roughly their shares of a batched run.
     spent += 2 * decode([(tokens[seq % len(tokens)], len(tokens), seq)
                          for seq in range(1, seqs)])
