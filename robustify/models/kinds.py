@@ -41,9 +41,10 @@ class LocalKind:
 
         if api_key_env is not None:
             logger.debug("api_key_env is ignored for %s", spec.text)
-        if concurrency is not None:
-            logger.info("%s sets its own calls in flight (twice its batch): concurrency %d "
-                        "ignored; use the batch option", spec.text, concurrency)
+        if concurrency is not None and "batch" not in options:
+            # For an in-process model the calls in flight are the sequences decoded
+            # together: --concurrency 1 (or a job file's concurrency: 1) is one at a time.
+            options["batch"] = min(int(concurrency), 64)
         return LocalBackend(spec.model, params=params, **options)
 
 
