@@ -10,7 +10,8 @@ Sections (each also runs alone, e.g. ``python -m benchmarks.remote``):
   rows on the default job, and a re-run answered wholly by the cache.
 * ``remote`` (:mod:`benchmarks.remote`): runner vs the concurrency limit and vs
   hand-written AsyncOpenAI loops at C=64 and C=256, client CPU per request, profile.
-* ``local`` (:mod:`benchmarks.local_model`): runner vs a bare llama-cpp-python loop.
+* ``local`` (:mod:`benchmarks.local_model`): batched SmolLM2 vs the bare one-prompt loop, tokens
+  evaluated vs unique-prefix tokens, llama.cpp's own rates and the job's floor.
 * ``scale`` (:mod:`benchmarks.scale`): 25k/50k/100k items x 12 variants through a
   Python-callable model: items/s and peak RSS.
 * ``perturb`` (:mod:`benchmarks.perturb_throughput`): transform throughput vs nlpaug.
