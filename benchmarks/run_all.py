@@ -13,7 +13,8 @@ Sections (each also runs alone, e.g. ``python -m benchmarks.remote``):
 * ``job`` (:mod:`benchmarks.whole_job`): ``python -m robustify run`` end to end (load,
   perturb, calls, scoring, report) on a 77-label set vs the concurrency limit and vs a
   hand-written AsyncOpenAI loop over the same calls, at C=64 and C=256.
-* ``local`` (:mod:`benchmarks.local_model`): runner vs a bare llama-cpp-python loop.
+* ``local`` (:mod:`benchmarks.local_model`): batched SmolLM2 vs the bare one-prompt loop, tokens
+  evaluated vs unique-prefix tokens, llama.cpp's own rates and the job's floor.
 * ``scale`` (:mod:`benchmarks.scale`): 25k/50k/100k items x 12 variants through a
   Python-callable model: items/s and peak RSS.
 * ``perturb`` (:mod:`benchmarks.perturb_throughput`): transform throughput vs nlpaug.

@@ -26,7 +26,7 @@ class LocalKind:
     """``local:smollm2`` (the embedded SmolLM2) or ``local:/path/to/model.gguf``: llama.cpp in process."""
 
     forms = ("local:smollm2", "local:/path/to/model.gguf")
-    options = ("n_ctx", "n_threads")
+    options = ("n_ctx", "n_threads", "batch")
 
     @classmethod
     def split(cls, text: str, rest: str) -> ModelSpec:
@@ -39,9 +39,10 @@ class LocalKind:
 
         if api_key_env is not None:
             logger.debug("api_key_env is ignored for %s", spec.text)
-        if concurrency not in (None, 1):
-            logger.info("%s runs one in-process model: concurrency %d ignored (using 1)",
-                        spec.text, concurrency)
+        if concurrency is not None and "batch" not in options:
+            # For an in-process model the calls in flight are the sequences decoded
+            # together: --concurrency 1 (or a job file's concurrency: 1) is one at a time.
+            options["batch"] = min(int(concurrency), 64)
         return LocalBackend(spec.model, params=params, **options)
 
 

@@ -104,12 +104,12 @@ def parse_model_spec(text: str, *, params: GenerationParams | None = None,
         params: Generation parameters (default :class:`GenerationParams`).
         api_key_env: Environment variable holding the API key for ``openai:`` specs
             (default ``OPENAI_API_KEY``). Only the variable name is ever stored.
-        concurrency: Maximum calls in flight (default 16 for openai, 1 for local,
-            8 for python).
+        concurrency: Maximum calls in flight (default 16 for openai, 8 for python; for
+            local the sequences decoded together, default 16, twice that in flight).
         timeout: Per-request timeout in seconds (openai: HTTP timeout; python: per call).
         **options: Backend-specific extras: ``retry`` (a
             :class:`~robustify.models.retry.RetryPolicy`) and ``label`` for all;
-            ``n_ctx``, ``n_threads`` for local; ``preflight_timeout`` for openai.
+            ``n_ctx``, ``n_threads``, ``batch`` for local; ``preflight_timeout`` for openai.
 
     Raises:
         ConfigError: Bad spec, unknown option, missing key, file or callable.

@@ -4,7 +4,6 @@ pair, and compare's settings diff."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess

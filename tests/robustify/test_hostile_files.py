@@ -10,7 +10,6 @@ the flag or key), no model call, no ``--out`` folder and no cache file created.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field

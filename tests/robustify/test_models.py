@@ -433,7 +433,12 @@ def test_local_spec_errors(tmp_path: Path) -> None:
 
 def test_local_smollm2_backend_shape(local_model_path: Path) -> None:
     backend = parse_model_spec("local:smollm2", concurrency=4)
-    assert backend.kind == "local" and backend.max_concurrency == 1
+    # concurrency = sequences decoded together; twice that many calls in flight
+    assert backend.kind == "local" and backend.batch == 4 and backend.max_concurrency == 8
+    assert parse_model_spec("local:smollm2").max_concurrency == 32  # default batch 16
+    one = parse_model_spec("local:smollm2", concurrency=1)  # the one-at-a-time path
+    assert one.batch == 1 and one.max_concurrency == 1
+    assert parse_model_spec("local:smollm2", batch=2, concurrency=8).batch == 2
     assert backend.label == "local:smollm2"
     identity = backend.identity()
     assert identity["model"] == "smollm2"

@@ -1,0 +1,393 @@
+"""Batched greedy generation for a local GGUF model, with a KV prefix cache.
+
+One worker thread owns a llama.cpp context with ``n_seq`` sequences, each with a KV
+buffer of its own. Requests from concurrent callers wait in a queue; at every step the worker
+admits waiting requests into free sequences and runs a single ``llama_decode`` that
+holds the next token of every answering sequence plus the prompt tokens of the newly
+admitted ones (continuous batching, as llama.cpp's server does with ``--parallel``).
+
+Prefix cache: a sequence keeps its tokens in the KV cache after its answer is done. A
+new prompt starts from the sequence sharing its longest token prefix: it reuses its own
+cells, or that buffer is copied with ``llama_memory_seq_cp`` and cut after the shared
+prefix. Only the rest of the prompt is evaluated, so the system prompt and
+few-shot turns that many prompts share are evaluated about once. A request whose shared
+prefix is being evaluated for another request admitted in the same step waits one step
+and then copies it, rather than evaluating it again.
+
+Why one buffer per sequence: every sequence then sits at cells 0..n of its buffer, as
+in the one-at-a-time path, so attention adds the same numbers in the same order and the
+answers are byte-identical to ``create_chat_completion``. With one unified buffer
+(cells interleaved between sequences) 4 of 48 sample answers changed.
+
+Failures stay with their request: a prompt longer than the context window fails alone;
+an error in a step fails the requests in it, and the worker carries on. If the worker
+stops, every waiting request gets the error; nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from robustify.models.local_chat import AnswerText, Prepared, prepare
+from robustify.models.local_threads import calibrate
+
+__all__ = ["BatchEngine", "unique_prefix_tokens", "common_prefix"]
+
+logger = logging.getLogger(__name__)
+
+_N_BATCH = 512
+"""Tokens per ``llama_decode`` call (prompt tokens beyond it continue next step)."""
+
+_ENGINES: "set[BatchEngine]" = set()
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Number of leading tokens ``a`` and ``b`` share (binary search on slice equality)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def unique_prefix_tokens(prompts: list[list[int]]) -> int:
+    """Tokens in the prefix tree of ``prompts``: what must be evaluated at the least."""
+    total, previous = 0, []  # type: int, list[int]
+    for tokens in sorted(prompts):
+        total += len(tokens) - common_prefix(previous, tokens)
+        previous = tokens
+    return total
+
+
+class _Request:
+    """A queued call: messages in, a future out."""
+
+    __slots__ = ("messages", "kwargs", "future", "prepared")
+
+    def __init__(self, messages: list[dict[str, str]], kwargs: dict[str, Any]) -> None:
+        self.messages, self.kwargs = messages, kwargs
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.prepared: Prepared | None = None
+
+
+class _Slot:
+    """One sequence of the KV cache."""
+
+    __slots__ = ("seq", "kv", "pending", "request", "answer", "used")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.kv: list[int] = []  # tokens in the cache, positions 0..len-1
+        self.pending: list[int] = []  # tokens to evaluate next
+        self.request: _Request | None = None
+        self.answer: AnswerText | None = None
+        self.used = 0.0  # when it last took a request (least recently used is evicted)
+
+
+class BatchEngine:
+    """Batched greedy generation over one llama.cpp context (see the module docstring).
+
+    Args:
+        llm: The loaded ``llama_cpp.Llama`` (model weights, tokenizer, chat template).
+        n_seq: Sequences decoded together.
+        n_ctx: Context window of one sequence (prompt + answer).
+        n_threads: llama.cpp threads; None measures the fastest count up to ``cores``
+            (:func:`robustify.models.local_threads.calibrate`, cached per ``key``).
+        seq_cells: KV cells of one sequence's buffer; longer requests take ``fallback``.
+        fallback: Called with ``(messages, kwargs)`` for a request that is not plain
+            greedy decoding or too long for ``seq_cells``; it runs the one-at-a-time path and returns
+            ``(text, usage, finish_reason)``.
+    """
+
+    def __init__(self, llm: Any, *, n_seq: int, n_ctx: int,
+                 n_threads: int | None, seq_cells: int,
+                 fallback: Callable[[list[dict[str, str]]], Any], cores: int = 1,
+                 key: str = "") -> None:
+        import llama_cpp
+
+        self._low = low = llama_cpp.llama_cpp
+        self._np = __import__("numpy")
+        self.llm, self.n_seq, self.n_ctx = llm, n_seq, n_ctx
+        self._fallback = fallback
+        params = low.llama_context_default_params()
+        self.seq_cells = min(seq_cells, n_ctx)
+        params.n_ctx = self.seq_cells * n_seq
+        params.n_batch = params.n_ubatch = _N_BATCH
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = n_threads or cores
+        params.kv_unified = False
+        params.no_perf = True
+        params.flash_attn_type = llm.context_params.flash_attn_type
+        self.ctx = low.llama_init_from_model(llm.model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a batched context")
+        self._mem = low.llama_get_memory(self.ctx)
+        self._batch = low.llama_batch_init(_N_BATCH, 0, 1)
+        self._n_vocab = llm.n_vocab()
+        self.n_threads = n_threads or cores
+        if n_threads is None:
+            calibrate(self, key, cores)
+        self._slots = [_Slot(i) for i in range(n_seq)]
+        self._queue: deque[_Request] = deque()
+        self._waiting: list[_Request] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self._counts = {"requests": 0, "prompt_tokens": 0, "evaluated_prompt_tokens": 0,
+                        "answer_tokens": 0, "decode_calls": 0, "fallback_requests": 0}
+        self._thread = threading.Thread(target=self._run, name="robustify-llama-batch",
+                                        daemon=True)
+        self._thread.start()
+        _ENGINES.add(self)
+
+    # ----------------------------------------------------------------- callers' side
+    def submit(self, messages: list[dict[str, str]],
+               kwargs: dict[str, Any]) -> concurrent.futures.Future:
+        """Queue one chat with ``create_chat_completion`` keyword arguments.
+
+        The future gives ``(text, usage dict, finish_reason)`` or the request's error.
+        """
+        request = _Request(messages, kwargs)
+        with self._cv:
+            if self._closed:
+                request.future.set_exception(RuntimeError("the local model was closed"))
+                return request.future
+            self._queue.append(request)
+            self._cv.notify()
+        return request.future
+
+    def stats(self) -> dict[str, int]:
+        """Counts so far: requests, prompt tokens, prompt tokens evaluated, answer tokens."""
+        with self._cv:
+            return dict(self._counts)
+
+    def reset_stats(self) -> None:
+        """Zero the counts (the prefix cache is kept)."""
+        with self._cv:
+            for key in self._counts:
+                self._counts[key] = 0
+
+    def forget(self) -> bool:
+        """Empty the prefix cache if idle (for benchmarks starting cold); True if done."""
+        with self._cv:
+            if self._queue or self._waiting or self._busy() or not self.ctx:
+                return False
+            self._low.llama_memory_clear(self._mem, True)
+            for slot in self._slots:
+                slot.kv = []
+            return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker (waiting requests fail) and free the context."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if not self._thread.is_alive() and self.ctx:
+            self._low.llama_batch_free(self._batch)
+            self._low.llama_free(self.ctx)
+            self.ctx = None
+        _ENGINES.discard(self)
+
+    # ------------------------------------------------------------------ worker side
+    def _run(self) -> None:
+        error: BaseException = RuntimeError("the local model was closed")
+        try:
+            while True:
+                with self._cv:
+                    while not (self._queue or self._waiting or self._busy() or self._closed):
+                        self._cv.wait()
+                    if self._closed:
+                        break
+                    incoming = list(self._queue)
+                    self._queue.clear()
+                for request in incoming:
+                    self._prepare(request)
+                try:
+                    self._step()
+                except Exception as exc:  # fail this step's requests, keep serving
+                    logger.exception("batched local generation step failed")
+                    self._fail_active(exc)
+        except BaseException as exc:  # pragma: no cover - e.g. MemoryError
+            error = exc
+            logger.exception("the batched local generation worker stopped")
+            raise
+        finally:
+            with self._cv:
+                self._closed = True
+                left = list(self._queue) + self._waiting
+                self._queue.clear()
+                self._waiting = []
+            for request in left:
+                _fail(request, error)
+            self._fail_active(error)
+
+    def _busy(self) -> bool:
+        return any(slot.request is not None for slot in self._slots)
+
+    def _prepare(self, request: _Request) -> None:
+        if request.future.cancelled():
+            return
+        try:
+            prepared = prepare(self.llm, request.messages, request.kwargs)
+            if len(prepared.tokens) >= self.n_ctx:
+                raise ValueError(f"Requested tokens ({len(prepared.tokens)}) exceed "
+                                 f"context window of {self.n_ctx}")
+            budget = prepared.max_tokens
+            if budget is None or budget <= 0 or budget + len(prepared.tokens) >= self.n_ctx:
+                budget = self.n_ctx - len(prepared.tokens)
+            # + 4: an answer may run a few tokens past its budget to finish a UTF-8 character
+            if not prepared.greedy or len(prepared.tokens) + budget + 4 > self.seq_cells:
+                self._counts["fallback_requests"] += 1
+                _resolve(request, self._fallback(request.messages, request.kwargs))
+                return
+        except Exception as exc:
+            _fail(request, exc)
+            return
+        request.prepared = prepared
+        self._waiting.append(request)
+
+    def _admit(self) -> None:
+        """Move waiting requests into free sequences, reusing cached prefixes."""
+        admitted: list[list[int]] = []
+        for request in list(self._waiting):
+            if request.future.cancelled():
+                self._waiting.remove(request)
+                continue
+            free = [s for s in self._slots if s.request is None]
+            if not free:
+                break
+            tokens = request.prepared.tokens
+            source, shared = max(((s, common_prefix(s.kv, tokens)) for s in self._slots),
+                                 key=lambda pair: pair[1])
+            if any(common_prefix(other, tokens) > shared for other in admitted):
+                continue  # its prefix is being evaluated now: copy it next step
+            own, own_shared = max(((s, common_prefix(s.kv, tokens)) for s in free),
+                                  key=lambda pair: (pair[1], -pair[0].used))
+            target = own if own_shared == shared else min(
+                free, key=lambda s: (self._worth(s), s.used))
+            answer = AnswerText(self.llm, tokens, request.prepared.stop,
+                                request.prepared.max_tokens, self.n_ctx)
+            shared = min(shared, len(tokens) - 1)  # the last token gives the logits
+            self._low.llama_memory_seq_rm(self._mem, target.seq,
+                                          shared if target is source else -1, -1)
+            if target is not source and shared > 0:  # copy the whole buffer, then cut
+                self._low.llama_memory_seq_cp(self._mem, source.seq, target.seq, -1, -1)
+                self._low.llama_memory_seq_rm(self._mem, target.seq, shared, -1)
+            logger.debug("sequence %d: %d of %d prompt tokens cached", target.seq, shared,
+                         len(tokens))
+            target.kv = tokens[:shared]
+            target.pending = tokens[shared:]
+            target.request, target.answer, target.used = request, answer, time.monotonic()
+            self._waiting.remove(request)
+            admitted.append(tokens)
+            self._counts["requests"] += 1
+            self._counts["prompt_tokens"] += len(tokens)
+
+    def _worth(self, slot: _Slot) -> int:
+        """Cached tokens only ``slot`` holds: what overwriting it would lose."""
+        return len(slot.kv) - max((common_prefix(slot.kv, other.kv) for other in self._slots
+                                   if other is not slot), default=0)
+
+    def _step(self) -> None:
+        for slot in self._slots:  # cancelled callers (interrupt) free their sequence
+            if slot.request is not None and slot.request.future.cancelled():
+                slot.request = slot.answer = None
+                slot.pending = []
+        self._admit()
+        active = [s for s in self._slots if s.request is not None and s.pending]
+        # One call decodes the next token of every answering sequence; prompt tokens go
+        # one sequence per call (with one buffer per sequence, llama.cpp splits a mixed
+        # batch into equal-length pieces, which would evaluate prompts a token at a time).
+        groups = [[s for s in active if len(s.pending) == 1]]
+        groups += [[s] for s in active if len(s.pending) > 1]
+        for group in groups:
+            if not group:
+                continue
+            try:
+                self._decode(group)
+            except Exception as exc:  # this call's requests fail; the others carry on
+                logger.warning("llama_decode failed for %d sequence(s): %s", len(group), exc)
+                for slot in group:
+                    _fail(slot.request, exc)
+                    slot.request = slot.answer = None
+                    slot.pending, slot.kv = [], []
+                    self._low.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+
+    def _decode(self, group: list[_Slot]) -> None:
+        """One ``llama_decode`` over ``group``; sample the sequences whose prompt is done."""
+        batch, low = self._batch, self._low
+        outputs: list[tuple[_Slot, int]] = []
+        fed: list[tuple[_Slot, int]] = []
+        n = 0
+        for slot in group:
+            take = min(len(slot.pending), _N_BATCH - n)
+            for j in range(take):
+                batch.token[n] = slot.pending[j]
+                batch.pos[n] = len(slot.kv) + j
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq
+                batch.logits[n] = take == len(slot.pending) and j == take - 1
+                n += 1
+            if take == len(slot.pending):
+                outputs.append((slot, n - 1))
+            fed.append((slot, take))
+        batch.n_tokens = n
+        rc = low.llama_decode(self.ctx, batch)
+        self._counts["decode_calls"] += 1
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed (code {rc})")
+        for slot, take in fed:
+            key = "evaluated_prompt_tokens" if len(slot.kv) < len(slot.answer.prompt) \
+                else "answer_tokens"
+            self._counts[key] += take
+            slot.kv.extend(slot.pending[:take])
+            slot.pending = slot.pending[take:]
+        np = self._np
+        for slot, index in outputs:
+            logits = np.ctypeslib.as_array(low.llama_get_logits_ith(self.ctx, index),
+                                           shape=(self._n_vocab,))
+            token = int(np.argmax(logits))
+            if slot.answer.feed(token):
+                answer, request = slot.answer, slot.request
+                slot.request = slot.answer = None
+                usage = {"prompt_tokens": len(answer.prompt),
+                         "completion_tokens": len(answer.tokens)}
+                _resolve(request, (answer.content(), usage, answer.finish_reason))
+            else:
+                slot.pending = [token]
+
+    def _fail_active(self, error: BaseException) -> None:
+        for slot in self._slots:
+            if slot.request is not None:
+                _fail(slot.request, error)
+            slot.request = slot.answer = None
+            slot.pending, slot.kv = [], []
+        if self.ctx:
+            self._low.llama_memory_clear(self._mem, True)
+
+
+def _resolve(request: _Request, value: Any) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+        request.future.set_result(value)
+
+
+def _fail(request: _Request, error: BaseException) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        request.future.set_exception(error)
+
+
+@atexit.register
+def _close_all() -> None:  # pragma: no cover - interpreter exit
+    for engine in list(_ENGINES):
+        engine.close(timeout=5.0)
