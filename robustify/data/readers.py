@@ -122,31 +122,42 @@ def value_kind(value: Any) -> str:
     return type(value).__name__
 
 
+def iter_json_lines(handle: IO[bytes], display: str) -> Iterator[tuple[int, Any]]:
+    """``(line, value)`` of every non-blank line of a JSONL file, checked as it is parsed.
+
+    Every JSONL reader goes through here, so each refuses the same things with the file
+    and line: malformed JSON, nesting deeper than :data:`robustify.data.values.MAX_NESTING`,
+    NaN/Infinity and lone surrogates (:func:`robustify.data.values.check_record`).
+    """
+    loads = json.loads
+    for lineno, text in iter_lines(handle, display):
+        if not text.strip():
+            continue
+        try:
+            record = loads(text)
+        except RecursionError:
+            raise parse_error(display, lineno) from None
+        except ValueError as exc:
+            msg = getattr(exc, "msg", str(exc))
+            col = getattr(exc, "colno", None)
+            where = f" at column {col}" if col else ""
+            raise DataError(f"malformed JSON: {msg}{where}", path=display,
+                            line=lineno) from None
+        if needs_check(text):
+            check_record(record, display, lineno)
+        yield lineno, record
+
+
 def _read_jsonl(path: Path, display: str) -> Table:
     rows: list[tuple[int, dict[str, Any]]] = []
     columns: dict[str, None] = {}
-    loads = json.loads
     with open_binary(path, display) as handle:
-        for lineno, text in iter_lines(handle, display):
-            if not text.strip():
-                continue
-            try:
-                record = loads(text)
-            except RecursionError:
-                raise parse_error(display, lineno) from None
-            except ValueError as exc:
-                msg = getattr(exc, "msg", str(exc))
-                col = getattr(exc, "colno", None)
-                where = f" at column {col}" if col else ""
-                raise DataError(f"malformed JSON: {msg}{where}", path=display,
-                                line=lineno) from None
+        for lineno, record in iter_json_lines(handle, display):
             if not isinstance(record, dict):
                 hint = " (a JSON list file needs format 'json')" if isinstance(record, list) \
                     else ""
                 raise DataError(f"expected a JSON object, got {value_kind(record)}{hint}",
                                 path=display, line=lineno)
-            if needs_check(text):
-                check_record(record, display, lineno)
             if not columns.keys() >= record.keys():
                 columns.update(dict.fromkeys(record))
             rows.append((lineno, record))

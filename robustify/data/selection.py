@@ -21,7 +21,8 @@ from typing import Any
 
 from perturbations.errors import DataError, MissingDependencyError
 
-from robustify.data.readers import Table, open_binary, value_kind
+from robustify.data.readers import MAX_LINE_BYTES, Table, open_binary, value_kind
+from robustify.data.values import check_record, needs_check, parse_error
 
 __all__ = ["split_selection", "read_selected", "needs_selection", "hub_table",
            "looks_like_hub_name", "hub_hint", "HUB_PREFIX"]
@@ -127,18 +128,11 @@ def read_selected(path: Path, display: str, reader: str, items_key: str | None) 
             raise DataError("items=KEY selects a list inside one JSON document; this file "
                             "is JSONL (one row per line): drop items= from --map",
                             path=display, field="items")
-        from robustify.data.readers import iter_lines
+        from robustify.data.readers import iter_json_lines
 
         rows = []
         with open_binary(path, display) as handle:
-            for lineno, text in iter_lines(handle, display):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except ValueError as exc:
-                    raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}",
-                                    path=display, line=lineno) from None
+            for lineno, record in iter_json_lines(handle, display):
                 rows.append((lineno, _as_row(record, display, lineno)))
         return _table(display, path.stem, rows)
     with open_binary(path, display) as handle:
@@ -149,6 +143,8 @@ def read_selected(path: Path, display: str, reader: str, items_key: str | None) 
     except json.JSONDecodeError as exc:
         raise DataError(f"malformed JSON: {exc.msg} at column {exc.colno}", path=display,
                         line=exc.lineno) from None
+    except RecursionError:
+        raise parse_error(display, None) from None
     keys = items_key.split(".") if items_key else []
     value: Any = document
     for depth, key in enumerate(keys):
@@ -163,8 +159,14 @@ def read_selected(path: Path, display: str, reader: str, items_key: str | None) 
                         f"rows", path=display, line=1, field="items")
     starts = _element_lines(text, keys)
     rows = []
+    check = needs_check(text)
     for index, record in enumerate(value):
         line = starts[index] if index < len(starts) else 1
+        if check:  # the same refusals as every reader: NaN, lone surrogates, deep nesting
+            check_record(record, display, line)
+        if len(json.dumps(record, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_LINE_BYTES:
+            raise DataError(f"the item is over the 1 MiB limit per item ({MAX_LINE_BYTES:,} "
+                            f"bytes)", path=display, line=line)
         rows.append((line, _as_row(record, display, line)))
     return _table(display, path.stem, rows)
 

@@ -7,7 +7,6 @@ them) or, for a ``perturb`` file, from ``--data``. Every problem names the file 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Sequence
 from perturbations import CLEAN, Item, Variant
 from perturbations.errors import DataError
 
-from robustify.data.readers import iter_lines, open_binary
+from robustify.data.readers import iter_json_lines, open_binary
 
 __all__ = ["FrozenVariants", "read_variants", "pair_variants"]
 
@@ -52,14 +51,7 @@ def read_variants(path: str | os.PathLike[str]) -> FrozenVariants:
     clean: list[Item] = []
     lines: dict[str, int] = {}
     with open_binary(p, display) as handle:
-        for lineno, text in iter_lines(handle, display):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as exc:
-                raise DataError(f"malformed JSON: {getattr(exc, 'msg', exc)}", path=display,
-                                line=lineno) from None
+        for lineno, record in iter_json_lines(handle, display):
             if not isinstance(record, dict):
                 raise DataError("expected a variant object", path=display, line=lineno)
             for key in ("item", "spec", "transform", "severity", "seed"):

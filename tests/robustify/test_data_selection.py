@@ -150,3 +150,46 @@ def test_a_job_file_keeps_an_hf_source_as_written(tmp_path: Path) -> None:
     job = load_job(tmp_path / "job.yaml")
     assert [d.path for d in job.data] == ["hf:google/boolq::validation",
                                           str(tmp_path / "local.csv")]
+
+
+@pytest.mark.parametrize("body, needle", [
+    ('{"val": [["hello", "greeting"], ["bye", NaN]]}', "NaN"),
+    ('{"val": [["hello", "greeting"], ["bye", ' + "[" * 40 + "1" + "]" * 40 + "]]}",
+     "deep"),
+    ('{"val": [["hello", "greeting"], ["\\ud800", "farewell"]]}', "surrogate"),
+])
+def test_selected_lists_get_the_same_refusals_as_every_reader(tmp_path: Path, body: str,
+                                                              needle: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("\n" + body)
+    with pytest.raises(DataError) as raised:
+        load_items(path, mapping="items=val,input=0,target=1", task="classification")
+    message = str(raised.value)
+    assert str(path) in message and needle.lower() in message.lower()
+    assert "line 2" in message  # the line of the row, not of the document
+
+
+@pytest.mark.parametrize("line, needle", [
+    ('["hello", NaN]', "NaN"),
+    ('["hello", ' + "[" * 40 + "1" + "]" * 40 + "]", "deep"),
+])
+def test_jsonl_list_rows_get_the_same_refusals(tmp_path: Path, line: str, needle: str) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('["fine", "greeting"]\n' + line + "\n")
+    with pytest.raises(DataError) as raised:
+        load_items(path, task="classification")
+    message = str(raised.value)
+    assert str(path) in message and "line 2" in message
+    assert needle.lower() in message.lower()
+
+
+def test_a_frozen_variants_file_gets_the_same_refusals(tmp_path: Path) -> None:
+    from robustify.data.variants_file import read_variants
+
+    path = tmp_path / "variants.jsonl"
+    path.write_text('{"item": {"id": "a", "input": "x"}, "spec": "typos@0.2", '
+                    '"transform": "typos", "severity": NaN, "seed": 1}\n')
+    with pytest.raises(DataError) as raised:
+        read_variants(path)
+    message = str(raised.value)
+    assert str(path) in message and "line 1" in message and "NaN" in message

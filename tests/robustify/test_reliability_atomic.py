@@ -244,9 +244,9 @@ def test_a_failure_while_perturbing_leaves_no_variants_file(tmp_path, monkeypatc
 
 def test_a_failure_while_planning_leaves_no_variants_file(tmp_path, monkeypatch):
     """The consumer fails half way through the stream: the temporary file goes at once."""
-    import robustify.prompts as prompts
+    import robustify.runner.requests as requests  # the prompt builder a job's runner calls
 
-    real = prompts.build_messages
+    real = requests.build_messages
     calls = []
 
     def failing(item, *args, **kwargs):
@@ -255,7 +255,7 @@ def test_a_failure_while_planning_leaves_no_variants_file(tmp_path, monkeypatch)
             raise RuntimeError("template blew up")
         return real(item, *args, **kwargs)
 
-    monkeypatch.setattr(prompts, "build_messages", failing)
+    monkeypatch.setattr(requests, "build_messages", failing)
     out = tmp_path / "run"
     job = JobConfig(models=(ModelConfig(spec=ECHO_MODEL),), transforms=("typos",), limit=6,
                     out=str(out), cache=str(tmp_path / "c.sqlite"))
