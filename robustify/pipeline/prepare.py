@@ -346,9 +346,11 @@ def _transform_name(spec: Any) -> str:
 
 def _check_gates(job: JobConfig, specs: Sequence[str], rewrites: Sequence[Any]) -> None:
     """A per-transform gate must name a transform the job runs (else it never fires)."""
-    texts = [str(s) for s in specs] + [r.canonical() for r in rewrites]
-    # the report's "transform" is the spec without its severity (options kept)
-    names = {t.split("@", 1)[0] for t in texts} | {_transform_name(t) for t in texts}
+    texts = [str(s) for s in specs] + [r.canonical for r in rewrites]
+    # the report's "transform" is the spec without its severity (options kept); a rewrite's
+    # is rewrite_<persona>
+    names = ({t.split("@", 1)[0] for t in texts} | {_transform_name(t) for t in texts}
+             | {r.transform for r in rewrites})
     for name in job.gates.per_transform:
         if name not in names:
             where = f"{job.source}: " if job.source else ""
