@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -105,18 +104,9 @@ def reply(messages: list[dict[str, Any]]) -> str:
 
 def serve(latency: float) -> None:
     """Serve with :func:`reply` until killed; the base URL is printed on stdout."""
-    from tests.robustify.fake_openai_server import FakeOpenAIServer
+    from tests.robustify.fake_openai_server import FakeOpenAIServer, serve_until_killed
 
-    server = FakeOpenAIServer(latency=latency, reply=reply, record=False).start()
-    print(server.base_url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-
+    serve_until_killed(FakeOpenAIServer(latency=latency, reply=reply, record=False))
 
 if __name__ == "__main__":
     import argparse

@@ -565,8 +565,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--record", action="store_true", help="keep every request in memory")
     args = parser.parse_args(argv)
-    server = FakeOpenAIServer(latency=args.latency, host=args.host, port=args.port,
-                              record=args.record).start()
+    serve_until_killed(FakeOpenAIServer(latency=args.latency, host=args.host, port=args.port,
+                                        record=args.record))
+
+
+def serve_until_killed(server: "FakeOpenAIServer") -> None:
+    """Start ``server``, print its base URL on stdout (first line) and serve until interrupted."""
+    server.start()
     print(server.base_url, flush=True)
     try:
         while True:
