@@ -13,7 +13,9 @@ import pandas as pd
 from perturbations import CLEAN
 from perturbations.errors import ConfigError
 
-from robustify.atomic import write_json_atomic, write_jsonl_atomic
+from robustify.atomic import (publish_folder, remove_tree, staging_folder, write_json_atomic,
+                              write_jsonl_atomic)
+from robustify.errors import OutputError
 from robustify.pipeline.jobfile import Gates
 
 
@@ -149,12 +151,38 @@ class RunResult:
         return self.plot("flips", ax=ax)
 
     def write_report(self, path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-        """Write report.html, report.md, summary.csv, results and manifest to ``path``."""
-        from robustify.reporting import write_report
+        """Write report.html, report.md, summary.csv, results and manifest to ``path``,
+        as a whole or not at all.
 
+        Everything is written into a staging folder inside ``path`` first and renamed into
+        place only when all of it is there, the manifest last
+        (:func:`robustify.atomic.publish_folder`), so a full disk or an interrupt never
+        leaves a report without its results.
+
+        Raises:
+            OutputError: disk full, permission denied: nothing was published.
+        """
         out = Path(path) if path is not None else self.out_dir
         if out is None:
             raise ConfigError("write_report needs a folder: this result was never saved")
+        out = Path(out)
+        staging = None
+        try:
+            staging = staging_folder(out)
+            files = self._write_files(staging)
+            publish_folder(staging, out)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
+                              f"nothing half-written was left: free space or fix the "
+                              f"permission and run again") from None
+        finally:
+            if staging is not None:
+                remove_tree(staging)
+        return {key: out / Path(written).relative_to(staging) for key, written in files.items()}
+
+    def _write_files(self, out: Path) -> dict[str, Path]:
+        from robustify.reporting import write_report
+
         variants = (Path(self.out_dir) / "variants.jsonl" if self.out_dir is not None
                     else None)  # the run's own, also when writing into a staging folder
         files = write_report(self.results, out, title=_title(self.manifest),

@@ -35,8 +35,7 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.version import __version__
 
 from robustify.errors import AnalysisError, OutputError
-from robustify.atomic import (MANIFEST, RUN_LOCK, publish_folder, remove_tree, staging_folder,
-                              sweep_temp_files, tee_jsonl_atomic)
+from robustify.atomic import (MANIFEST, RUN_LOCK, sweep_temp_files, tee_jsonl_atomic)
 from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
 from robustify.models.base import FatalModelError
 from robustify.runner.cache import open_cache
@@ -103,28 +102,13 @@ def _remove_if_bare(out_dir: Path, made: bool) -> None:
 
 
 def write_run_folder(result: RunResult, out_dir: str | os.PathLike[str]) -> None:
-    """Write a run's results and report into ``out_dir`` as a whole or not at all.
-
-    Everything is written into a staging folder first; only when all of it is there are the
-    files renamed into place, the manifest last (:func:`robustify.atomic.publish_folder`).
-    The caller holds the folder lock.
+    """Write a run's results and report into ``out_dir`` as a whole or not at all
+    (:meth:`RunResult.write_report` stages and renames). The caller holds the folder lock.
 
     Raises:
         OutputError: disk full, permission denied: nothing was published.
     """
-    out_dir = Path(out_dir)
-    staging = None
-    try:
-        staging = staging_folder(out_dir)
-        result.write_report(staging)
-        publish_folder(staging, out_dir)
-    except OSError as exc:
-        raise OutputError(f"{out_dir}: cannot write the run folder ({exc.strerror or exc}); "
-                          f"nothing half-written was left: free space or fix the permission "
-                          f"and run again") from None
-    finally:
-        if staging is not None:
-            remove_tree(staging)
+    result.write_report(out_dir)
 
 
 def _drop_manifest(out_dir: Path) -> None:

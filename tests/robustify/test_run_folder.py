@@ -176,3 +176,36 @@ def test_a_large_job_runs_once_confirmed_with_max_calls(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
     result = run_job(job.override(max_calls=100), progress=False)
     assert len(result.results) == 16
+
+
+def test_a_notebook_write_report_is_whole_or_nothing(tmp_path, monkeypatch):
+    """``RunResult.write_report`` from Python stages too: a full disk while the report is
+    written publishes nothing into the folder and leaves no staging folder behind."""
+    import errno
+
+    import robustify
+    import robustify.reporting.run_report as run_report
+    from robustify.errors import OutputError
+
+    result = robustify.evaluate(data="sample", models=["python:tests.robustify.e2e_models:golden"],
+                                transforms="typos", severity="low", limit=10, cache="off",
+                                write=False, progress=False)
+    out = tmp_path / "notebook"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    real = run_report.write_text_atomic
+
+    def full_disk(path, text):
+        if Path(path).name == "results.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(run_report, "write_text_atomic", full_disk)
+    with pytest.raises(OutputError, match="nothing half-written"):
+        result.write_report(out)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # no report, no staging
+    monkeypatch.setattr(run_report, "write_text_atomic", real)
+    files = result.write_report(out)
+    assert files["html"] == out / "report.html" and files["html"].is_file()
+    assert (out / "manifest.json").is_file() and (out / "results.jsonl").is_file()
+    assert all(Path(p).parent in (out, out / "charts") for p in files.values())
