@@ -23,7 +23,8 @@ from perturbations.records import choice_letter
 from robustify.data.formats import FormatInfo, canonical_format
 from robustify.data.values import check_record, deep_position, needs_check, parse_error
 
-__all__ = ["Table", "read_table", "value_kind", "open_binary", "iter_lines", "MAX_LINE_BYTES"]
+__all__ = ["Table", "read_table", "value_kind", "open_binary", "iter_lines", "iter_json_lines",
+           "hf_rows", "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20
 """Longest accepted line of a JSONL/CSV/TSV file (1 MiB), without its line break."""
@@ -375,8 +376,13 @@ def _read_hf(path: Path, display: str) -> Table:
             raise DataError(f"the folder holds splits {', '.join(splits)}; pass one of "
                             f"them, e.g. {os.path.join(display, splits[0])}", path=display)
         loaded = loaded[splits[0]]
-    names = list(loaded.column_names)
-    # ClassLabel columns store ints; their names are what a model answers and a user reads.
+    return Table(display, name, hf_rows(loaded, datasets), list(loaded.column_names),
+                 foreign=True)
+
+
+def hf_rows(loaded: Any, datasets: Any) -> list[tuple[int, dict[str, Any]]]:
+    """``(row number, row)`` of a ``datasets.Dataset``, ClassLabel ints given as their names
+    (the names are what a model answers and a user reads)."""
     label_names = {col: feat for col, feat in loaded.features.items()
                    if isinstance(feat, datasets.ClassLabel)}
     rows = []
@@ -386,7 +392,7 @@ def _read_hf(path: Path, display: str) -> Table:
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 row[col] = feat.int2str(value)
         rows.append((index, row))
-    return Table(display, name, rows, names, foreign=True)
+    return rows
 
 
 def _one_line(exc: BaseException) -> str:

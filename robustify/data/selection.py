@@ -21,7 +21,7 @@ from typing import Any
 
 from perturbations.errors import DataError, MissingDependencyError
 
-from robustify.data.readers import MAX_LINE_BYTES, Table, open_binary, value_kind
+from robustify.data.readers import MAX_LINE_BYTES, Table, hf_rows, open_binary, value_kind
 from robustify.data.values import check_record, needs_check, parse_error
 
 __all__ = ["split_selection", "read_selected", "needs_selection", "hub_table",
@@ -278,14 +278,5 @@ def hub_table(source: str) -> Table:
     if isinstance(loaded, datasets.DatasetDict):
         raise DataError(f"the data set has splits {', '.join(loaded)}; name one: "
                         f"hf:{name}:{config or ''}:{next(iter(loaded))}", path=source)
-    labels = {col: feat for col, feat in loaded.features.items()
-              if isinstance(feat, datasets.ClassLabel)}
-    rows = []
-    for index, row in enumerate(loaded, 1):
-        for col, feat in labels.items():
-            value = row.get(col)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                row[col] = feat.int2str(value)
-        rows.append((index, row))
-    table = Table(source, name.split("/")[-1], rows, list(loaded.column_names), foreign=True)
-    return table
+    return Table(source, name.split("/")[-1], hf_rows(loaded, datasets),
+                 list(loaded.column_names), foreign=True)
