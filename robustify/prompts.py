@@ -339,14 +339,15 @@ def render_shot_answer(item: Item, template: PromptTemplate) -> str:
                           f"{template.shot_answer!r} needs {exc} in its metadata") from None
 
 
-def _shot_fits(shot: Item, item: Item) -> bool:
+def _shot_fits(shot: Item, item_labels: set[str] | None) -> bool:
     # A classification example that declares its label set only helps items with that
     # same set: the built-in intent examples would mislead a model on, say, a sentiment
     # data set. An example without declared labels (a user's own) is always shown.
-    if item.task != "classification":
+    # ``item_labels`` is None for other task kinds (every example fits).
+    if item_labels is None:
         return True
     shot_labels = set(_labels(shot))
-    return not shot_labels or shot_labels == set(_labels(item))
+    return not shot_labels or shot_labels == item_labels
 
 
 def build_messages(item: Item,
@@ -371,8 +372,11 @@ def build_messages(item: Item,
     system = template.system.format(**_fields(item, template))
     if system:
         messages.append({"role": "system", "content": system})
+    # the item's label set once, not once per example (77 labels x 16 examples per prompt)
+    item_labels = set(_labels(item)) if item.task == "classification" and template.few_shot \
+        else None
     for shot in template.few_shot:
-        if not _shot_fits(shot, item):
+        if not _shot_fits(shot, item_labels):
             continue
         messages.append({"role": "user", "content": render_user(shot, template)})
         messages.append({"role": "assistant", "content": render_shot_answer(shot, template)})
