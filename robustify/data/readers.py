@@ -24,7 +24,7 @@ from robustify.data.formats import FormatInfo, canonical_format
 from robustify.data.values import check_record, deep_position, needs_check, parse_error
 
 __all__ = ["Table", "read_table", "value_kind", "open_binary", "iter_lines", "iter_json_lines",
-           "hf_rows", "MAX_LINE_BYTES"]
+           "read_json_document", "hf_rows", "MAX_LINE_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20
 """Longest accepted line of a JSONL/CSV/TSV file (1 MiB), without its line break."""
@@ -165,7 +165,10 @@ def _read_jsonl(path: Path, display: str) -> Table:
     return Table(display, path.stem, rows, list(columns))
 
 
-def _read_json(path: Path, display: str) -> Table:
+def read_json_document(path: Path, display: str) -> tuple[str, Any]:
+    """``(text, parsed document)`` of a whole JSON file, refusing with file and line: bytes
+    that are not UTF-8 (a BOM is dropped), an empty file, malformed JSON, nesting too deep
+    for the parser."""
     with open_binary(path, display) as handle:
         data = handle.read()
     if data.startswith(b"\xef\xbb\xbf"):
@@ -187,6 +190,11 @@ def _read_json(path: Path, display: str) -> Table:
         pos = deep_position(text)
         raise parse_error(display, text.count("\n", 0, pos) + 1 if pos is not None
                           else None) from None
+    return text, document
+
+
+def _read_json(path: Path, display: str) -> Table:
+    text, document = read_json_document(path, display)
     if isinstance(document, dict) and isinstance(document.get("items"), list):
         records = document["items"]
     elif isinstance(document, list):

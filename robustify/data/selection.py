@@ -21,8 +21,9 @@ from typing import Any
 
 from perturbations.errors import DataError, MissingDependencyError
 
-from robustify.data.readers import MAX_LINE_BYTES, Table, hf_rows, open_binary, value_kind
-from robustify.data.values import check_record, needs_check, parse_error
+from robustify.data.readers import (MAX_LINE_BYTES, Table, hf_rows, open_binary,
+                                    read_json_document, value_kind)
+from robustify.data.values import check_record, needs_check
 
 __all__ = ["split_selection", "read_selected", "needs_selection", "hub_table",
            "looks_like_hub_name", "hub_hint", "HUB_PREFIX"]
@@ -135,16 +136,7 @@ def read_selected(path: Path, display: str, reader: str, items_key: str | None) 
             for lineno, record in iter_json_lines(handle, display):
                 rows.append((lineno, _as_row(record, display, lineno)))
         return _table(display, path.stem, rows)
-    with open_binary(path, display) as handle:
-        data = handle.read()
-    text = data.decode("utf-8-sig", errors="strict") if data else ""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"malformed JSON: {exc.msg} at column {exc.colno}", path=display,
-                        line=exc.lineno) from None
-    except RecursionError:
-        raise parse_error(display, None) from None
+    text, document = read_json_document(path, display)
     keys = items_key.split(".") if items_key else []
     value: Any = document
     for depth, key in enumerate(keys):

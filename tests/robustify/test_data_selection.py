@@ -193,3 +193,12 @@ def test_a_frozen_variants_file_gets_the_same_refusals(tmp_path: Path) -> None:
         read_variants(path)
     message = str(raised.value)
     assert str(path) in message and "line 1" in message and "NaN" in message
+
+
+def test_a_selected_json_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"val": [["caf\xe9", "greeting"]]}'.encode("latin-1"))
+    with pytest.raises(DataError) as raised:
+        load_items(path, mapping="items=val,input=0,target=1", task="classification")
+    message = str(raised.value)
+    assert str(path) in message and "not valid UTF-8" in message and "line 1" in message
