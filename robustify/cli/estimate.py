@@ -12,8 +12,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["print_estimate", "warn_large_run", "LARGE_RUN_CALLS", "large_run_calls",
-           "planned_rows"]
+__all__ = ["print_estimate", "warn_large_run", "LARGE_RUN_CALLS", "large_run_calls"]
 
 LARGE_RUN_CALLS = 5000
 """Rows (model x variant, clean included, before the cache) above which a run without
@@ -84,20 +83,11 @@ def print_estimate(prepared: Any, *, measure: bool = True, out: TextIO | None = 
             backend.close()
 
 
-def planned_rows(prepared: Any) -> int:
-    """Rows a job asks before the cache: models x items x (1 + specs x replicates)."""
-    job = prepared.job
-    per_item = 1 + len(prepared.specs) * job.replicates + len(prepared.rewrites) * job.replicates
-    if prepared.frozen is not None:
-        return len(prepared.backends) * (len(prepared.items) + len(prepared.frozen))
-    return len(prepared.backends) * len(prepared.items) * per_item
-
-
 def warn_large_run(prepared: Any, err: TextIO | None = None) -> bool:
     """Warn (stderr) before a run above :data:`LARGE_RUN_CALLS` rows without ``--limit``."""
     if prepared.job.limit is not None:
         return False
-    rows = planned_rows(prepared)
+    rows = prepared.planned_calls  # the count --max-calls confirms, cache hits included
     if rows <= large_run_calls():
         return False
     print(f"warning: up to {rows:,} model calls ({len(prepared.items):,} items, no --limit; "

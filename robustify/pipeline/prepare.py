@@ -274,7 +274,8 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
         specs = list(dict.fromkeys(v.spec for v in frozen))
     else:
         items = _load_data(job, shots)
-    planned = _planned_calls(job, len(items), len(specs), len(rewrites))
+    planned = _planned_calls(job, len(items), len(specs), len(rewrites),
+                             len(frozen) if frozen is not None else None)
     if planned > MAX_PLANNED_CALLS:
         raise ConfigError(f"{job.where('replicates')}the job plans {planned:,} model calls "
                           f"({len(items)} items x (1 + {len(specs) + len(rewrites)} settings x "
@@ -327,9 +328,13 @@ def prepare_job(job: JobConfig, *, preflight: bool = True) -> PreparedJob:
                        fewshot={kind: [i.id for i in rows] for kind, rows in shots.items()})
 
 
-def _planned_calls(job: JobConfig, n_items: int, n_specs: int, n_rewrites: int) -> int:
+def _planned_calls(job: JobConfig, n_items: int, n_specs: int, n_rewrites: int,
+                   n_frozen: int | None = None) -> int:
     """Upper bound of the calls a job makes: clean and every variant, per model, plus the
-    rewrites' own calls and the noise floor's repeats."""
+    rewrites' own calls and the noise floor's repeats. ``n_frozen``: the variants of a
+    frozen variants file, asked instead of new draws."""
+    if n_frozen is not None:
+        return (n_items * (1 + job.noise_floor) + n_frozen) * len(job.models)
     per_model = n_items * (1 + (n_specs + n_rewrites) * job.replicates + job.noise_floor)
     return per_model * len(job.models) + n_items * n_rewrites * job.replicates
 
