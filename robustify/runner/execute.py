@@ -193,8 +193,7 @@ class _Run:
                     res.tokens_in[index] = int(completion.tokens_in)
                 if completion.tokens_out is not None:
                     res.tokens_out[index] = int(completion.tokens_out)
-                if completion.finish_reason == "length":
-                    res.hit_token_limit[index] = 1
+                res.hit_token_limit[index] = completion.hit_token_limit
                 res.cached[index] = cached or position > 0
                 res.answer_capped[index] = completion.capped
                 res.latency[index] = latency if (position == 0 and not cached) else 0.0
