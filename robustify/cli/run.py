@@ -112,7 +112,7 @@ def job_from_args(args: argparse.Namespace):
             ModelConfig(spec=m.spec, api_key_env=args.api_key_env or m.api_key_env,
                         params={**m.params, **params,
                                 "extra": {**m.params.get("extra", {}), **params.get("extra", {})}},
-                        concurrency=m.concurrency, timeout=m.timeout)
+                        concurrency=m.concurrency, timeout=m.timeout, options=m.options)
             for m in models)
         changes["models"] = models
     if args.transforms:

@@ -7,6 +7,7 @@ owns concurrency, caching and bookkeeping. Model specs are short strings::
     local:/path/to/model.gguf          any GGUF file, in process through llama-cpp-python
     openai:gpt-4o-mini                 api.openai.com, key from OPENAI_API_KEY
     openai:NAME@http://127.0.0.1:8080/v1   any OpenAI-compatible server
+    openai:NAME@http://a:8000/v1,http://b:8000/v1   several endpoints serving one model
     python:package.module:function     a Python callable (sync or async)
 
 :func:`split_model_spec` only parses (no environment, no imports of model libraries),
@@ -37,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "FatalModelError",
     "TransientModelError",
+    "ConnectionFailedError",
     "ModelCallError",
     "DEFAULT_MODEL_SPEC",
     "one_line",
@@ -84,6 +86,11 @@ class TransientModelError(RobustifyError):
         """Seconds the server asked us to wait (``Retry-After``), if it said."""
         self.status = status
         """HTTP status, when there was one."""
+
+
+class ConnectionFailedError(TransientModelError):
+    """The connection to the server failed (refused, reset, dropped): retried; a fleet
+    drains that endpoint at once (:mod:`robustify.models.fleet`)."""
 
 
 class ModelCallError(RobustifyError):
@@ -223,6 +230,8 @@ class ModelSpec:
     """``smollm2``, a GGUF path, a model name, or ``package.module:function``."""
     base_url: str | None = None
     """OpenAI-compatible base URL for ``openai:`` specs (``None``: api.openai.com)."""
+    base_urls: tuple[str, ...] = ()
+    """Every base URL of a fleet spec (``openai:NAME@URL1,URL2``); empty for one URL."""
 
 
 def deadline(seconds: float) -> Any:

@@ -12,11 +12,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from perturbations.errors import ConfigError
+
 from robustify.models.base import Backend, ModelSpec, check_base_url
 from robustify.models.registry import invalid_spec, register_backend
 from robustify.records import GenerationParams
 
-__all__ = ["LocalKind", "OpenAIKind", "PythonKind"]
+__all__ = ["LocalKind", "OpenAIKind", "PythonKind", "check_base_urls"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,13 @@ class LocalKind:
 
 @register_backend("openai")
 class OpenAIKind:
-    """``openai:MODEL`` (api.openai.com) or ``openai:MODEL@http://host:port/v1`` (any
-    OpenAI-compatible server: vLLM, Ollama, llama.cpp's server, LM Studio)."""
+    """``openai:MODEL`` (api.openai.com), ``openai:MODEL@http://host:port/v1`` (any
+    OpenAI-compatible server: vLLM, Ollama, llama.cpp's server, LM Studio) or
+    ``openai:MODEL@URL1,URL2`` (several endpoints serving one model: a fleet)."""
 
-    forms = ("openai:MODEL", "openai:MODEL@http://host:port/v1")
-    options = ("preflight_timeout", "max_response_bytes", "max_answer_bytes")
+    forms = ("openai:MODEL", "openai:MODEL@http://host:port/v1", "openai:MODEL@URL1,URL2")
+    options = ("preflight_timeout", "max_response_bytes", "max_answer_bytes",
+               "base_urls", "endpoint_concurrency", "replica_identity", "slow_factor")
 
     @classmethod
     def split(cls, text: str, rest: str) -> ModelSpec:
@@ -60,19 +64,13 @@ class OpenAIKind:
         # starts a URL.
         match = re.search(r"@(https?://\S+)$", rest)
         if match:
-            model, base_url = rest[: match.start()].strip(), match.group(1).rstrip("/")
+            model = rest[: match.start()].strip()
             if not model:
                 raise invalid_spec(text, "missing model name before '@'")
-            # never echo the URL: a user-info, query or fragment may hold a key
-            check_base_url(base_url, model)
-            parts = urlsplit(base_url)
-            if not parts.hostname:
-                raise invalid_spec(text, f"base URL {base_url!r} has no host")
-            try:
-                parts.port  # noqa: B018 - raises ValueError on a bad port
-            except ValueError:
-                raise invalid_spec(text, f"base URL {base_url!r} has an invalid port") from None
-            return ModelSpec(text, "openai", model, base_url)
+            urls = check_base_urls(text, model, match.group(1).split(","))
+            if len(urls) > 1:
+                return ModelSpec(text, "openai", model, urls[0], tuple(urls))
+            return ModelSpec(text, "openai", model, urls[0])
         if "@" in rest:
             # '@' may belong to a model name (claude-3@20240229), but 'host:port' or a
             # scheme other than http(s) after it is a mistyped base URL.
@@ -84,11 +82,64 @@ class OpenAIKind:
     @classmethod
     def build(cls, spec: ModelSpec, *, params: GenerationParams, api_key_env: str | None,
               concurrency: int | None, timeout: float | None, **options: Any) -> Backend:
-        from robustify.models.openai_compat import OpenAICompatBackend
+        fleet = {k: options.pop(k) for k in ("base_urls", "endpoint_concurrency",
+                                             "replica_identity", "slow_factor")
+                 if k in options}
+        urls = fleet.pop("base_urls", None)
+        if urls is not None:
+            if spec.base_url:
+                raise ConfigError(f"model {spec.text!r}: give the base URLs once, in the spec "
+                                  f"(@URL1,URL2) or in base_urls, not both")
+            if isinstance(urls, str) or not isinstance(urls, (list, tuple)):
+                raise ConfigError(f"model {spec.text!r}: base_urls must be a list of URLs")
+            urls = check_base_urls(spec.text, spec.model, list(urls))
+        elif spec.base_urls:
+            urls = list(spec.base_urls)
+        if urls is None:
+            if fleet:
+                raise ConfigError(f"model {spec.text!r}: {', '.join(sorted(fleet))} only "
+                                  f"apply to several endpoints (base_urls or @URL1,URL2)")
+            from robustify.models.openai_compat import OpenAICompatBackend
 
-        return OpenAICompatBackend(spec.model, base_url=spec.base_url, params=params,
-                                   api_key_env=api_key_env or "OPENAI_API_KEY",
-                                   concurrency=concurrency, timeout=timeout, **options)
+            return OpenAICompatBackend(spec.model, base_url=spec.base_url, params=params,
+                                       api_key_env=api_key_env or "OPENAI_API_KEY",
+                                       concurrency=concurrency, timeout=timeout, **options)
+        from robustify.models.fleet import FleetBackend
+
+        return FleetBackend(spec.model, base_urls=urls, params=params,
+                            api_key_env=api_key_env or "OPENAI_API_KEY",
+                            concurrency=concurrency, timeout=timeout, **fleet, **options)
+
+
+def check_base_urls(text: str, model: str, urls: list[Any]) -> list[str]:
+    """Check each base URL of a spec (http(s), a host, a valid port, no credential).
+
+    Raises:
+        ConfigError: One line naming the spec and the URL's position, never a
+            credential it may carry.
+    """
+    for raw in urls:  # never echo the spec before every URL is known to carry no key
+        if isinstance(raw, str) and raw.strip():
+            check_base_url(raw.strip(), model)
+    out: list[str] = []
+    for position, raw in enumerate(urls, 1):
+        where = f"base URL {position}" if len(urls) > 1 else "base URL"
+        if not isinstance(raw, str) or not raw.strip():
+            raise invalid_spec(text, f"{where} is empty")
+        url = raw.strip().rstrip("/")
+        if not re.match(r"https?://", url):
+            raise invalid_spec(text, f"{where} must start with http:// or https://")
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise invalid_spec(text, f"{where} {url!r} has no host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise invalid_spec(text, f"{where} {url!r} has an invalid port") from None
+        if url in out:
+            raise invalid_spec(text, f"{where} {url!r} is listed twice")
+        out.append(url)
+    return out
 
 
 @register_backend("python")

@@ -39,8 +39,9 @@ from perturbations.errors import ConfigError
 
 from robustify._secrets import scrub
 from robustify.records import Completion, GenerationParams
-from robustify.models.base import (BaseBackend, FatalModelError, TransientModelError,
-                                   check_base_url, deadline, is_loopback_url, one_line)
+from robustify.models.base import (BaseBackend, ConnectionFailedError, FatalModelError,
+                                   TransientModelError, check_base_url, deadline,
+                                   is_loopback_url, one_line)
 from robustify.models.answer_cap import DEFAULT_MAX_ANSWER_BYTES
 from robustify.models.http_limits import DEFAULT_MAX_RESPONSE_BYTES, BoundedTransport
 from robustify.models.retry import RetryPolicy, error_for_status, parse_retry_after
@@ -224,6 +225,19 @@ class OpenAICompatBackend(BaseBackend):
         client = loop_client
         return await self.retry.call(lambda: self._once(client, messages), what=self.label)
 
+    async def attempt(self, messages: list[dict[str, str]]) -> Completion:
+        """One attempt, no retry (a fleet retries on another endpoint).
+
+        Raises:
+            TransientModelError: Worth retrying (:class:`ConnectionFailedError` when the
+                connection itself failed).
+            FatalModelError, ModelCallError: As :meth:`agenerate`.
+        """
+        client = self._client
+        if client is None or self._client_loop is not asyncio.get_running_loop():
+            client = self._client_for_running_loop()
+        return await self._once(client, messages)
+
     async def _request(self, client: Any, messages: list[dict[str, str]]) -> Any:
         route = self._route
         if route is None:
@@ -252,8 +266,8 @@ class OpenAICompatBackend(BaseBackend):
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc.__context__
             detail = one_line(cause, limit=120, secrets=self._secrets()) if cause else ""
-            raise TransientModelError(f"connection error to {self.base_url}"
-                                      + (f": {detail}" if detail else "")) from None
+            raise ConnectionFailedError(f"connection error to {self.base_url}"
+                                        + (f": {detail}" if detail else "")) from None
         except openai.APIResponseValidationError as exc:
             raise TransientModelError(f"invalid response: {one_line(exc, limit=120)}") from None
         except (json.JSONDecodeError, UnicodeDecodeError):

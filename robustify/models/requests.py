@@ -174,7 +174,8 @@ class RequestBackend(BaseBackend):
             if self._make is None:
                 raise ConfigError(f"model {self.label!r}: cannot change its generation "
                                   f"parameters per task kind")
-            backend = self._variants[key] = self._make(params)
+            derive = getattr(self.inner, "with_params", None)  # a fleet shares its endpoints
+            backend = self._variants[key] = derive(params) if callable(derive) else self._make(params)
             if hasattr(self.inner, "retry"):  # the same policy as the model's own calls
                 backend.retry = self.inner.retry
         return backend

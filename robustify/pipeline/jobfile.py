@@ -37,6 +37,7 @@ from typing import Any, Mapping
 from perturbations.errors import ConfigError
 
 __all__ = ["DataSource", "ModelConfig", "Gates", "JobConfig", "load_job", "check_param_name",
+           "model_configs",
            "DEFAULT_TRANSFORMS",
            "DEFAULT_SEVERITIES", "DEFAULT_MODEL", "MAX_SEED", "safe_yaml_load"]
 
@@ -47,6 +48,7 @@ DEFAULT_SEVERITIES = ("low", "medium", "high")
 DEFAULT_MODEL = "local:smollm2"
 
 _MODEL_PARAM_KEYS = ("temperature", "seed", "max_tokens", "stop", "top_p", "extra")
+_MODEL_OPTION_KEYS = ("base_urls", "endpoint_concurrency", "replica_identity")
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class ModelConfig:
     """Parallel calls for this model (backend default when ``None``)."""
     timeout: float | None = None
     """Seconds before a call counts as timed out."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Backend options: ``base_urls`` (several endpoints for one model),
+    ``endpoint_concurrency``, ``replica_identity`` (see docs/models-and-runner.md)."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +307,8 @@ def _models(value: Any, path: str) -> tuple[ModelConfig, ...]:
         if "api_key" in entry:
             raise ConfigError(f"{path}: models[{i}].api_key: keys never go in job files; put the "
                               f"key in an environment variable and name it in api_key_env")
-        allowed = {"spec", "api_key_env", "concurrency", "timeout", *_MODEL_PARAM_KEYS}
+        allowed = {"spec", "api_key_env", "concurrency", "timeout", *_MODEL_PARAM_KEYS,
+                   *_MODEL_OPTION_KEYS}
         _check_keys(entry, allowed, f"models[{i}].", path)
         params = {k: entry[k] for k in _MODEL_PARAM_KEYS if k in entry}
         if "extra" in params and not isinstance(params["extra"], Mapping):
@@ -317,7 +323,49 @@ def _models(value: Any, path: str) -> tuple[ModelConfig, ...]:
                                concurrency=_number(entry.get("concurrency"),
                                                    f"models[{i}].concurrency", path),
                                timeout=_number(entry.get("timeout"), f"models[{i}].timeout",
-                                               path, float)))
+                                               path, float),
+                               options=_model_options(entry, f"models[{i}].", path)))
+    return tuple(out)
+
+
+def _model_options(entry: Mapping[str, Any], where: str, path: str) -> dict[str, Any]:
+    """``base_urls`` (a list of URL strings), ``endpoint_concurrency``, ``replica_identity``."""
+    options: dict[str, Any] = {}
+    if entry.get("base_urls") is not None:
+        urls = entry["base_urls"]
+        if isinstance(urls, str):
+            urls = [u.strip() for u in urls.split(",")]
+        if not isinstance(urls, list) or not urls or \
+                not all(isinstance(u, str) and u.strip() for u in urls):
+            raise ConfigError(f"{path}: key {where}base_urls must be a list of base URLs "
+                              f"(http://host:port/v1)")
+        options["base_urls"] = [u.strip() for u in urls]
+    if entry.get("endpoint_concurrency") is not None:
+        value = _number(entry["endpoint_concurrency"], f"{where}endpoint_concurrency", path)
+        if value < 1:
+            raise ConfigError(f"{path}: key {where}endpoint_concurrency must be at least 1, "
+                              f"got {value}")
+        options["endpoint_concurrency"] = value
+    if entry.get("replica_identity") is not None:
+        if not isinstance(entry["replica_identity"], bool):
+            raise ConfigError(f"{path}: key {where}replica_identity must be true or false, "
+                              f"got {entry['replica_identity']!r}")
+        options["replica_identity"] = entry["replica_identity"]
+    return options
+
+
+def model_configs(models: Any, *, api_key_env: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  source: str = "evaluate(models=...)") -> tuple[ModelConfig, ...]:
+    """Models given in Python: spec strings, or mappings read as a job file's ``models``.
+
+    ``api_key_env`` and ``params`` apply to every model; a mapping's own values win.
+    """
+    entries = list(models) if isinstance(models, (list, tuple)) else [models]
+    out = []
+    for config in _models([e if isinstance(e, Mapping) else str(e) for e in entries], source):
+        out.append(replace(config, api_key_env=config.api_key_env or api_key_env,
+                           params={**dict(params or {}), **config.params}))
     return tuple(out)
 
 

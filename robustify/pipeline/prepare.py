@@ -137,9 +137,13 @@ class PreparedJob:
 
 def _model_facts(backend: Any, config: ModelConfig) -> dict[str, Any]:
     identity = _redact_tree(dict(backend.identity()))  # defensive: identities carry no keys
-    return {"label": backend.label, "kind": backend.kind, "identity": identity,
-            "api_key_env": config.api_key_env,
-            "max_concurrency": getattr(backend, "max_concurrency", None)}
+    facts = {"label": backend.label, "kind": backend.kind, "identity": identity,
+             "api_key_env": config.api_key_env,
+             "max_concurrency": getattr(backend, "max_concurrency", None)}
+    endpoints = getattr(backend, "endpoint_facts", None)  # a fleet: calls per endpoint
+    if callable(endpoints):
+        facts["endpoints"] = _redact_tree(endpoints())
+    return facts
 
 
 def _redact_tree(obj: Any, key: str = "") -> Any:
@@ -229,7 +233,7 @@ def _make_backend(job: JobConfig, model: ModelConfig, params: GenerationParams) 
 
     return parse_model_spec(model.spec, params=params, api_key_env=model.api_key_env,
                             concurrency=model.concurrency or job.concurrency,
-                            timeout=model.timeout)
+                            timeout=model.timeout, **model.options)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from perturbations.version import __version__
 
 from robustify.errors import AnalysisError, OutputError
 from robustify.atomic import (MANIFEST, RUN_LOCK, sweep_temp_files, tee_jsonl_atomic)
-from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_TRANSFORMS, DataSource, JobConfig, ModelConfig
+from robustify.pipeline.jobfile import DEFAULT_MODEL, DEFAULT_TRANSFORMS, DataSource, JobConfig, model_configs
 from robustify.models.base import FatalModelError
 from robustify.runner.cache import open_cache
 from robustify.pipeline.prepare import PreparedJob, prepare_job
@@ -308,7 +308,7 @@ def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataF
             backends.append(parse_model_spec(config.spec, params=params,
                                              api_key_env=config.api_key_env,
                                              concurrency=config.concurrency or prep.job.concurrency,
-                                             timeout=config.timeout))
+                                             timeout=config.timeout, **config.options))
         backends = _wrap(prep, backends)
         frame = run_queries(clean, backends, build_messages=messages, score=_scorer_of(prep.job),
                             cache=cache, progress=progress)
@@ -368,7 +368,9 @@ def evaluate(data: str | Sequence[str] = "sample",
     Args:
         data: ``"sample"`` (built in), a file path, or several paths.
         models: Model spec(s): ``local:smollm2``, ``openai:gpt-4o-mini``,
-            ``openai:NAME@http://127.0.0.1:8080/v1``, ``python:pkg.mod:func``.
+            ``openai:NAME@http://127.0.0.1:8080/v1``, ``openai:NAME@URL1,URL2`` (several
+            endpoints), ``python:pkg.mod:func``; or mappings as in a job file's ``models``
+            (``{"spec": "openai:NAME", "base_urls": [...], "endpoint_concurrency": 64}``).
         transforms: Spec(s) such as ``typos``, ``slang@high``, ``typos:kind=keyboard``, as a
             list or a comma-separated string (``"typos,slang@high"``).
         severity: Severities for specs without one (numbers or low/medium/high).
@@ -415,8 +417,7 @@ def evaluate(data: str | Sequence[str] = "sample",
         transforms = [t.strip() for t in transforms.split(",") if t.strip()]
     if isinstance(severity, str):
         severity = [s.strip() for s in severity.split(",") if s.strip()]
-    model_cfgs = tuple(ModelConfig(spec=m, api_key_env=api_key_env, params=dict(params or {}))
-                       for m in as_tuple(models))
+    model_cfgs = model_configs(models, api_key_env=api_key_env, params=params)
     job = JobConfig(data=sources, models=model_cfgs, transforms=as_tuple(transforms),
                     severity=(tuple(str(s) for s in as_tuple(severity)) if severity is not None
                               else None), seed=seed,
