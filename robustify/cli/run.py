@@ -27,7 +27,8 @@ def add_parser(subparsers: Any) -> None:
                         "from the file's clean rows or from --data")
     p.add_argument("--model", action="append",
                    help="model spec, repeatable: local:smollm2, local:/path.gguf, openai:NAME, "
-                        "openai:NAME@http://host:port/v1, python:pkg.mod:func")
+                        "openai:NAME@http://host:port/v1, openai:NAME@URL1,URL2 (several "
+                        "endpoints), python:pkg.mod:func")
     p.add_argument("--api-key-env", help="variable holding the key for openai: models "
                                          "(default OPENAI_API_KEY)")
     p.add_argument("--max-tokens", type=int_at_least(1), help="answer budget per call")

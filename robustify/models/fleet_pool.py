@@ -8,9 +8,10 @@ endpoint's health:
 * **drained**: takes no new call (its calls in flight finish). An endpoint is drained
   at once when a connection to it fails, after :data:`FAIL_THRESHOLD` failures in a row
   of another kind (5xx, timeouts, garbled bodies), or when it is markedly slower than
-  the others: its mean latency (an exponential average over recent answers) above
-  ``slow_factor`` times the median of the other endpoints' and at least
-  :data:`SLOW_FLOOR` seconds above it, once each has :data:`MIN_SAMPLES` answers.
+  the others: its mean latency (an exponential average over recent answers, judged
+  from its :data:`MIN_OWN_SAMPLES`-th answer) above ``slow_factor`` times the median of
+  the other up endpoints' (each with :data:`MIN_SAMPLES` answers) and at least
+  :data:`SLOW_FLOOR` seconds above it.
 * **probing**: the drain's backoff has passed; the next call goes to it as a probe.
   An answer in time brings it back up (backoff reset); a failure or a slow answer drains
   it again with the backoff doubled (from :data:`PROBE_BASE` up to :data:`PROBE_MAX`).
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = ["Endpoint", "EndpointPool", "UP", "DRAINED", "PROBING", "FAIL_THRESHOLD",
-           "SLOW_FACTOR", "SLOW_FLOOR", "MIN_SAMPLES", "PROBE_BASE", "PROBE_MAX"]
+           "SLOW_FACTOR", "SLOW_FLOOR", "MIN_SAMPLES", "MIN_OWN_SAMPLES", "PROBE_BASE", "PROBE_MAX"]
 
 UP, DRAINED, PROBING = "up", "drained", "probing"
 
@@ -42,7 +43,9 @@ SLOW_FACTOR = 4.0
 SLOW_FLOOR = 0.2
 """...and only when it is also at least this many seconds slower (loopback jitter)."""
 MIN_SAMPLES = 8
-"""Answers an endpoint needs before its latency is compared."""
+"""Answers the other endpoints need before their median is a yardstick."""
+MIN_OWN_SAMPLES = 3
+"""Answers an endpoint needs before its own latency is judged (a slow one has few)."""
 PROBE_BASE = 1.0
 """Seconds a drained endpoint waits before its first probe."""
 PROBE_MAX = 60.0
@@ -223,17 +226,17 @@ class EndpointPool:
             ep.answered += 1
             ep.latency_sum += latency
             ep.streak = 0
-            ep.latency = latency if ep.latency is None else (
-                _ALPHA * latency + (1 - _ALPHA) * ep.latency)
-            ep.samples += 1
             if probing:
-                slow = self._too_slow(ep, latency, need_samples=False)
+                ep.latency, ep.samples = latency, MIN_OWN_SAMPLES  # judged on this answer
+                slow = self._too_slow(ep, latency)
                 if slow:
                     self.drain(ep, slow, again=True)
                 else:
                     ep.state, ep.backoff, ep.samples = UP, self.probe_base, 1
-                    ep.latency = latency
             elif ep.state == UP:
+                ep.latency = latency if ep.latency is None else (
+                    _ALPHA * latency + (1 - _ALPHA) * ep.latency)
+                ep.samples += 1
                 slow = self._too_slow(ep, ep.latency)
                 if slow:
                     self.drain(ep, slow)
@@ -244,10 +247,7 @@ class EndpointPool:
         """Stop sending ``ep`` new calls until its probe time (backoff doubled ``again``)."""
         if ep.state == DRAINED:
             return
-        if again:
-            ep.backoff = min(self.probe_max, ep.backoff * 2)
-        else:
-            ep.backoff = self.probe_base
+        ep.backoff = min(self.probe_max, ep.backoff * 2) if again else self.probe_base
         ep.state = DRAINED
         ep.drains += 1
         ep.streak = 0
@@ -256,9 +256,8 @@ class EndpointPool:
         if not any(o.state == UP for o in self.endpoints):
             self._wake(len(self._waiters))  # they wait for a probe time now, not a slot
 
-    def _too_slow(self, ep: Endpoint, latency: float, *, need_samples: bool = True
-                  ) -> str | None:
-        if need_samples and ep.samples < MIN_SAMPLES:
+    def _too_slow(self, ep: Endpoint, latency: float) -> str | None:
+        if ep.samples < MIN_OWN_SAMPLES:
             return None
         others = [o.latency for o in self.endpoints
                   if o is not ep and o.state == UP and o.latency is not None

@@ -41,18 +41,23 @@ class Endpoint(FakeOpenAIServer):
         self.answered = 0
         """Chat calls answered with HTTP 200."""
         self.die_at: int | None = None
+        self.dying = False
         self.dead = threading.Event()
 
     async def _send_raw(self, writer: asyncio.StreamWriter, rec: Any, status: int,
                         data: bytes, headers: dict[str, str] | None = None) -> bool:
-        if status == 200 and rec.path.endswith("/chat/completions"):
-            self.answered += 1
-            if self.die_at is not None and self.answered >= self.die_at:
-                self.die_at = None
-                ok = await super()._send_raw(writer, rec, status, data, headers)
-                # stop() joins this loop's thread: call it from another thread
-                threading.Thread(target=self.kill, daemon=True).start()
-                return ok
+        if rec.path.endswith("/chat/completions"):
+            if self.dying:  # between the last answer and the port closing: drop
+                writer.transport.abort()
+                return False
+            if status == 200:
+                self.answered += 1
+                if self.die_at is not None and self.answered >= self.die_at:
+                    self.die_at, self.dying = None, True
+                    ok = await super()._send_raw(writer, rec, status, data, headers)
+                    # stop() joins this loop's thread: call it from another thread
+                    threading.Thread(target=self.kill, daemon=True).start()
+                    return ok
         return await super()._send_raw(writer, rec, status, data, headers)
 
     def kill(self) -> None:
