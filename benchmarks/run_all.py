@@ -10,6 +10,8 @@ Sections (each also runs alone, e.g. ``python -m benchmarks.remote``):
   rows on the default job, and a re-run answered wholly by the cache.
 * ``remote`` (:mod:`benchmarks.remote`): runner vs the concurrency limit and vs
   hand-written AsyncOpenAI loops at C=64 and C=256, client CPU per request, profile.
+* ``fleet`` (:mod:`benchmarks.fleet`): 8 loopback endpoints x 64 in flight vs the
+  concurrency limit, vs one endpoint at 512, and no lost call when one dies midway.
 * ``job`` (:mod:`benchmarks.whole_job`): ``python -m robustify run`` end to end (load,
   perturb, calls, scoring, report) on a 77-label set vs the concurrency limit and vs a
   hand-written AsyncOpenAI loop over the same calls, at C=64 and C=256.
@@ -56,6 +58,12 @@ def _remote(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
     return remote.measure(quick, profile=not args.no_profile)
 
 
+def _fleet(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
+    from benchmarks import fleet
+
+    return fleet.measure(quick)
+
+
 def _job(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
     from benchmarks import whole_job
 
@@ -84,6 +92,7 @@ def _perturb(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
 SECTIONS: dict[str, Callable[[bool, argparse.Namespace], tuple[Any, list[Figure]]]] = {
     "calls": _calls,
     "remote": _remote,
+    "fleet": _fleet,
     "job": _job,
     "local": _local,
     "scale": _scale,
