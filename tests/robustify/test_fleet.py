@@ -163,19 +163,19 @@ def test_an_endpoint_dying_midway_loses_no_call() -> None:
 
 def test_a_slow_endpoint_is_drained_then_probed_back() -> None:
     with FleetServer(3, latency=0.02) as fleet:
-        fleet.slow(2, 0.6)
+        fleet.slow(2, 1.5)
         backend = _fast(parse_model_spec(f"openai:fake@{fleet.spec_urls}",
-                                         endpoint_concurrency=2))
-        answers = _ask(backend, 300, "a")
+                                         endpoint_concurrency=3))
+        answers = _ask(backend, 400, "a")
         assert not [a for a in answers if isinstance(a, BaseException)]
         facts = _facts(backend)
         assert facts[2]["state"] == "drained" and facts[2]["last_drain"].startswith("slow:")
         served_while_slow = fleet.answered[2]
-        assert served_while_slow <= 6, fleet.answered  # judged from its third answer
+        assert served_while_slow <= 9, fleet.answered  # judged from its third answer
         fleet.heal(2)
         # its probe falls due mid-run (not in the first wave, when every call is slow)
         backend.pool.endpoints[2].retry_at = time.monotonic() + 0.3
-        answers = _ask(backend, 300, "b")
+        answers = _ask(backend, 400, "b")
         assert not [a for a in answers if isinstance(a, BaseException)]
         facts = _facts(backend)
         assert facts[2]["state"] == "up" and fleet.answered[2] > served_while_slow + 30
@@ -185,8 +185,9 @@ def test_a_slow_endpoint_is_drained_then_probed_back() -> None:
 def test_a_dead_endpoint_is_probed_with_backoff_and_comes_back() -> None:
     with FleetServer(2, latency=0.01) as fleet:
         fleet.kill(1)
+        # speed is not judged here (a probe on a loaded machine may look slow)
         backend = _fast(parse_model_spec(f"openai:fake@{fleet.spec_urls}",
-                                         endpoint_concurrency=2))
+                                         endpoint_concurrency=2, slow_factor=1000.0))
         assert not [a for a in _ask(backend, 20, "a") if isinstance(a, BaseException)]
         ep = backend.pool.endpoints[1]
         assert ep.state == "drained" and ep.backoff == 1.0
@@ -330,3 +331,27 @@ def test_cli_bad_job_file_fleet_keys(tmp_path: Path, models: str, fragment: str)
         line = assert_one_line_error(proc, fragment)
         assert "job.yaml" in line and "sk-abcdef" not in line
         assert fleet.endpoints[0].completion_count == 0
+
+
+def test_task_kind_parameters_reuse_the_same_endpoints_and_counts() -> None:
+    """A task kind with its own parameters asks the same fleet: one pool, one set of counts."""
+    from robustify.models.requests import RequestBackend, add_request
+    from robustify.records import GenerationParams
+
+    with FleetServer(2, latency=0.005) as fleet:
+        inner = _fast(parse_model_spec(f"openai:fake@{fleet.spec_urls}"))
+        wrapped = RequestBackend(inner, make=lambda params: pytest.fail("a second fleet"))
+        messages = add_request([{"role": "user", "content": "2+2"}],
+                               defaults={"max_tokens": 512})
+
+        async def go() -> Any:
+            return await asyncio.gather(*(wrapped.agenerate(messages) for _ in range(6)),
+                                        wrapped.agenerate([{"role": "user", "content": "x"}]))
+        asyncio.run(go())
+        [variant] = wrapped._variants.values()
+        assert isinstance(variant, FleetBackend) and variant.pool is inner.pool
+        assert variant.params == GenerationParams(max_tokens=512)
+        assert variant.identity() != inner.identity()
+        bodies = [r.body for ep in fleet.endpoints for r in ep.completion_requests]
+        assert sorted(b["max_tokens"] for b in bodies) == [48] + [512] * 6
+        assert sum(f["calls"] for f in wrapped.endpoint_facts()) == 7 == sum(fleet.answered)
