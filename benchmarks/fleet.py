@@ -132,7 +132,8 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     figures: list[Figure] = []
     eff = limit_s / healthy["wall"]
     note = (f"N={n}, E={ENDPOINTS} x {PER_ENDPOINT}, L={LATENCY}s, limit {limit_s:.1f}s, wall "
-            f"{healthy['wall']:.2f}s, client CPU {healthy['cpu'] / n * 1e3:.2f} ms/call; "
+            f"{healthy['wall']:.2f}s, client CPU {healthy['cpu'] / n * 1e3:.2f} ms/call "
+            f"({healthy['cpu'] / limit_s:.2f} of a core at the limit); "
             f"load {raw['load_healthy']:.1f}")
     figures.append(Figure("fleet", "efficiency, 8 endpoints x 64 (limit/wall)", eff, "",
                           ">= 0.85", check(eff, ">= 0.85"), note, healthy))

@@ -122,13 +122,13 @@ def test_calls_are_balanced_and_bounded_per_endpoint() -> None:
 def test_balance_follows_requests_in_flight_not_turns() -> None:
     """A slower endpoint (not slow enough to drain) keeps its calls longer, so it gets fewer."""
     with FleetServer(2, latency=0.02) as fleet:
-        fleet.slow(0, 0.2)
+        fleet.slow(0, 0.5)
         backend = _fast(parse_model_spec("openai:fake", base_urls=fleet.urls,
                                          endpoint_concurrency=2, slow_factor=1000.0))
         answers = _ask(backend, 80)
         assert not [a for a in answers if isinstance(a, BaseException)]
         slow, fast = fleet.answered
-        assert slow + fast == 80 and fast >= 4 * slow, fleet.answered
+        assert slow + fast == 80 and fast >= 3 * slow, fleet.answered
 
 
 # ------------------------------------------------------------------- failover
