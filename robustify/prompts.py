@@ -216,19 +216,29 @@ DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
         answer_instruction="",
         few_shot=_FACT_SHOTS,
     ),
+    # Real traffic: the message as the user typed it, no examples (a free answer has no
+    # format to show), and an instruction that keeps answers short enough to compare.
+    "open": PromptTemplate(
+        system="You are a helpful assistant. Reply to the user's message in one to three "
+               "sentences.",
+        user="{context_block}{input}",
+        answer_instruction="",
+    ),
 }
 """One template per task kind in :data:`perturbations.records.TASK_KINDS`."""
 
 
 TASK_GENERATION: dict[str, dict[str, Any]] = {
     "numeric": {"max_tokens": 256},
+    "open": {"max_tokens": 128},
 }
 """Generation parameters each task kind gets unless the model's own parameters set them.
 
 The default answer budget (48 tokens, :class:`robustify.records.GenerationParams`) fits
 a letter, a label, yes/no or a short fact. A worked calculation needs more: at 48 tokens
 SmolLM2 had 82% of its arithmetic answers cut before the result, which the numeric
-scorer then read as the last number written. Kinds not listed keep the model's parameters.
+scorer then read as the last number written. A free answer (``open``) gets 128 tokens:
+one to three sentences. Kinds not listed keep the model's parameters.
 A job file's ``generation: {numeric: {max_tokens: 512}}`` overrides this table."""
 
 

@@ -42,6 +42,7 @@ DEFAULT_SCORERS: dict[str, str] = {
     "numeric": "numeric",
     "classification": "classification",
     "short_answer": "short_answer",
+    "open": "similarity",
 }
 """Which scorer grades each task kind when none is given."""
 
