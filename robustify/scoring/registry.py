@@ -33,7 +33,8 @@ def _check(obj: Any) -> None:
 
 
 SCORERS: Registry[Scorer] = Registry("scorer", entry_point_group=ENTRY_POINT_GROUP,
-                                     builtins=("robustify.scoring.rules",), check=_check)
+                                     builtins=("robustify.scoring.rules",
+                                               "robustify.scoring.similarity"), check=_check)
 """Scorer name -> scorer."""
 
 DEFAULT_SCORERS: dict[str, str] = {
