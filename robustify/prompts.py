@@ -181,6 +181,14 @@ _FACT_SHOTS = (
     Item(id="shot-fact-2", input="How many legs does a spider have?", target="8"),
 )
 
+_OPEN_SHOTS = (
+    Item(id="shot-open-1", task="open", input="how do i change the email on my account",
+         target="Open Settings, choose Account and edit the email address. We send a "
+                "confirmation link to the new address."),
+    Item(id="shot-open-2", task="open", input="Do you deliver on weekends?",
+         target="Yes, we deliver on Saturdays. There are no deliveries on Sundays."),
+)
+
 DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
     "multiple_choice": PromptTemplate(
         system="Answer with one of the given options.",
@@ -216,13 +224,14 @@ DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
         answer_instruction="",
         few_shot=_FACT_SHOTS,
     ),
-    # Real traffic: the message as the user typed it, no examples (a free answer has no
-    # format to show), and an instruction that keeps answers short enough to compare.
+    # Real traffic: the message as the user typed it; two worked replies show the length
+    # wanted (short enough to compare one answer with another).
     "open": PromptTemplate(
         system="You are a helpful assistant. Reply to the user's message in one to three "
                "sentences.",
         user="{context_block}{input}",
         answer_instruction="",
+        few_shot=_OPEN_SHOTS,
     ),
 }
 """One template per task kind in :data:`perturbations.records.TASK_KINDS`."""

@@ -490,7 +490,8 @@ def _build_row(row: Mapping[str, Any], plan: _Plan, info: FormatInfo, table: Tab
         task = info.task
     if plan.answer is not None:
         _production_answer(row, plan, task, metadata)
-    target = "" if fields["target"] == "" else _target_value(fields["target"], target_note)
+    target = "" if task == "open" and fields["target"] == "" else \
+        _target_value(fields["target"], target_note)
 
     if options is not None and (task is None or task == "multiple_choice"):
         task = "multiple_choice"

@@ -107,10 +107,12 @@ def test_open_guard_keeps_numbers_negations_and_names() -> None:
     assert answer_strings(with_gold) == ("Paris is the capital.",)
 
 
-def test_open_prompt_is_the_message_alone() -> None:
+def test_open_prompt_is_the_message_as_typed() -> None:
     messages = build_messages(Item(id="m", input="hi, my app crashes", target="", task="open"))
-    assert [m["role"] for m in messages] == ["system", "user"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user",
+                                             "assistant", "user"]
     assert messages[-1]["content"] == "hi, my app crashes"
+    assert messages[2]["content"].startswith("Open Settings, choose Account")
 
 
 # ------------------------------------------------------------------ consistency runs
