@@ -33,7 +33,7 @@ from robustify.scoring.similarity import similarity_scorer
 __all__ = ["EMBED_THRESHOLD", "EMBED_MODEL", "score_similarity_embed", "embed_similarity",
            "require_embed_extra"]
 
-EMBED_THRESHOLD = 0.90
+EMBED_THRESHOLD = 0.75
 """Cosine at or above which two answers count as the same (calibrated on paraphrase pairs:
 docs/open-ended.md, "Similarity scorer")."""
 
