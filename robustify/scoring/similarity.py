@@ -39,8 +39,8 @@ from robustify.scoring.registry import register_scorer
 from robustify.scoring.rules import _answer_aliases, _numbers_in
 from robustify.scoring.text import normalize_text
 
-__all__ = ["LEXICAL_THRESHOLD", "score_similarity", "similarity_scorer", "lexical_similarity",
-           "negation_count", "answer_polarity", "numbers_stated"]
+__all__ = ["LEXICAL_THRESHOLD", "Measure", "score_similarity", "similarity_scorer",
+           "lexical_similarity", "negation_count", "answer_polarity", "numbers_stated"]
 
 LEXICAL_THRESHOLD = 0.80
 """Normalised ``token_sort_ratio`` at or above which two answers count as the same
@@ -87,17 +87,25 @@ def _canonical(text: str) -> str:
     return normalize_text(_THOUSANDS.sub("", text))
 
 
+Measure = Callable[[str, str], float]
+"""How close two normalised texts are, in 0..1 (1 = the same)."""
+
+
+def _token_sort(a: str, b: str) -> float:
+    return fuzz.token_sort_ratio(a, b) / 100.0
+
+
 def lexical_similarity(a: str, b: str) -> float:
     """rapidfuzz ``token_sort_ratio`` of the normalised texts, in 0..1 (1 = same words)."""
-    return fuzz.token_sort_ratio(_canonical(a), _canonical(b)) / 100.0
+    return _token_sort(_canonical(a), _canonical(b))
 
 
-def _compare(text: str, reference: str) -> tuple[float, str | None]:
+def _compare(text: str, reference: str, measure: Measure) -> tuple[float, str | None]:
     """The raw similarity of two raw texts and the guard that vetoes a match, if any."""
     pol_a, body_a = answer_polarity(text)
     pol_b, body_b = answer_polarity(reference)
     norm_a, norm_b = _canonical(body_a), _canonical(body_b)
-    ratio = fuzz.token_sort_ratio(norm_a, norm_b) / 100.0
+    ratio = measure(norm_a, norm_b)
     if pol_a and pol_b and pol_a != pol_b:
         return ratio, "polarity"
     if negation_count(norm_a) != negation_count(norm_b):
@@ -107,8 +115,15 @@ def _compare(text: str, reference: str) -> tuple[float, str | None]:
     return ratio, None
 
 
-def similarity_scorer(threshold: float = LEXICAL_THRESHOLD) -> Callable[[Item, str], Score]:
-    """A lexical similarity scorer with its own threshold (for ``scorer=`` in the API).
+def similarity_scorer(threshold: float = LEXICAL_THRESHOLD, *,
+                      measure: Measure = _token_sort) -> Callable[[Item, str], Score]:
+    """A similarity scorer with its own threshold (for ``scorer=`` in the API).
+
+    Args:
+        threshold: The similarity at or above which an answer matches (inclusive).
+        measure: ``(normalised_a, normalised_b) -> 0..1``; default rapidfuzz
+            ``token_sort_ratio``. The negation, number and yes/no guards apply whatever
+            the measure (:mod:`robustify.scoring.similarity_embed` passes a cosine).
 
     Raises:
         ValueError: ``threshold`` is not in (0, 1].
@@ -122,7 +137,7 @@ def similarity_scorer(threshold: float = LEXICAL_THRESHOLD) -> Callable[[Item, s
             return Score(0.0, parsed=None, unparseable=True, detail={"reason": "empty"})
         best: tuple[float, str | None, str] | None = None
         for reference in _answer_aliases(item):
-            ratio, veto = _compare(text, reference)
+            ratio, veto = _compare(text, reference, measure)
             key = (veto is None, ratio)
             if best is None or key > (best[1] is None, best[0]):
                 best = (ratio, veto, reference)
@@ -137,7 +152,7 @@ def similarity_scorer(threshold: float = LEXICAL_THRESHOLD) -> Callable[[Item, s
         same = veto is None and ratio >= threshold
         return Score(1.0 if same else 0.0, parsed=answer, detail=detail)
 
-    score.__doc__ = f"Lexical similarity >= {threshold} with no negation/number mismatch."
+    score.__doc__ = f"Similarity >= {threshold} with no negation/number/yes-no mismatch."
     return score
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from perturbations.errors import ConfigError
 from perturbations.records import Item
-from robustify.scoring import SCORERS, score_answer
+from robustify.scoring import SCORERS, get_scorer, score_answer
 from robustify.scoring.similarity import (LEXICAL_THRESHOLD, answer_polarity, negation_count,
                                           numbers_stated, similarity_scorer)
+from robustify.scoring.similarity_embed import EMBED_MODEL, EMBED_THRESHOLD, embed_similarity
 
 
 def item(target: str, **metadata: object) -> Item:
@@ -140,3 +147,101 @@ def test_guard_helpers() -> None:
 
 def test_registered_under_its_name() -> None:
     assert "similarity" in SCORERS.names()
+
+
+# --- similarity_embed (the optional `embed` extra) -----------------------------------
+
+HAS_EMBED = importlib.util.find_spec("wordllama") is not None
+needs_embed = pytest.mark.skipif(not HAS_EMBED, reason="the 'embed' extra (wordllama) is not "
+                                 "installed: pip install 'robustify[embed]'")
+
+
+def embedded(target: str, answer: str):
+    return score_answer(item(target), answer, scorer="similarity_embed")
+
+
+@needs_embed
+@pytest.mark.parametrize(("reference", "answer"), SAME + [
+    ("The refund was approved.", "Your refund has been approved."),
+    ("Sorry, the store is closed on Sundays.", "On Sundays the store is closed, sorry."),
+])
+def test_embed_matches_rewordings(reference: str, answer: str) -> None:
+    score = embedded(reference, answer)
+    assert score.value == 1.0, score
+    assert score.detail["similarity"] >= EMBED_THRESHOLD
+    assert score.detail["model"] == EMBED_MODEL
+
+
+@needs_embed
+@pytest.mark.parametrize(("reference", "answer"), DIFFERENT)
+def test_embed_rejects_different_meanings(reference: str, answer: str) -> None:
+    assert embedded(reference, answer).value == 0.0
+    assert embedded(answer, reference).value == 0.0
+
+
+@needs_embed
+def test_embed_sees_a_rewording_the_lexical_mode_misses() -> None:
+    pair = ("The refund was approved.", "Your refund has been approved.")
+    assert lexical(*pair).value == 0.0
+    assert embedded(*pair).value == 1.0
+    assert embedded(*pair).detail["similarity"] > 0.9
+
+
+@needs_embed
+def test_embed_vetoes_negation_and_numbers_the_vectors_miss() -> None:
+    negated = embedded("The refund was approved.", "The refund was not approved.")
+    assert negated.detail["similarity"] > EMBED_THRESHOLD  # the vectors alone say "same"
+    assert (negated.value, negated.detail["veto"]) == (0.0, "negation")
+    numbers = embedded("Your order ships in 3 days.", "Your order ships in 5 days.")
+    assert numbers.detail["similarity"] > EMBED_THRESHOLD
+    assert (numbers.value, numbers.detail["veto"]) == (0.0, "numbers")
+
+
+@needs_embed
+def test_embed_unrelated_answers_score_low() -> None:
+    assert embed_similarity("The refund was approved.", "The package arrived late.") < 0.3
+    assert embed_similarity("same words here", "here same words") == pytest.approx(1.0)
+
+
+@needs_embed
+def test_embed_model_loads_from_the_wheel_without_writing_a_cache(tmp_path: Path) -> None:
+    code = ("from perturbations import Item\n"
+            "from robustify.scoring import score_answer\n"
+            "it = Item(id='q', input='q?', target='It was approved.')\n"
+            "print(score_answer(it, 'It has been approved.', scorer='similarity_embed').value)\n")
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1.0"
+    assert list(tmp_path.iterdir()) == [], "the embedding model wrote files under HOME"
+
+
+def test_missing_extra_fails_at_lookup_with_the_install_command(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "wordllama", None)  # import wordllama -> ImportError
+    with pytest.raises(ConfigError) as caught:
+        get_scorer("similarity_embed")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "pip install 'robustify[embed]'" in message and "similarity_embed" in message
+    assert get_scorer("similarity")  # the lexical mode needs nothing
+
+
+def test_missing_extra_exits_2_before_any_model_call(monkeypatch, tmp_path: Path,
+                                                     capsys) -> None:
+    from robustify import cli
+    from tests.robustify import e2e_models
+
+    monkeypatch.setitem(sys.modules, "wordllama", None)
+    e2e_models.CALLS.clear()
+    code = cli.main(["run", "--data", "sample", "--model",
+                     "python:tests.robustify.e2e_models:counting", "--transforms", "typos",
+                     "--limit", "3", "--scorer", "similarity_embed",
+                     "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite"),
+                     "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "\n" not in err and "pip install 'robustify[embed]'" in err
+    assert e2e_models.CALLS == []
+    assert not (tmp_path / "run").exists()
