@@ -196,6 +196,24 @@ def test_production_answers_are_not_asked(tmp_path: Path) -> None:
     assert result.manifest["consistency"]["clean_answers"] == {"asked": 1, "production": 2}
 
 
+def test_job_file_maps_production_answers(tmp_path: Path) -> None:
+    data = tmp_path / "chats.csv"
+    data.write_text("question,reply\nWhere is my parcel right now?,It ships on Monday.\n"
+                    "how do i change my password,\n", encoding="utf-8")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"data:\n  - path: {data}\n    task: open\n    map: {{input: question, "
+                   f"answer: reply}}\nmodels: ['{HERE}by_case']\ntransforms: "
+                   f"['casing:mode=lower@1']\ncache: 'off'\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(job), "--out", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["consistency"]["clean_answers"] == {"asked": 1, "production": 1}
+    # cache off (the job file's "off" is not a path): the unchanged variant is asked again
+    assert ASKED[0] == "how do i change my password"  # the clean phase: one call
+    assert sorted(ASKED[1:]) == ["how do i change my password",
+                                 "where is my parcel right now?"]
+
+
 def test_gold_targets_are_used_when_present(tmp_path: Path) -> None:
     path = tmp_path / "qa.csv"
     path.write_text("input,target\nWhere is my parcel right now?,Your request has been "
