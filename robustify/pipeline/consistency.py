@@ -152,7 +152,8 @@ def _production_rows(cleans: Sequence[Variant], labels: Sequence[str],
                    "answer_capped": False}
             row.update({f"meta.{k}": v for k, v in graded.metadata.items()})
             rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
+    frame = pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
+    return frame.astype({"tokens_in": "Int64", "tokens_out": "Int64"})  # as the runner's
 
 
 def _calls(frame: pd.DataFrame) -> int:
