@@ -18,8 +18,10 @@ from .errors import DataError
 __all__ = ["Item", "Variant", "TASK_KINDS", "LABEL_POLICIES", "CLEAN", "GUARD_STATES",
            "FIELDS", "choice_letter", "answer_strings", "field_text"]
 
-TASK_KINDS = ("multiple_choice", "yes_no", "short_answer", "numeric", "classification")
-"""Task kinds the scorers and prompt templates know."""
+TASK_KINDS = ("multiple_choice", "yes_no", "short_answer", "numeric", "classification", "open")
+"""Task kinds the scorers and prompt templates know. ``open`` is a free-text answer whose
+target is optional: without one, a run compares each noisy answer with the model's own
+answer to the clean item (a consistency run)."""
 
 LABEL_POLICIES = ("preserves", "remaps", "may_break")
 """``preserves``: gold answer unchanged; ``remaps``: the transform rewrites the target
@@ -51,7 +53,8 @@ class Item:
     input: str
     """The user-facing text (the question); the only field perturbed by default."""
     target: str
-    """Gold answer. For multiple choice the option letter ("A", "B", ...)."""
+    """Gold answer. For multiple choice the option letter ("A", "B", ...); ``""`` for an
+    ``open`` item without a gold answer (real traffic)."""
     context: str | None = None
     """Optional passage the question is about (BoolQ passage, support ticket thread)."""
     choices: tuple[str, ...] | None = None
@@ -116,8 +119,10 @@ def answer_strings(item: Item) -> tuple[str, ...]:
     """The answer as text that may stand in the question or passage, to keep intact.
 
     The gold option's text for multiple choice, the target and ``metadata["aliases"]``
-    for short answers and numeric items; nothing for yes/no and classification, whose
-    gold is a label rather than a span. Strings without a letter are left out (numbers
+    for short answers and numeric items, and the gold of an ``open`` item that has one;
+    nothing for yes/no and classification, whose gold is a label rather than a span, nor
+    for an ``open`` item without a gold (its numbers, negations and names are still kept
+    by the guard's text checks). Strings without a letter are left out (numbers
     are kept by the number checks) and so are single characters.
     """
     answers: list[str] = []
@@ -125,7 +130,7 @@ def answer_strings(item: Item) -> tuple[str, ...]:
         index = ord(item.target) - ord("A") if len(item.target) == 1 else -1
         if 0 <= index < len(item.choices):
             answers.append(item.choices[index])
-    elif item.task in ("short_answer", "numeric"):
+    elif item.task in ("short_answer", "numeric") or (item.task == "open" and item.target):
         answers.append(item.target)
         aliases = item.metadata.get("aliases") or ()
         if isinstance(aliases, str):

@@ -181,6 +181,14 @@ _FACT_SHOTS = (
     Item(id="shot-fact-2", input="How many legs does a spider have?", target="8"),
 )
 
+_OPEN_SHOTS = (
+    Item(id="shot-open-1", task="open", input="how do i change the email on my account",
+         target="Open Settings, choose Account and edit the email address. We send a "
+                "confirmation link to the new address."),
+    Item(id="shot-open-2", task="open", input="Do you deliver on weekends?",
+         target="Yes, we deliver on Saturdays. There are no deliveries on Sundays."),
+)
+
 DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
     "multiple_choice": PromptTemplate(
         system="Answer with one of the given options.",
@@ -216,19 +224,30 @@ DEFAULT_TEMPLATES: dict[str, PromptTemplate] = {
         answer_instruction="",
         few_shot=_FACT_SHOTS,
     ),
+    # Real traffic: the message as the user typed it; two worked replies show the length
+    # wanted (short enough to compare one answer with another).
+    "open": PromptTemplate(
+        system="You are a helpful assistant. Reply to the user's message in one to three "
+               "sentences.",
+        user="{context_block}{input}",
+        answer_instruction="",
+        few_shot=_OPEN_SHOTS,
+    ),
 }
 """One template per task kind in :data:`perturbations.records.TASK_KINDS`."""
 
 
 TASK_GENERATION: dict[str, dict[str, Any]] = {
     "numeric": {"max_tokens": 256},
+    "open": {"max_tokens": 128},
 }
 """Generation parameters each task kind gets unless the model's own parameters set them.
 
 The default answer budget (48 tokens, :class:`robustify.records.GenerationParams`) fits
 a letter, a label, yes/no or a short fact. A worked calculation needs more: at 48 tokens
 SmolLM2 had 82% of its arithmetic answers cut before the result, which the numeric
-scorer then read as the last number written. Kinds not listed keep the model's parameters.
+scorer then read as the last number written. A free answer (``open``) gets 128 tokens:
+one to three sentences. Kinds not listed keep the model's parameters.
 A job file's ``generation: {numeric: {max_tokens: 512}}`` overrides this table."""
 
 

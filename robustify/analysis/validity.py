@@ -10,7 +10,10 @@ meaningless or shaky:
     and 0 for free answers (there, no right clean answer at all).
 ``constant``
     At least :data:`CONSTANT_SHARE` of the clean answers are the same answer after
-    normalisation (``"No"`` to every yes/no question), while the gold answers vary.
+    normalisation (``"No"`` to every yes/no question), while the gold answers vary. In a
+    consistency run (``open`` items without gold, ``meta.reference == "clean_answer"``)
+    there is no gold: the same answer to nine messages in ten is warned about as such,
+    since a model that always says the same thing agrees with itself whatever the noise.
 ``unparseable``
     More than :data:`UNPARSEABLE_SHARE` of the clean answers could not be parsed by the
     scorer (noisy answers that become unparseable are a real effect, counted in the flips).
@@ -23,7 +26,9 @@ meaningless or shaky:
 ``no_change``
     A note, not a warning: the interval of the drop spans 0 (no detectable change).
 
-Groups with fewer than :data:`MIN_ANSWERS` clean answers are not judged.
+Groups with fewer than :data:`MIN_ANSWERS` clean answers are not judged. A consistency
+run has no chance level (its clean rows agree with themselves), so ``at_chance`` is not
+judged there.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ MIN_ANSWERS = 5
 WARNING_KINDS = ("at_chance", "constant", "unparseable", "token_limit", "answer_capped")
 """Kinds that make a measurement doubtful; ``no_change`` is a note."""
 
-_FIXED_CHANCE = {"yes_no": 0.5, "short_answer": 0.0, "numeric": 0.0}
+_FIXED_CHANCE = {"yes_no": 0.5, "short_answer": 0.0, "numeric": 0.0, "open": 0.0}
 _LETTER = re.compile(r"^[A-Z]$")
 
 
@@ -94,8 +99,8 @@ def chance_levels(items: Iterable[Any]) -> dict[str, float]:
             labels = (getattr(item, "metadata", None) or {}).get("labels")
             if isinstance(labels, (list, tuple)) and labels:
                 shares.setdefault(task, []).append(1.0 / len(labels))
-        elif task in _FIXED_CHANCE:
-            shares.setdefault(task, []).append(_FIXED_CHANCE[task])
+        elif task in _FIXED_CHANCE and (task != "open" or getattr(item, "target", "")):
+            shares.setdefault(task, []).append(_FIXED_CHANCE[task])  # open: with a gold
     return {task: round(sum(v) / len(v), 6) for task, v in shares.items()}
 
 
@@ -130,6 +135,13 @@ def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
                              and not (isinstance(v, float) and math.isnan(v)) else False)
 
 
+def _own_reference(frame: pd.DataFrame) -> pd.Series:
+    """Rows graded against the model's own clean answer (a consistency run)."""
+    if "meta.reference" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["meta.reference"].astype(object).eq("clean_answer")
+
+
 def _answered(frame: pd.DataFrame) -> pd.DataFrame:
     error = frame["error"] if "error" in frame.columns else pd.Series(None, index=frame.index)
     return frame.loc[error.isna()]
@@ -140,7 +152,8 @@ def _pct(x: float) -> str:
 
 
 def _task_findings(model: str, task: str | None, clean: pd.DataFrame,
-                   chance: float | None, where: str) -> list[Finding]:
+                   chance: float | None, where: str, consistency: bool = False
+                   ) -> list[Finding]:
     out: list[Finding] = []
     scored = clean.loc[pd.to_numeric(clean["score"], errors="coerce").notna()]
     n = len(scored)
@@ -148,7 +161,7 @@ def _task_findings(model: str, task: str | None, clean: pd.DataFrame,
         return out
     right = int((pd.to_numeric(scored["score"]) >= 0.5).sum())
     score = float(pd.to_numeric(scored["score"]).mean())
-    if chance is not None:
+    if chance is not None and not consistency:
         low, _ = wilson_interval(right, n, ci=1 - 2 * (1 - CHANCE_CONFIDENCE))
         if right == 0 or low <= chance:
             what = (f"chance ({_pct(chance)}, the score of guessing)" if chance > 0
@@ -167,7 +180,13 @@ def _task_findings(model: str, task: str | None, clean: pd.DataFrame,
         gold = [g for g in map(_norm, scored.get("target", [])) if g]
         gold_share = (pd.Series(gold).value_counts().iloc[0] / len(gold)) if gold else 0.0
         share = count / len(answers)
-        if share >= CONSTANT_SHARE and gold_share < CONSTANT_SHARE:
+        if consistency and share >= CONSTANT_SHARE:
+            out.append(Finding(model, "constant",
+                               f"{_pct(share)} of its clean answers{where} are the same "
+                               f"answer ({top[:40]!r}): a model that says the same thing to "
+                               f"every message agrees with itself whatever the noise",
+                               task, share))
+        elif not consistency and share >= CONSTANT_SHARE and gold_share < CONSTANT_SHARE:
             out.append(Finding(model, "constant",
                                f"{_pct(share)} of its clean answers{where} are the same "
                                f"answer ({top[:40]!r}) while the gold answers vary",
@@ -204,6 +223,13 @@ def validity_findings(results: pd.DataFrame, *, chance: Mapping[str, float] | No
             if level is None:
                 level = _fallback_chance(str(task), part)
             where = f" on {task} items" if len(tasks) > 1 else ""
+            own = _own_reference(part)
+            if own.any():  # consistency rows: graded against the model's own clean answer
+                model_findings += _task_findings(str(model), str(task), part.loc[own], None,
+                                                 where, consistency=True)
+                part = part.loc[~own]
+                if part.empty:
+                    continue
             model_findings += _task_findings(str(model), str(task), part, level, where)
         if len(clean) >= MIN_ANSWERS:
             # clean answers only: a model that turns evasive under noise is a real effect

@@ -150,11 +150,17 @@ def print_summary(result, out=None) -> None:
     realistic = model_overview(realistic_rows, seed=result.seed).set_index("model")
     stress = model_overview(stress_rows, seed=result.seed).set_index("model")
     warned = result.warnings()
+    from robustify.reporting.headline import consistency_note, consistency_of
+
+    consistency = consistency_of(result.manifest)
+    if consistency is not None:
+        print("\n" + consistency_note(consistency), file=out)
     for row in result.overview().itertuples(index=False):
         print("", file=out)
         for message in warned.get(str(row.model), ()):
             print(f"{row.model}: WARNING: {message}", file=out)
-        parts = [f"clean {pct(row.clean_score)}"]
+        parts = [("consistency: " if consistency is not None else "")
+                 + f"clean {pct(row.clean_score)}"]
         for name, table in (("realistic", realistic), ("stress", stress)):
             if row.model in table.index and table.loc[row.model, "n_variants"]:
                 parts.append(f"{name} {pct(table.loc[row.model, 'perturbed_score'])}")

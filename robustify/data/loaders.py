@@ -96,7 +96,10 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
         limit: Keep a seeded sample of this many items, in file order.
         seed: Seed of that sample; the same seed always picks the same items.
         task: Task kind for every item (one of ``TASK_KINDS``); overrides the file's
-            ``task`` column and the inference.
+            ``task`` column and the inference. With ``"open"`` the target is optional,
+            a plain-text file (``.txt``, ``.log``, format ``lines``) is read as one
+            message per line (ids ``<file stem>-000001`` ...), and ``answer=COLUMN`` in
+            the mapping names production answers (:func:`open_items`).
 
     Returns:
         The items in file order.
@@ -147,6 +150,8 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
                     hint = f"; {display} looks like a Hugging Face Hub name: {hub_hint(display)}"
                 raise DataError(f"file not found{hint}", path=display)
 
+        if task == "open" and _is_lines(path, format):
+            return _open_lines(path, display, user_mapping, items_key, limit, seed)
         if format is not None and format.strip().lower() != "auto":
             info = _resolve_format(format)
         else:
@@ -164,6 +169,36 @@ def load_items(source: str | os.PathLike[str], *, format: str | None = None,
             if gc_was_enabled:
                 gc.enable()
     return _finish(items, limit, seed, display, info)
+
+
+def _is_lines(path: Path, format: str | None) -> bool:
+    from robustify.data.messages import TEXT_SUFFIXES
+
+    name = (format or "auto").strip().lower()
+    return name == "lines" or (name == "auto" and path.is_file()
+                               and path.suffix.lower() in TEXT_SUFFIXES)
+
+
+def _open_lines(path: Path, display: str, mapping: dict[str, str], items_key: str | None,
+                limit: int | None, seed: int) -> list[Item]:
+    """Real traffic in a text file: one ``open`` item (no gold) per non-blank line."""
+    from robustify.data.messages import read_messages
+
+    if mapping or items_key:
+        field = next(iter(mapping), "items")
+        raise DataError("a text file has one message per line and no columns; --map "
+                        "applies to CSV, JSONL and other tables", path=display, field=field)
+    messages = read_messages(path, format="lines")
+    width = max(6, len(str(len(messages))))
+    stem = "_".join(path.stem.split()) or "message"
+    items = [Item(id=f"{stem}-{n:0{width}d}", input=text, target="", task="open")
+             for n, text in enumerate(messages, 1)]
+    total = len(items)
+    if limit is not None:
+        items = choose_items(items, limit, seed)
+    log.info("loaded %d of %d messages from %s (one per line; task open, no gold)",
+             len(items), total, display)
+    return items
 
 
 def _mapping_and_selection(mapping: Mapping[str, str] | str | None

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ITEM_FIELDS = ("id", "input", "target", "context", "choices", "task")
 """Item fields a mapping may name; metadata keys are written ``meta.<key>``."""
 
+ANSWER_FIELD = "answer"
+"""Mapping key of production answers (``--map answer=COLUMN``, ``--task open`` only): kept
+as ``metadata["production_answer"]`` and used as the clean answer instead of asking."""
+
 _YES_NO = {"yes": "yes", "no": "no", "true": "yes", "false": "no"}
 _NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+")
 _LETTER = re.compile(r"\(?\[?([A-Za-z])[\)\]\.:]?")
@@ -89,7 +93,7 @@ def check_mapping(mapping: Mapping[str, str]) -> dict[str, str]:
             if not key[5:].strip():
                 raise ConfigError(f"mapping field {key!r} needs a metadata key "
                                   f"(meta.subject=topic)")
-        elif key not in ITEM_FIELDS:
+        elif key not in ITEM_FIELDS and key != ANSWER_FIELD:
             close = difflib.get_close_matches(key, [*ITEM_FIELDS, "meta.KEY"], n=2)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(f"unknown mapping field {key!r}{hint} (fields: "
@@ -118,6 +122,8 @@ class _Plan:
     extras: list[str]
     notes: dict[str, str] = field(default_factory=dict)
     """Per field, " (column 'x')" when the column is not named like the field."""
+    answer: str | None = None
+    """Column of production answers (``open`` items only)."""
 
 
 def _root(column: str, columns: set[str]) -> str:
@@ -136,7 +142,8 @@ def _columns_text(columns: list[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "") if columns else "(none)"
 
 
-def _plan(table: Table, info: FormatInfo, mapping: dict[str, str]) -> _Plan:
+def _plan(table: Table, info: FormatInfo, mapping: dict[str, str],
+          open_task: bool = False) -> _Plan:
     columns = set(table.columns)
     where = {"path": table.display,
              "line": table.header_line or (table.rows[0][0] if table.rows else None)}
@@ -183,7 +190,7 @@ def _plan(table: Table, info: FormatInfo, mapping: dict[str, str]) -> _Plan:
             resolved["choices"] = tuple(letters)
             for letter in letters:
                 take(letter)
-    for key in ("input", "target"):
+    for key in ("input",) if open_task else ("input", "target"):  # open: target optional
         if key not in resolved:
             tried = (*info.columns.get(key, ()), *DEFAULT_COLUMNS[key])
             example = table.columns[0] if table.columns else "COLUMN"
@@ -193,7 +200,8 @@ def _plan(table: Table, info: FormatInfo, mapping: dict[str, str]) -> _Plan:
     meta = {key[5:]: column for key, column in mapping.items() if key.startswith("meta.")}
     roots.add("metadata")  # canonical rows carry their metadata as one object
     return _Plan(
-        id=resolved.get("id"), input=resolved["input"], target=resolved["target"],
+        id=resolved.get("id"), input=resolved["input"], target=resolved.get("target"),
+        answer=resolved.get(ANSWER_FIELD),
         context=resolved.get("context"), choices=resolved.get("choices"),
         task=resolved.get("task"), meta=meta,
         extras=[c for c in table.columns if c not in roots],
@@ -425,13 +433,15 @@ def _build_row(row: Mapping[str, Any], plan: _Plan, info: FormatInfo, table: Tab
     if not fields["input"].strip():
         raise RowProblem("input", f"the question{note} is empty")
 
-    value = _get(row, plan.target)
-    target_note = plan.notes["target"]
-    if value is _MISSING:
+    value = _get(row, plan.target) if plan.target is not None else None
+    target_note = plan.notes.get("target", "")
+    if value is _MISSING and task_arg != "open":
         raise RowProblem("target", f"this row has no {plan.target!r} column; its columns "
                                     f"are: {_columns_text(list(row))}")
-    if _is_blank(value):
-        raise RowProblem("target", f"target{target_note} is empty")
+    if _is_blank(value) or (task_arg == "open" and isinstance(value, str) and not value.strip()):
+        if task_arg != "open":
+            raise RowProblem("target", f"target{target_note} is empty")
+        value = ""  # an open item without a gold answer
     fields["target"] = value  # normalised below, after preset hooks saw the raw value
 
     context = None
@@ -478,7 +488,10 @@ def _build_row(row: Mapping[str, Any], plan: _Plan, info: FormatInfo, table: Tab
         task = task_value(_get(row, plan.task))
     if task is None:
         task = info.task
-    target = _target_value(fields["target"], target_note)
+    if plan.answer is not None:
+        _production_answer(row, plan, task, metadata)
+    target = "" if task == "open" and fields["target"] == "" else \
+        _target_value(fields["target"], target_note)
 
     if options is not None and (task is None or task == "multiple_choice"):
         task = "multiple_choice"
@@ -514,6 +527,18 @@ def _build_row(row: Mapping[str, Any], plan: _Plan, info: FormatInfo, table: Tab
     return fields
 
 
+def _production_answer(row: Mapping[str, Any], plan: _Plan, task: str | None,
+                       metadata: dict[str, Any]) -> None:
+    """Keep the row's production answer (``--map answer=COLUMN``) in its metadata."""
+    if task != "open":
+        raise RowProblem(ANSWER_FIELD, "production answers (answer=COLUMN) need --task open")
+    value = _get(row, plan.answer or "")
+    if _is_blank(value) or (isinstance(value, str) and not value.strip()):
+        return  # no production answer for this row: its clean item is asked
+    note = plan.notes.get(ANSWER_FIELD, "")
+    metadata["production_answer"] = _text_value(value, ANSWER_FIELD, note, allow_numbers=True)
+
+
 def _rewrap(exc: DataError) -> str:
     message = str(exc)
     if exc.field is not None:
@@ -528,7 +553,7 @@ def table_to_items(table: Table, info: FormatInfo, mapping: dict[str, str],
     if not table.rows:
         what = "has a header but no rows" if table.header_line else "has no items"
         raise DataError(f"the file {what}", path=table.display)
-    plan = _plan(table, info, mapping)
+    plan = _plan(table, info, mapping, open_task=task_arg == "open")
     file_meta = info.file_metadata(Path(table.display)) if info.file_metadata else {}
     built: list[tuple[int, dict[str, Any]]] = []
     for line, row in table.rows:

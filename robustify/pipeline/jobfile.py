@@ -483,7 +483,7 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
     for key in ("cache", "templates", "realism_ref", "variants"):
         if key in raw and raw[key] is not None:
             value = str(raw[key])
-            if not os.path.isabs(value):
+            if not (key == "cache" and value == "off") and not os.path.isabs(value):
                 value = str(p.resolve().parent / value)
             kwargs[key] = value
     if raw.get("out") is not None:

@@ -243,7 +243,8 @@ class RunResult:
         lines = [head]
         for row in self._drops().to_dict("records"):
             n = len(warned.get(str(row["model"]), []))
-            lines.append(f"  {row['model']}: clean {pct(row['clean_score'])}, "
+            lines.append(f"  {row['model']}: " + ("consistency: " if self.manifest.get(
+                             "consistency") else "") + f"clean {pct(row['clean_score'])}, "
                          f"{row['level']} drop {pp(row['overestimation_pp'])} pp "
                          f"[{pp(row['overestimation_ci_low_pp'])}, "
                          f"{pp(row['overestimation_ci_high_pp'])}]"
@@ -275,7 +276,7 @@ class RunResult:
         """The report's headline box, for notebooks (warnings first, then each model)."""
         from robustify.analysis import LABEL_PRESERVING
         from robustify.reporting.document import render_fragment
-        from robustify.reporting.headline import data_label, headline_box
+        from robustify.reporting.headline import consistency_of, data_label, headline_box
 
         if not len(self.results):
             return "<p>RunResult: no rows</p>"
@@ -284,7 +285,8 @@ class RunResult:
             self.results["label_policy"].isin(LABEL_PRESERVING)
             & (self.results["spec"] != CLEAN), "transform"]))
         box = headline_box(self.results, overview, preserving, label=data_label(self.manifest),
-                           ci=0.95, seed=self.seed, n_boot=2000, warnings=self.warnings())
+                           ci=0.95, seed=self.seed, n_boot=2000, warnings=self.warnings(),
+                           consistency=consistency_of(self.manifest))
         return render_fragment([box])
 
 

@@ -141,9 +141,12 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     """
     from robustify.runner.execute import run_queries
 
+    from robustify.pipeline.consistency import check_consistency, consistency_facts
+
     prep = prepared or prepare_job(job)
     job = prep.job
     prep.check_planned_calls()
+    check_consistency(job, prep.items)
     started = time.time()
     lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
     with lock:
@@ -176,9 +179,10 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 path = prep.out_dir / "variants.jsonl"
                 stream = _output_errors(tee_jsonl_atomic(path, stream, Variant.to_json), path)
             try:
-                results = run_queries(stream, prep.backends, build_messages=messages,
-                                      score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
-                                      progress=progress)
+                ask = _asker(prep.items, run_queries)
+                results = ask(stream, prep.backends, build_messages=messages,
+                              score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
+                              progress=progress)
             except FatalModelError as exc:
                 # a permanent 401/404: keep what the other models (and this one) answered
                 if getattr(exc, "results", None) is None:
@@ -201,6 +205,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 realism=sampled.table(prep),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
+                **consistency_facts(prep.items, job.scorer),
                 duration_s=round(time.time() - started, 2),
             )
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
@@ -216,6 +221,16 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     if fatal is not None:
         raise fatal
     return result
+
+
+def _asker(items: Sequence[Item], run_queries: Callable[..., pd.DataFrame]
+           ) -> Callable[..., pd.DataFrame]:
+    """``run_queries``, or the two-phase consistency run when an open item has no gold."""
+    from robustify.pipeline.consistency import needs_consistency, run_consistency
+
+    if not needs_consistency(items):
+        return run_queries
+    return functools.partial(run_consistency, run_queries=run_queries)
 
 
 def _analysis_failed(exc: BaseException, results: pd.DataFrame,

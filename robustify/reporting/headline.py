@@ -20,7 +20,28 @@ from robustify._secrets import redact
 from robustify.reporting.document import Box, Paragraph, Table
 from robustify.reporting.format import is_missing, pct, pp
 
-__all__ = ["data_label", "drop_sentence", "headline_box", "run_facts", "model_warnings"]
+__all__ = ["data_label", "drop_sentence", "headline_box", "run_facts", "model_warnings",
+           "consistency_of", "consistency_note"]
+
+
+def consistency_of(manifest: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The manifest's ``consistency`` entry (a run over open items without gold), or None."""
+    entry = (manifest or {}).get("consistency")
+    return entry if isinstance(entry, Mapping) else None
+
+
+def consistency_note(entry: Mapping[str, Any]) -> str:
+    """What a consistency score is, in one paragraph (report, notebook, terminal)."""
+    given = (entry.get("clean_answers") or {}).get("production", 0)
+    source = (f"; {given} clean answers are the production answers given with the data, "
+              f"not asked" if given else "")
+    mixed = (f" {entry.get('items_with_gold')} items with a gold answer are scored against it."
+             if entry.get("gold_used") else "")
+    return (f"Consistency run: no gold answer was used for {entry.get('items_without_gold')} "
+            f"items. Each answer to a noisy message is compared with the model's own answer "
+            f"to the clean message by the {entry.get('scorer') or 'similarity'} scorer{source}. "
+            f"A clean answer agrees with itself (100%), so the drop is the share of answers "
+            f"that changed under noise.{mixed}")
 
 
 def data_label(manifest: Mapping[str, Any] | None, explicit: str | None = None) -> str:
@@ -43,8 +64,9 @@ def data_label(manifest: Mapping[str, Any] | None, explicit: str | None = None) 
     return ", ".join(names) or "this benchmark"
 
 
-def drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
-    """``overstates its score under WHAT by X pp (CI ...)``, or "no detectable change"."""
+def drop_sentence(row: Mapping[str, Any], level: str, what: str, noun: str = "score") -> str:
+    """``overstates its score under WHAT by X pp (CI ...)``, or "no detectable change";
+    ``noun`` names the score (``consistency`` in a run without gold)."""
     over = float(row["overestimation_pp"])
     low, high = row["overestimation_ci_low_pp"], row["overestimation_ci_high_pp"]
     ci_text = ("" if is_missing(low) else
@@ -53,7 +75,7 @@ def drop_sentence(row: Mapping[str, Any], level: str, what: str) -> str:
         return (f"holds under {what}: the drop, {pp(over, sign=False)} pp{ci_text}, is not "
                 f"distinguishable from none (no detectable change)")
     verb = "overstates" if over >= 0 else "understates"
-    return f"{verb} its score under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
+    return f"{verb} its {noun} under {what} by {pp(abs(over), sign=False)} pp{ci_text}"
 
 
 def model_warnings(results: pd.DataFrame, manifest: Mapping[str, Any] | None,
@@ -66,36 +88,41 @@ def model_warnings(results: pd.DataFrame, manifest: Mapping[str, Any] | None,
 
 
 def _sentence(row: Mapping[str, Any], *, label: str, level: str, realistic: Any, stress: Any,
-              realistic_specs: str, stress_noise: str) -> str:
+              realistic_specs: str, stress_noise: str, noun: str = "score") -> str:
     model, clean = row["model"], row["clean_score"]
     if is_missing(clean) or is_missing(row["overestimation_pp"]):
         return (f"On {label}, {model} has no scored label-preserving variants, so the effect "
                 "of noise could not be measured.")
-    start = f"On {label}, {model}'s clean score of {pct(clean)}"
+    start = f"On {label}, {model}'s clean {noun} of {pct(clean)}"
     if realistic is not None and model in realistic.index and \
             not is_missing(realistic.loc[model, "overestimation_pp"]):
         text = (start + " " + drop_sentence(realistic.loc[model], level,
                                              f"noise fitted to real typed messages "
-                                             f"({realistic_specs})") + ".")
+                                             f"({realistic_specs})", noun) + ".")
         if model in stress.index and not is_missing(stress.loc[model, "overestimation_pp"]):
             text += (f" Under stress levels, heavier than people type ({stress_noise}), it "
-                     + drop_sentence(stress.loc[model], level, "them")
-                     .replace(" its score under them", "") + ".")
+                     + drop_sentence(stress.loc[model], level, "them", noun)
+                     .replace(f" its {noun} under them", "") + ".")
     else:
-        text = (start + " " + drop_sentence(row, level, f"stress noise ({stress_noise})") +
+        text = (start + " " + drop_sentence(row, level, f"stress noise ({stress_noise})",
+                                            noun) +
                 ". This run has no realistic level, and these levels are heavier than people "
                 "type: add the profile transform or @realistic, or fit your traffic with "
                 "calibrate.")
     if not is_missing(row.get("worst_case_score")):
-        text += (f" Its worst case (per item, the lowest score over the clean question and all "
+        text += (f" Its worst case (per item, the lowest {noun} over the clean question and all "
                  f"its noisy versions) is {pct(row['worst_case_score'])}.")
     return text
 
 
 def headline_box(results: pd.DataFrame, overview: pd.DataFrame, transforms: Sequence[str], *,
                  label: str, ci: float, seed: int, n_boot: int,
-                 warnings: Mapping[str, Sequence[str]]) -> Box:
-    """Every model's headline in one box; a model's warnings come before its numbers."""
+                 warnings: Mapping[str, Sequence[str]],
+                 consistency: Mapping[str, Any] | None = None) -> Box:
+    """Every model's headline in one box; a model's warnings come before its numbers.
+
+    With ``consistency`` (:func:`consistency_of` the manifest) the box says first that no
+    gold answer was used and names the score "consistency"."""
     level = f"{ci * 100:g}%"
     realistic_rows, stress_rows = analysis.split_levels(results)
     has_realistic = len(realistic_rows) > (results["spec"] == analysis.CLEAN).sum()
@@ -108,13 +135,17 @@ def headline_box(results: pd.DataFrame, overview: pd.DataFrame, transforms: Sequ
     stress_noise = (", ".join(t for t in map(str, transforms) if t in in_stress)
                     or "no label-preserving transform")
     paragraphs: list[Paragraph] = []
+    noun = "score"
+    if consistency is not None:
+        noun = "consistency"
+        paragraphs.append(Paragraph(consistency_note(consistency), "note"))
     for row in overview.to_dict("records"):
         for message in warnings.get(str(row["model"]), ()):
             paragraphs.append(Paragraph(f"{row['model']}: {message}. Read its numbers below "
                                         f"with that in mind.", "warning"))
         paragraphs.append(Paragraph(_sentence(
             row, label=label, level=level, realistic=realistic, stress=stress,
-            realistic_specs=realistic_specs, stress_noise=stress_noise)))
+            realistic_specs=realistic_specs, stress_noise=stress_noise, noun=noun)))
     return Box(tuple(paragraphs))
 
 
@@ -149,6 +180,8 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
                                    or sorted(set(results["spec"]) - {analysis.CLEAN}))),
             ("seed", str(manifest.get("seed", seed))),
             ("scorer", str(manifest.get("scorer") or "by task kind")),
+            *([("score", "consistency: agreement with the model's own clean answer; no "
+                         "gold answer used")] if consistency_of(manifest) else []),
             ("bootstrap", f"{n_boot} draws, seed {seed}, {ci:.0%} intervals")]
     if manifest.get("replicates", 1) not in (1, None):
         rows.append(("replicates", str(manifest["replicates"])))

@@ -34,7 +34,8 @@ from robustify.reporting.browse import browse_blocks
 from robustify.reporting.document import (Block, Diff, Document, Example, Figure, Heading,
                                           Paragraph, Table, frame_table)
 from robustify.reporting.headline import data_label as _data_label
-from robustify.reporting.headline import headline_box, model_warnings, run_facts
+from robustify.reporting.headline import (consistency_of, headline_box, model_warnings,
+                                         run_facts)
 from robustify.reporting.noise_sections import realism_blocks, variant_blocks
 from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue, short, truncate
 from robustify.reporting.format import ci as fmt_ci
@@ -309,7 +310,8 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
         doc.para("This run has no perturbed rows: there is no drop to report.")
     warnings = model_warnings(results, manifest, ctx.overview)
     doc.add([headline_box(results, ctx.overview, preserving, label=ctx.data_label, ci=ctx.ci,
-                          seed=ctx.data.seed, n_boot=ctx.data.n_boot, warnings=warnings)])
+                          seed=ctx.data.seed, n_boot=ctx.data.n_boot, warnings=warnings,
+                          consistency=consistency_of(manifest))])
     doc.add(_chart_sections(ctx, figures, noise_floor))
     doc.add(realism_blocks(manifest))
     doc.add(variant_blocks(manifest))

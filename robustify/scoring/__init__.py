@@ -4,6 +4,9 @@
   default scorer per task kind and :func:`score_answer`;
 - :mod:`.rules`: the built-in scorers (multiple choice, exact, normalised, numeric,
   yes/no, classification, short answer, contains, token F1, regex);
+- :mod:`.similarity`: the ``similarity`` scorer for free text (rapidfuzz ratio with
+  negation, number and yes/no vetoes); :mod:`.similarity_embed`: ``similarity_embed``, the
+  same on WordLlama embeddings (optional ``embed`` extra);
 - :mod:`.labels`: a classification label set prepared once and shared by its answers;
 - :mod:`.text`: normalisation and whole-word matching shared by the scorers;
 - :mod:`.clarify`: detects answers that ask for clarification instead of answering.

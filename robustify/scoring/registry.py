@@ -33,7 +33,9 @@ def _check(obj: Any) -> None:
 
 
 SCORERS: Registry[Scorer] = Registry("scorer", entry_point_group=ENTRY_POINT_GROUP,
-                                     builtins=("robustify.scoring.rules",), check=_check)
+                                     builtins=("robustify.scoring.rules",
+                                               "robustify.scoring.similarity",
+                                               "robustify.scoring.similarity_embed"), check=_check)
 """Scorer name -> scorer."""
 
 DEFAULT_SCORERS: dict[str, str] = {
@@ -42,6 +44,7 @@ DEFAULT_SCORERS: dict[str, str] = {
     "numeric": "numeric",
     "classification": "classification",
     "short_answer": "short_answer",
+    "open": "similarity",
 }
 """Which scorer grades each task kind when none is given."""
 
@@ -56,10 +59,19 @@ def register_scorer(name: str) -> Callable[[S], S]:
 def get_scorer(name: str) -> Scorer:
     """The scorer registered as ``name``.
 
+    A scorer with an optional dependency carries a ``requires`` attribute, a function
+    that raises :class:`ConfigError` (naming the install command) when it is missing;
+    it runs here, so a job fails before any model call.
+
     Raises:
         UnknownNameError: with close matches.
+        ConfigError: the scorer's optional dependency is not installed.
     """
-    return SCORERS.get(name)
+    scorer = SCORERS.get(name)
+    requires = getattr(scorer, "requires", None)
+    if callable(requires):
+        requires()
+    return scorer
 
 
 def scorer_names() -> list[str]:

@@ -313,7 +313,7 @@ def test_failed_call_is_unscored() -> None:
 
 def test_default_scorer_follows_the_task_kind() -> None:
     assert set(DEFAULT_SCORERS) == {"multiple_choice", "yes_no", "numeric", "classification",
-                                    "short_answer"}
+                                    "short_answer", "open"}
     assert all(name in SCORERS for name in DEFAULT_SCORERS.values())
     assert {"exact", "normalized", "contains", "token_f1", "regex"} <= set(SCORERS.names())
 
