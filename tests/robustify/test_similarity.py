@@ -92,6 +92,11 @@ def test_opposite_yes_no_answer_words_are_vetoed() -> None:
     assert (score.value, score.detail["veto"]) == (0.0, "polarity")
     assert lexical("Yes.", "No.").value == 0.0
     assert lexical("No.", "no").value == 1.0
+    # a bare yes/no against the same word with its reason: the word is the answer
+    bare = lexical("Yes, the store opens on Sundays.", "Yes.")
+    assert (bare.value, bare.detail["similarity"]) == (1.0, 1.0)
+    assert lexical("No, it does not.", "Yes.").value == 0.0
+    assert lexical("Yes.", "Sure, the store opens on Sundays.").value == 0.0
 
 
 def test_threshold_is_inclusive_and_configurable() -> None:
