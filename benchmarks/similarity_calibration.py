@@ -182,7 +182,10 @@ def _report_judge(pairs: Sequence[Pair], scorers: dict[str, tuple[Measure, float
                  for i, p in ((i, pairs[i]) for i in read)]
     rule = [pairs[i][2] for i in read]
     judge_vs_rule = sum((verdicts[i] == 1.0) == r for i, r in zip(read, rule)) / max(len(read), 1)
-    print(f"{'judge vs the rule scorers':44s} n={len(read):5d}  agreement={judge_vs_rule:.3f}")
+    same_share = sum(verdicts[i] == 1.0 for i in read) / max(len(read), 1)
+    print(f"{'judge vs the rule scorers':44s} n={len(read):5d}  agreement={judge_vs_rule:.3f}  "
+          f"judge said same={same_share:.3f}  rule said same="
+          f"{sum(rule) / max(len(rule), 1):.3f}")
     for name, (measure, threshold) in scorers.items():
         raw = _raw(as_judged, measure)
         print(_line(f"{name} @ {threshold} vs the judge", agreement(as_judged, raw, threshold)))
