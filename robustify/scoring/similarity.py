@@ -8,7 +8,8 @@ two guards veto a match outright whatever the ratio:
 
 * **negation**: the answers must hold the same number of negation words (``not``,
   ``never``, ``no``, ``dont`` ...); a leading "Yes," / "No," answer word is compared
-  apart, so "No, it is not" matches "It is not" and "Yes, ..." never matches "No, ...";
+  apart, so "No, it is not" matches "It is not", "Yes." matches "Yes, it is" and
+  "Yes, ..." never matches "No, ...";
 * **numbers**: the answers must state the same numbers (``1,000`` = ``1000``; number
   words are read only in a text with no digits, as :func:`~robustify.scoring.parse_number`
   does).
@@ -105,6 +106,8 @@ def _compare(text: str, reference: str, measure: Measure) -> tuple[float, str | 
     pol_a, body_a = answer_polarity(text)
     pol_b, body_b = answer_polarity(reference)
     norm_a, norm_b = _canonical(body_a), _canonical(body_b)
+    if pol_a and pol_a == pol_b and not (norm_a and norm_b):
+        return 1.0, None  # "Yes." against "Yes, it opens on Sundays.": the word is the answer
     ratio = measure(norm_a, norm_b)
     if pol_a and pol_b and pol_a != pol_b:
         return ratio, "polarity"

@@ -92,6 +92,11 @@ def test_opposite_yes_no_answer_words_are_vetoed() -> None:
     assert (score.value, score.detail["veto"]) == (0.0, "polarity")
     assert lexical("Yes.", "No.").value == 0.0
     assert lexical("No.", "no").value == 1.0
+    # a bare yes/no against the same word with its reason: the word is the answer
+    bare = lexical("Yes, the store opens on Sundays.", "Yes.")
+    assert (bare.value, bare.detail["similarity"]) == (1.0, 1.0)
+    assert lexical("No, it does not.", "Yes.").value == 0.0
+    assert lexical("Yes.", "Sure, the store opens on Sundays.").value == 0.0
 
 
 def test_threshold_is_inclusive_and_configurable() -> None:
@@ -245,3 +250,27 @@ def test_missing_extra_exits_2_before_any_model_call(monkeypatch, tmp_path: Path
     assert "\n" not in err and "pip install 'robustify[embed]'" in err
     assert e2e_models.CALLS == []
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_run_grades_with_similarity(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    from robustify import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["run", "--data", "sample", "--model",
+                     "python:tests.robustify.e2e_models:brittle", "--transforms", "typos",
+                     "--severity", "high", "--limit", "4", "--scorer", "similarity",
+                     "--out", str(out), "--cache", "off", "--quiet"])
+    assert code == 0
+    assert json.loads((out / "manifest.json").read_text())["scorer"] == "similarity"
+    rows = pd.read_csv(out / "results.csv")
+    assert len(rows) == 8 and rows["score_detail"].notna().all()
+    for detail, score in zip(rows["score_detail"].map(json.loads), rows["score"]):
+        if detail.get("reason") == "empty":
+            continue
+        assert detail["threshold"] == LEXICAL_THRESHOLD
+        assert score == float(detail["similarity"] >= LEXICAL_THRESHOLD
+                              and "veto" not in detail)
