@@ -148,6 +148,9 @@ def run_batches(variants: Iterable[Variant], backends: Sequence[Any], *,
     options = options or BatchOptions()
     say = report or logger.info
     state = BatchState(folder)
+    if state.pending():
+        say(f"resuming {len(state.pending())} batch(es) kept in {state.folder} (nothing is "
+            f"submitted twice)")
     run = _BatchRun(state, cache, options, say, sleep)
     batchable = [b for b in backends if is_batchable(b)]
     for backend in batchable:
