@@ -35,8 +35,8 @@ from robustify.runner.batch import run_batches
 from robustify.runner.batch_jsonl import BatchOptions
 from robustify.runner.cache import ResponseCache, cache_key
 from tests.robustify.fake_batch_server import FakeBatchServer
-from tests.robustify.reliability_helpers import (assert_one_line_error, popen_cli, read_results,
-                                                 run_cli, write_job)
+from tests.robustify.reliability_helpers import (ECHO_MODEL, assert_one_line_error, popen_cli,
+                                                 read_results, run_cli, write_job)
 
 FAST = {"poll_first": 0.02, "poll_max": 0.1}
 VOLATILE = ("latency", "cached")
@@ -270,8 +270,7 @@ def test_bad_batch_settings_stop_before_any_call(tmp_path: Path) -> None:
         proc = run_cli("run", "--config", str(job), "--model", model, "--limit", "2",
                        "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c.sqlite"))
         assert_one_line_error(proc, str(job), "batch.max_requests", "positive")
-        proc = run_cli("run", "--batch", "--model", "python:tests.robustify.reliability_models:echo",
-                       "--limit", "2", "--out", str(tmp_path / "c"), "--cache",
+        proc = run_cli("run", "--batch", "--model", ECHO_MODEL, "--limit", "2", "--out", str(tmp_path / "c"), "--cache",
                        str(tmp_path / "c.sqlite"))
         assert_one_line_error(proc, "--batch needs an openai: model")
         proc = run_cli("run", "--batch", "--model", model, "--limit", "2", "--cache", "off",
