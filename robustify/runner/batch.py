@@ -186,21 +186,22 @@ class _BatchRun:
             for _ in variants:  # the stream is still read (and its variants file written)
                 pass
             return
-        pending = self.state.pending_ids()
+        # raw 32-byte keys: half the memory of hex strings at millions of prompts
+        pending = {bytes.fromhex(key) for key in self.state.pending_ids()}
         makers = [KeyMaker(b.identity()) for b in backends]
         writers = [ChunkWriter(self.state, b, self.options.max_requests, self.options.max_bytes)
                    for b in backends]
-        seen: set[str] = set()
+        seen: set[bytes] = set()
         buffer: list[tuple[int, str, list[dict[str, str]]]] = []
         for variant in variants:
             messages = build_messages(variant.item)
             messages_json = canonical_json(messages)
             for b, maker in enumerate(makers):
-                key = maker(messages_json)
+                key = maker.digest(messages_json)
                 if key in seen or key in pending:
                     continue
                 seen.add(key)
-                buffer.append((b, key, messages))
+                buffer.append((b, key.hex(), messages))
             if len(buffer) >= _LOOKUP_CHUNK:
                 self._write(buffer, backends, writers)
                 buffer = []
@@ -266,9 +267,9 @@ class _BatchRun:
     def _submit(self, chunk: dict[str, Any]) -> None:
         client = self._client(chunk)
         if not chunk.get("input_file_id"):
-            data = (self.state.folder / chunk["file"]).read_bytes()
-            uploaded = self._api(chunk, "upload", lambda: client.files.create(
-                file=(chunk["file"], data, "application/jsonl"), purpose="batch"))
+            with open(self.state.folder / chunk["file"], "rb") as data:
+                uploaded = self._api(chunk, "upload", lambda: client.files.create(
+                    file=(chunk["file"], data, "application/jsonl"), purpose="batch"))
             chunk["input_file_id"] = uploaded.id
             self.state.save()
         if chunk.get("batch_id"):

@@ -74,6 +74,8 @@ def test_batch_filled_cache_gives_the_results_of_normal_calls(tmp_path: Path) ->
                    if record["purpose"] == "batch")
         assert {line["url"] for line in lines} == {"/v1/chat/completions"}
         assert {line["body"]["model"] for line in lines} == {"fake"}
+        # the bodies are the backend's own: the numeric item's longer answer budget too
+        assert {line["body"]["max_tokens"] for line in lines} == {48, 256}
         # answers and scores equal a normal run's, and so does the cache, row for row
         assert _frame(batched) == _frame(normal)
         assert _cache_rows(tmp_path / "batched.sqlite") == _cache_rows(tmp_path / "normal.sqlite")
