@@ -351,6 +351,7 @@ class _BatchRun:
         failed: dict[str, str] = {}
         parser = backend if backend is not None else _Parser(chunk)
         cap = answer_limit(parser)
+        asked = {cid for cid, _ in self.state.lines(chunk)}  # only these may enter the cache
         for file_id in (getattr(batch, "output_file_id", None),
                         getattr(batch, "error_file_id", None)):
             if not file_id:
@@ -360,7 +361,13 @@ class _BatchRun:
             for raw in content.content.splitlines():
                 if not raw.strip():
                     continue
-                custom_id, completion, error = read_answer(parser, json.loads(raw))
+                try:
+                    custom_id, completion, error = read_answer(parser, json.loads(raw))
+                except (ValueError, TypeError, AttributeError):  # its rows get NO_BATCH_ANSWER
+                    logger.warning("batch %s: an unreadable result line was skipped", batch.id)
+                    continue
+                if custom_id not in asked:
+                    continue
                 if completion is not None:
                     self.cache.put(custom_id, cap_answer(completion, cap))
                     answered.add(custom_id)

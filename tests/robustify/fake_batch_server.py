@@ -15,7 +15,9 @@ Behaviour on demand:
   file), the others succeed: partial failures;
 * ``expire``: the first N batches expire, having answered only ``expire_keep`` of their
   requests (the rest land in the error file as ``batch_expired``);
-* ``api_key``: every request must carry ``Authorization: Bearer <api_key>`` (else 401).
+* ``api_key``: every request must carry ``Authorization: Bearer <api_key>`` (else 401);
+* ``junk``: raw lines added to every output file (an unreadable line, an answer for a
+  request that was never asked).
 
 Every batch runs its requests through the reply function when it finishes, so its
 answers equal those of ``/v1/chat/completions``. Counters (:attr:`uploads`,
@@ -49,6 +51,7 @@ class FakeBatchServer:
 
     def __init__(self, *, delay: float = 0.0, hold: bool = False, fail_when: str | None = None,
                  expire: int = 0, expire_keep: float = 0.5, api_key: str | None = None,
+                 junk: Sequence[bytes] = (),
                  reply: Callable[[Sequence[dict[str, Any]]], str] = default_reply) -> None:
         self.delay = delay
         self.hold = hold
@@ -56,6 +59,7 @@ class FakeBatchServer:
         self.expire = expire
         self.expire_keep = expire_keep
         self.api_key = api_key
+        self.junk = list(junk)
         self.reply = reply
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -204,7 +208,8 @@ class FakeBatchServer:
                 "status_code": 200, "request_id": request_id, "body": self.completion(body)}})
         encode = (lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode())
         if out:
-            batch["output_file_id"] = self._file(encode(out), f"{batch_id}_output.jsonl",
+            batch["output_file_id"] = self._file(encode(out) + b"".join(self.junk),
+                                                 f"{batch_id}_output.jsonl",
                                                  "batch_output")["id"]
         if err:
             batch["error_file_id"] = self._file(encode(err), f"{batch_id}_error.jsonl",

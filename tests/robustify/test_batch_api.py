@@ -199,6 +199,20 @@ def test_a_batch_created_but_not_saved_is_found_not_created_again(tmp_path: Path
         cache.close()
 
 
+def test_unreadable_or_unasked_result_lines_never_enter_the_cache(tmp_path: Path) -> None:
+    foreign = json.dumps({"custom_id": "0" * 64, "error": None, "response": {
+        "status_code": 200, "body": {"choices": [{"message": {"content": "planted"}}]}}})
+    with FakeBatchServer(junk=[b"{not json\n", foreign.encode() + b"\n"]) as server:
+        backend = parse_model_spec(f"openai:fake@{server.base_url}")
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        outcome = run_batches(_variants(4), [backend], build_messages=build_messages,
+                              cache=cache, folder=tmp_path / "batches",
+                              options=BatchOptions(**FAST))
+        assert outcome.answers == 4 and len(cache) == 4
+        assert "0" * 64 not in cache
+        cache.close()
+
+
 KEY = "sk-batchtest-0123456789abcdefSECRET"
 
 
