@@ -2,7 +2,8 @@
 
 ``N`` distinct prompts for one ``openai:`` model go through
 :func:`robustify.runner.batch.run_batches` against the loopback Files/Batches server
-(``tests/robustify/fake_batch_server.py``, in this process: its CPU is included). Two
+(``tests/robustify/fake_batch_server.py``, in its own process: its CPU and memory are
+not ours). Two
 timed phases, the same way a stopped run resumes:
 
 1. **plan + submit**: key every prompt, look the keys up in a fresh cache, write the
@@ -23,16 +24,21 @@ import math
 import resource
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Figure, check, machine, section_main
+from benchmarks.common import FakeServerProcess, Figure, check, machine, section_main
 
 __all__ = ["measure"]
 
 
 class _Stop(Exception):
     pass
+
+
+def _post(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=10).close()
 
 
 def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
@@ -43,7 +49,6 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     from robustify.runner.batch import run_batches
     from robustify.runner.batch_jsonl import MAX_REQUESTS, BatchOptions
     from robustify.runner.cache import ResponseCache
-    from tests.robustify.fake_batch_server import FakeBatchServer
 
     n, limit = (12_000, 5_000) if quick else (120_000, MAX_REQUESTS)
     variants = [Variant.clean(Item(id=f"q{i}", input=f"What is the name of test city {i}?",
@@ -53,7 +58,10 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
     def stop(_: float) -> None:
         raise _Stop
 
-    with tempfile.TemporaryDirectory() as tmp, FakeBatchServer(hold=True) as server:
+    with tempfile.TemporaryDirectory() as tmp, \
+            FakeServerProcess(0.0, module="tests.robustify.fake_batch_server") as server:
+        control = server.base_url.removesuffix("/v1") + "/_fake/"
+        _post(control + "hold")
         backend = parse_model_spec(f"openai:fake@{server.base_url}")
         cache = ResponseCache(Path(tmp) / "cache.sqlite")
         started = time.perf_counter()
@@ -63,17 +71,16 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
         except _Stop:
             pass
         submit_s = time.perf_counter() - started
-        files = [len(r["data"].splitlines()) for r in server.files.values()
-                 if r["purpose"] == "batch"]
-        created = server.creates
-        server.release()
+        stats = server.stats()
+        files, created = stats["file_lines"], stats["creates"]
+        _post(control + "release")
         started = time.perf_counter()
         outcome = run_batches(variants, [backend], build_messages=build_messages, cache=cache,
                               folder=Path(tmp) / "batches", options=options)
         read_s = time.perf_counter() - started
         stored = len(cache)
         cache.close()
-        twice = server.creates - created
+        twice = server.stats()["creates"] - created
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     expected = math.ceil(n / limit)
     raw = {"prompts": n, "max_requests": limit, "files": len(files), "lines": files,

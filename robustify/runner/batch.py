@@ -356,9 +356,7 @@ class _BatchRun:
                         getattr(batch, "error_file_id", None)):
             if not file_id:
                 continue
-            content = self._api(chunk, "reading results",
-                                lambda: client.files.content(file_id))
-            for raw in content.content.splitlines():
+            for raw in self._result_lines(chunk, client, file_id):
                 if not raw.strip():
                     continue
                 try:
@@ -400,6 +398,20 @@ class _BatchRun:
         self.outcome.batches.append({"batch_id": batch.id, "model": chunk["label"],
                                      "requests": chunk["requests"], "status": status,
                                      "answered": len(answered), "attempt": chunk["attempt"]})
+
+    def _result_lines(self, chunk: dict[str, Any], client: Any, file_id: str) -> Iterable[str]:
+        """The lines of a result file, streamed (a file of gigabytes is never held whole)."""
+        import openai
+
+        try:
+            with client.files.with_streaming_response.content(file_id) as response:
+                yield from response.iter_lines()
+        except openai.OpenAIError as exc:
+            secret = os.environ.get(chunk["api_key_env"])
+            raise ModelCallError(one_line(f"{chunk['label']}: Batch API: reading results "
+                                          f"failed: {exc}; the batch state in "
+                                          f"{self.state.folder} is kept, run again to resume",
+                                          secrets=(secret,))) from None
 
     def _expired(self, chunk: dict[str, Any], left: list[tuple[str, bytes]],
                  failures: dict[str, str]) -> None:

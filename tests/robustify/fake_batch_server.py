@@ -221,6 +221,8 @@ class FakeBatchServer:
     # -------------------------------------------------------------- routing
     def handle(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, Any]:
         """One request -> ``(status, JSON object or bytes)``."""
+        if path.startswith("/_fake/"):
+            return self._control(method, path)
         auth = headers.get("Authorization", "")
         self.headers_seen.append(auth)
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
@@ -266,6 +268,25 @@ class FakeBatchServer:
         return 404, _error(f"no route for {method} {path}")
 
 
+    def stats(self) -> dict[str, Any]:
+        """Counters and the request count of every uploaded batch file."""
+        return {"uploads": self.uploads, "creates": self.creates, "retrieves": self.retrieves,
+                "lists": self.lists, "chat_calls": self.chat_calls,
+                "file_lines": [len(r["data"].splitlines()) for r in self.files.values()
+                               if r["purpose"] == "batch"]}
+
+    def _control(self, method: str, path: str) -> tuple[int, Any]:
+        """``GET /_fake/stats``, ``POST /_fake/hold`` and ``POST /_fake/release``."""
+        with self._lock:
+            if method == "POST" and path == "/_fake/hold":
+                self.hold = True
+            elif method == "POST" and path == "/_fake/release":
+                self.hold = False
+            elif path != "/_fake/stats":
+                return 404, _error("unknown control route")
+            return 200, self.stats()
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeBatchServer
     protocol_version = "HTTP/1.1"
@@ -303,3 +324,23 @@ def _multipart(content_type: str, raw: bytes) -> dict[str, tuple[bytes, str | No
         name = part.get_param("name", header="content-disposition")
         fields[str(name)] = (part.get_payload(decode=True) or b"", part.get_filename())
     return fields
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve until killed, printing the base URL first (``python -m`` this module).
+
+    ``--latency`` is accepted (and ignored) so the benchmarks' process wrapper can start it.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description="loopback OpenAI Files/Batches server")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    with FakeBatchServer(delay=args.delay) as server:
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
