@@ -63,10 +63,16 @@ def batch_first(prep: Any, messages: Any, cache: Any, rewritten: Any, progress: 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    outcome = run_batches(variants, prep.backends, build_messages=messages, cache=cache,
-                          folder=batch_folder(prep, write),
-                          options=batch_options(prep.job.batch, prep.job.where("batch")),
-                          report=say if progress else None)
+    folder = batch_folder(prep, write)
+    try:
+        outcome = run_batches(variants, prep.backends, build_messages=messages, cache=cache,
+                              folder=folder,
+                              options=batch_options(prep.job.batch, prep.job.where("batch")),
+                              report=say if progress else None)
+    except KeyboardInterrupt:
+        say(f"stopped: the batch ids are kept in {folder}; run the same command again to "
+            f"collect the answers (nothing is submitted twice)")
+        raise
     backends = [BatchAnswered(b, outcome.failures.get(b.label, {})) if is_batchable(b) else b
                 for b in prep.backends]
     return backends, {"batch": outcome.facts()}

@@ -213,6 +213,50 @@ def test_unreadable_or_unasked_result_lines_never_enter_the_cache(tmp_path: Path
         cache.close()
 
 
+def test_files_api_failure_is_one_line_and_the_rerun_resumes(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    from robustify.models.base import ModelCallError
+
+    with FakeBatchServer(api_key="sk-right-0123456789abcdef") as server:
+        monkeypatch.setenv("BATCH_TEST_KEY", "sk-wrong-0123456789abcdef")
+        backend = parse_model_spec(f"openai:fake@{server.base_url}", api_key_env="BATCH_TEST_KEY")
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        folder = tmp_path / "batches"
+        options = BatchOptions(**FAST)
+        with pytest.raises(ModelCallError) as info:
+            run_batches(_variants(3), [backend], build_messages=build_messages, cache=cache,
+                        folder=folder, options=options)
+        message = str(info.value)
+        assert "upload failed" in message and "run again to resume" in message
+        assert "\n" not in message and "sk-wrong" not in message
+        state = json.loads((folder / "state.json").read_text())
+        assert [c["status"] for c in state["chunks"]] == ["written"]
+        assert "input_file_id" not in state["chunks"][0]
+        monkeypatch.setenv("BATCH_TEST_KEY", "sk-right-0123456789abcdef")
+        outcome = run_batches(_variants(3), [backend], build_messages=build_messages,
+                              cache=cache, folder=folder, options=options)
+        assert (server.uploads, server.creates) == (1, 1)
+        assert outcome.requests == 0 and outcome.answers == 3  # the written file, resumed
+        cache.close()
+
+
+def test_a_file_half_written_before_a_stop_is_never_submitted(tmp_path: Path) -> None:
+    from robustify.runner.batch_state import BatchState
+
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    (folder / "chunk-0123456789abcdef.jsonl.part").write_bytes(b'{"custom_id": "x"')
+    state = BatchState(folder)
+    assert state.chunks == [] and not list(folder.iterdir())
+    with FakeBatchServer() as server:
+        backend = parse_model_spec(f"openai:fake@{server.base_url}")
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        outcome = run_batches(_variants(2), [backend], build_messages=build_messages,
+                              cache=cache, folder=folder, options=BatchOptions(**FAST))
+        assert outcome.answers == 2 and len(server.input_lines()) == 2
+        cache.close()
+
+
 KEY = "sk-batchtest-0123456789abcdefSECRET"
 
 
@@ -286,8 +330,8 @@ def test_bad_batch_settings_stop_before_any_call(tmp_path: Path) -> None:
         proc = run_cli("run", "--config", str(job), "--model", model, "--limit", "2",
                        "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c.sqlite"))
         assert_one_line_error(proc, str(job), "batch.max_requests", "positive")
-        proc = run_cli("run", "--batch", "--model", ECHO_MODEL, "--limit", "2", "--out", str(tmp_path / "c"), "--cache",
-                       str(tmp_path / "c.sqlite"))
+        proc = run_cli("run", "--batch", "--model", ECHO_MODEL, "--limit", "2",
+                       "--out", str(tmp_path / "c"), "--cache", str(tmp_path / "c.sqlite"))
         assert_one_line_error(proc, "--batch needs an openai: model")
         proc = run_cli("run", "--batch", "--model", model, "--limit", "2", "--cache", "off",
                        "--out", str(tmp_path / "d"))
