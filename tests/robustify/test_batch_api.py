@@ -13,6 +13,9 @@ What is proved here, each time with the real ``openai`` client talking HTTP to
   its folder without submitting anything twice, and no stored file holds the key;
 * a stop right after a batch was created but before its id was saved finds that batch
   again instead of creating another;
+* a failing Files API stops with one line (no key in it) and the next call resumes from
+  the written file; a file half written before a stop is never submitted; result lines
+  that are unreadable or answer a request never asked do not enter the cache;
 * bad ``batch`` settings stop with one line and exit code 2 before any call.
 """
 
