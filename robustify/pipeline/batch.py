@@ -32,8 +32,9 @@ def check_batch_job(prep: Any) -> None:
     where = job.where("batch")
     batch_options(job.batch, where)
     if not any(is_batchable(b) for b in prep.backends):
-        raise ConfigError(f"{where}--batch needs an openai: model (the OpenAI Batch API); "
-                          f"none of {', '.join(b.label for b in prep.backends)} is one")
+        raise ConfigError(f"{where}--batch needs an openai: model with one base URL (the "
+                          f"OpenAI Batch API); none of "
+                          f"{', '.join(b.label for b in prep.backends)} is one")
     if job.scoring_mode != "generate":
         raise ConfigError(f"{where}--batch works with --scoring-mode generate only (the "
                           f"Batch API writes answers; it does not rate options)")
