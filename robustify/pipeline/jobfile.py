@@ -142,6 +142,9 @@ class JobConfig:
     stratify: str | None = None
     """Keep the proportions of this field (``target``, ``task`` or a metadata key) in the
     ``limit`` sample."""
+    batch: Any = False
+    """Answer ``openai:`` models through the OpenAI Batch API (``true``, or a mapping of
+    :class:`robustify.runner.batch_jsonl.BatchOptions` fields); see docs/batch-api.md."""
     source: str | None = None
     """The job file this came from (for error messages)."""
     file_keys: frozenset[str] = frozenset()
@@ -495,6 +498,11 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
         kwargs["scorer"] = raw["scorer"]
     if "gates" in raw:
         kwargs["gates"] = _gates(raw["gates"], path)
+    if raw.get("batch") is not None:  # checked here: one line naming the file and key
+        from robustify.runner.batch_jsonl import batch_options
+
+        batch_options(raw["batch"], f"{path}: key 'batch': ")
+        kwargs["batch"] = raw["batch"]
     from robustify.pipeline.selection import read_selection_keys
 
     kwargs.update(read_selection_keys(raw, path))

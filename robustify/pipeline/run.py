@@ -147,6 +147,10 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     job = prep.job
     prep.check_planned_calls()
     check_consistency(job, prep.items)
+    if job.batch:  # refused before any call when the Batch API cannot answer
+        from robustify.pipeline.batch import check_batch_job
+
+        check_batch_job(prep)
     started = time.time()
     lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
     with lock:
@@ -160,6 +164,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         tally = VariantTally()
         variants: Iterable[Variant] = prep.variants(tally)
         stream: Iterator[Variant] = iter(())
+        backends, batch_facts = prep.backends, {}
         try:
             if prep.rewrites:
                 from robustify.probes.rewrite import run_rewrite_specs
@@ -178,9 +183,14 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 # call, so the file is complete and in place before any question is asked
                 path = prep.out_dir / "variants.jsonl"
                 stream = _output_errors(tee_jsonl_atomic(path, stream, Variant.to_json), path)
+            if job.batch:  # the OpenAI Batch API fills the cache first (docs/batch-api.md)
+                from robustify.pipeline.batch import batch_first
+
+                backends, batch_facts = batch_first(prep, messages, cache, rewritten,
+                                                    progress, write)
             try:
                 ask = _asker(prep.items, run_queries)
-                results = ask(stream, prep.backends, build_messages=messages,
+                results = ask(stream, backends, build_messages=messages,
                               score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
                               progress=progress)
             except FatalModelError as exc:
@@ -207,6 +217,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 counts=_counts(results),
                 **consistency_facts(prep.items, job.scorer),
                 duration_s=round(time.time() - started, 2),
+                **batch_facts,
             )
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
                                noise_floor_rows=floor)
@@ -377,6 +388,7 @@ def evaluate(data: str | Sequence[str] = "sample",
              task: str | None = None, variants: str | os.PathLike[str] | None = None,
              generation: dict[str, dict[str, Any]] | None = None,
              scoring_mode: str = "generate", fewshot: int = 0, stratify: str | None = None,
+             batch: bool | dict[str, Any] = False,
              progress: bool = True, write: bool = True, force: bool = False) -> RunResult:
     """Run robustify from Python: load, perturb, query, score and analyse.
 
@@ -417,6 +429,9 @@ def evaluate(data: str | Sequence[str] = "sample",
             default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
         task: Task kind for every row (``classification``, ``yes_no`` ...), as ``--task``.
         variants: A frozen variants file to ask instead of new draws, as ``--variants``.
+        batch: Answer ``openai:`` models through the OpenAI Batch API (about half the
+            price, answers within 24 h; ``True`` or a mapping of limits and polling, see
+            ``docs/batch-api.md``).
         progress: A bar on a terminal or in Jupyter; in a log, a plain line every 30 s
             once the run has lasted 10 s.
         write: Write the run folder (variants, results, report).
@@ -443,5 +458,6 @@ def evaluate(data: str | Sequence[str] = "sample",
                     realism_ref=str(realism_ref) if realism_ref is not None else None,
                     variants=str(variants) if variants is not None else None,
                     force=force, generation=dict(generation or {}),
-                    scoring_mode=scoring_mode, fewshot=fewshot, stratify=stratify)
+                    scoring_mode=scoring_mode, fewshot=fewshot, stratify=stratify,
+                    batch=batch)
     return run_job(job, progress=progress, write=write)
