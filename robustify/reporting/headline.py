@@ -149,6 +149,7 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
                                    or sorted(set(results["spec"]) - {analysis.CLEAN}))),
             ("seed", str(manifest.get("seed", seed))),
             ("scorer", str(manifest.get("scorer") or "by task kind")),
+            *([("judge", _judge_fact(manifest["judge"]))] if manifest.get("judge") else []),
             ("bootstrap", f"{n_boot} draws, seed {seed}, {ci:.0%} intervals")]
     if manifest.get("replicates", 1) not in (1, None):
         rows.append(("replicates", str(manifest["replicates"])))
@@ -159,3 +160,10 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
     rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
     rows.append(("full record", "manifest.json beside this report"))
     return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])
+
+
+def _judge_fact(facts: Mapping[str, Any]) -> str:
+    """The judge's verdict counts, unparseable and failed apart (manifest ``judge``)."""
+    from robustify.runner.judge import judge_summary
+
+    return judge_summary(facts)

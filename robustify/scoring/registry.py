@@ -56,10 +56,24 @@ def register_scorer(name: str) -> Callable[[S], S]:
 def get_scorer(name: str) -> Scorer:
     """The scorer registered as ``name``.
 
+    ``judge:MODEL_SPEC`` (checked for syntax) gives a placeholder that leaves every
+    answer unscored (NaN): the judge pass grades them once the answers are in
+    (:mod:`robustify.scoring.judge`).
+
     Raises:
         UnknownNameError: with close matches.
     """
+    from robustify.scoring.judge import is_judge, parse_judge_scorer
+
+    if is_judge(name):
+        parse_judge_scorer(name)
+        return _judge_pending
     return SCORERS.get(name)
+
+
+def _judge_pending(item: Item, text: str) -> Score:
+    """An answer waiting for the judge pass: unscored until then."""
+    return Score(math.nan, detail={"judge": "pending"})
 
 
 def scorer_names() -> list[str]:
