@@ -209,7 +209,7 @@ def parse_verdict(text: str | None, rubric: Rubric) -> str | None:
     """The verdict word in a judge's reply, or ``None`` (unparseable).
 
     Case, punctuation and markdown are ignored. ``NOT CORRECT`` / ``NOT SAME`` read as
-    the other verdict. The reply is read when exactly one verdict appears in it (so
+    the other verdict (``NOT`` one or two words before it). The reply is read when exactly one verdict appears in it (so
     ``"Verdict: **Correct**."`` and ``"INCORRECT - the year is wrong"`` parse); an empty
     reply, a reply with neither word or with both (``"CORRECT or INCORRECT"``) is
     unparseable.
@@ -225,7 +225,7 @@ def parse_verdict(text: str | None, rubric: Rubric) -> str | None:
     for i, word in enumerate(words):
         if word not in (rubric.right, rubric.wrong):
             continue
-        negated = i > 0 and words[i - 1] == "NOT"
+        negated = "NOT" in words[max(0, i - 2):i]  # "not correct", "not the same"
         if negated:
             word = rubric.wrong if word == rubric.right else rubric.right
         found.add(word)
