@@ -226,6 +226,15 @@ def test_bad_judge_spec_is_one_line_before_any_call(tmp_path, capsys, spec, word
     assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
 
 
+def test_loglik_judge_needs_logprobs_before_any_call(tmp_path, capsys):
+    code = main(["run", "--data", "sample", "--model", ORACLE, "--limit", "2",
+                 "--transforms", "typos", "--scorer", "judge:python:tests.robustify.test_judge:paris",
+                 "--judge-mode", "loglik", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "cannot give token log-probabilities" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_judge_option_in_job_file_names_file_and_key(tmp_path, capsys):
     job = tmp_path / "job.yaml"
     job.write_text("scorer:\n  judge: local:smollm2\n  temprature: 0\n")
