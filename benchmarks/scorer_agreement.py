@@ -17,7 +17,9 @@ rule score >= 0.5 counts as right); Cohen's kappa corrects it for the agreement 
 scorers reach by chance with their right-rates (a judge that says CORRECT to everything
 agrees often with a model that is mostly right, and has kappa 0). A second block does
 the same for the consistency rubric: each variant's answer against the model's own clean
-answer (``SAME``/``DIFFERENT``), against the rule "the normalised answers are equal".
+answer (``SAME``/``DIFFERENT``), against the rule "the normalised answers are equal" (on
+all variant rows, and on the rows the judge was asked: an answer identical to the clean
+one is ``SAME`` without a call) and against ``similarity``.
 
 Judge calls go through the response cache (``--cache``), so a rerun is free.
 Run: ``python -m benchmarks.scorer_agreement [--run DIR] [--judge SPEC] [--limit N]``.
@@ -168,6 +170,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         same = [1.0 if normalize_text(str(a)) == normalize_text(str(b)) else 0.0
                 for a, b in zip(consistency["response"], consistency["target"])]
         report["consistency_rows"] = len(consistency)
+        # rows the judge pass decides without a call (the answer is the clean answer)
+        called = [str(a).strip() != str(b).strip()
+                  for a, b in zip(consistency["response"], consistency["target"])]
+        c_similarity = (_similarity(consistency, items) if similarity is not None else None)
         for mode in args.modes:
             scores, facts = _judge(frame, args.judge, mode, cache)
             block = {"facts": facts}
@@ -177,8 +183,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 block["similarity"] = agreement(scores, similarity)
             report["gold"][mode] = block
             c_scores, c_facts = _judge(consistency, args.judge, mode, cache)
-            report["consistency"][mode] = {"facts": c_facts,
-                                           "normalized_equal": agreement(c_scores, same)}
+            block = {"facts": c_facts, "normalized_equal": agreement(c_scores, same),
+                     "normalized_equal_called": agreement(
+                         [x for x, k in zip(c_scores, called) if k],
+                         [x for x, k in zip(same, called) if k])}
+            if c_similarity is not None:
+                block["similarity"] = agreement(c_scores, c_similarity)
+            report["consistency"][mode] = block
         if similarity is not None:
             report["similarity_vs_rules"] = {n: agreement(similarity, rules[n]) for n in RULES}
     finally:
@@ -190,7 +201,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def _print(report: dict[str, Any]) -> None:
     print(f"rows: {report['rows']} answered short-answer/numeric rows "
           f"(consistency: {report['consistency_rows']} variant rows); judge {report['judge']}")
-    print(f"{'judge mode':10} {'vs':18} {'n':>4} {'agree':>6} {'kappa':>6} "
+    print(f"{'judge mode':10} {'vs':26} {'n':>4} {'agree':>6} {'kappa':>6} "
           f"{'judge right':>11} {'other right':>11}")
     for form in ("gold", "consistency"):
         for mode, block in report[form].items():
@@ -198,7 +209,7 @@ def _print(report: dict[str, Any]) -> None:
                 if name == "facts":
                     continue
                 fmt = (lambda v: "-" if v is None else f"{v:.2f}")
-                print(f"{mode:10} {form[:4] + ':' + name:18} {a['n']:>4} "
+                print(f"{mode:10} {form[:4] + ':' + name:26} {a['n']:>4} "
                       f"{fmt(a['agreement']):>6} {fmt(a['kappa']):>6} "
                       f"{fmt(a['right_a']):>11} {fmt(a['right_b']):>11}")
             f = block["facts"]
