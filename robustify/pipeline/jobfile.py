@@ -181,10 +181,12 @@ class JobConfig:
         if self.scorer is not None:
             from robustify.pipeline.judge import check_judge
             from robustify.scoring import get_scorer
+            from robustify.scoring.judge import is_judge
 
             check_judge(self)
             try:
-                get_scorer(self.scorer)
+                if not is_judge(self.scorer):
+                    get_scorer(self.scorer)
             except ConfigError as exc:
                 raise ConfigError(f"{self.where('scorer')}{exc}") from None
         return self

@@ -144,12 +144,12 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     prep = prepared or prepare_job(job)
     job = prep.job
     prep.check_planned_calls()
+    started = time.time()
+    lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
     from robustify.pipeline.judge import prepare_judge, run_judge
 
     judge = prepare_judge(job)  # built (and checked) before any call
     judge_facts: dict[str, Any] | None = None
-    started = time.time()
-    lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
     with lock:
         if write:
             _drop_manifest(prep.out_dir)

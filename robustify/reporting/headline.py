@@ -149,7 +149,6 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
                                    or sorted(set(results["spec"]) - {analysis.CLEAN}))),
             ("seed", str(manifest.get("seed", seed))),
             ("scorer", str(manifest.get("scorer") or "by task kind")),
-            *([("judge", _judge_fact(manifest["judge"]))] if manifest.get("judge") else []),
             ("bootstrap", f"{n_boot} draws, seed {seed}, {ci:.0%} intervals")]
     if manifest.get("replicates", 1) not in (1, None):
         rows.append(("replicates", str(manifest["replicates"])))
@@ -157,6 +156,8 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
         rows.append(("date", str(manifest["date"])))
     if manifest.get("duration_s") is not None:
         rows.append(("duration", f"{manifest['duration_s']} s"))
+    if manifest.get("judge"):  # the judge's verdicts, unparseable and failed apart
+        rows.append(("judge", _judge_fact(manifest["judge"])))
     rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
     rows.append(("full record", "manifest.json beside this report"))
     return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])
