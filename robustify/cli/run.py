@@ -53,7 +53,13 @@ def add_parser(subparsers: Any) -> None:
                         "usual names): the report measures each setting against them")
     p.add_argument("--scorer", help="grade every item with this registered scorer (exact, "
                                     "normalized, contains, token_f1, numeric, ...; default: "
-                                    "by each item's task kind)")
+                                    "by each item's task kind), or judge:MODEL_SPEC to have "
+                                    "a model grade the answers")
+    p.add_argument("--judge-concurrency", type=int_at_least(1), metavar="N",
+                   help="with --scorer judge:MODEL_SPEC: judge calls in flight")
+    p.add_argument("--judge-mode", choices=("generate", "loglik"),
+                   help="with --scorer judge:MODEL_SPEC: generate (the judge writes its "
+                        "verdict, default) or loglik (the likelier verdict word)")
     p.add_argument("--scoring-mode", choices=("generate", "loglik", "loglik_norm"),
                    help="generate: the model writes its answer (default); loglik: multiple "
                         "choice, classification and yes/no items take the option with the "
@@ -130,6 +136,10 @@ def job_from_args(args: argparse.Namespace):
                       per_transform=gates.per_transform,
                       max_error_rate=args.max_error_rate if args.max_error_rate is not None
                       else gates.max_error_rate)
+    if args.judge_concurrency is not None or args.judge_mode is not None:
+        changes["judge_options"] = {**job.judge_options, **{
+            k: v for k, v in (("concurrency", args.judge_concurrency),
+                              ("mode", args.judge_mode)) if v is not None}}
     return job.override(seed=args.seed, replicates=args.replicates, limit=args.limit,
                         out=args.out, cache=args.cache, concurrency=args.concurrency,
                         max_calls=args.max_calls, templates=args.templates,
@@ -190,6 +200,10 @@ def print_summary(result, out=None) -> None:
         print(line, file=out)
     for line in rewrite_notes(result.manifest.get("rewrites") or []):
         print(line, file=out)
+    if result.manifest.get("judge"):  # unparseable and failed verdicts counted apart
+        from robustify.runner.judge import judge_summary
+
+        print(judge_summary(result.manifest["judge"]), file=out)
 
 
 def rewrite_notes(entries: list[dict[str, Any]]) -> list[str]:

@@ -126,7 +126,11 @@ class JobConfig:
     instead of drawing new variants; paired with its clean items."""
     scorer: str | None = None
     """A registered scorer name for every item (``exact``, ``token_f1`` ...); ``None``: the
-    default scorer of each item's task kind."""
+    default scorer of each item's task kind. ``judge:MODEL_SPEC``: a judge model grades
+    the answers (:mod:`robustify.pipeline.judge`)."""
+    judge_options: Mapping[str, Any] = field(default_factory=dict)
+    """The judge scorer's own options (concurrency, retries, timeout, max_tokens, mode,
+    api_key_env): a job file's ``scorer:`` mapping, or the ``--judge-*`` flags."""
     force: bool = False
     """Write into an existing folder that is not a robustify run (``--force``; never from a
     job file)."""
@@ -183,10 +187,14 @@ class JobConfig:
         if not self.data:
             raise ConfigError(f"{where}data: at least one data set is needed")
         if self.scorer is not None:
+            from robustify.pipeline.judge import check_judge
             from robustify.scoring import get_scorer
+            from robustify.scoring.judge import is_judge
 
+            check_judge(self)
             try:
-                get_scorer(self.scorer)
+                if not is_judge(self.scorer):
+                    get_scorer(self.scorer)
             except ConfigError as exc:
                 raise ConfigError(f"{self.where('scorer')}{exc}") from None
         return self
@@ -229,7 +237,8 @@ def _check_finite(job: JobConfig) -> None:
                               f"got {value!r}")
 
 
-_TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source", "force", "file_keys"}
+_TOP_KEYS = {f.name for f in fields(JobConfig)} - {"source", "force", "file_keys",
+                                                   "judge_options"}
 
 
 def check_param_name(name: str) -> None:
@@ -491,7 +500,12 @@ def load_job(path: str | os.PathLike[str]) -> JobConfig:
             kwargs[key] = value
     if raw.get("out") is not None:
         kwargs["out"] = _safe_out(str(raw["out"]), path)
-    if raw.get("scorer") is not None:
+    if isinstance(raw.get("scorer"), Mapping):  # a judge with its own options
+        from robustify.pipeline.judge import split_scorer
+
+        kwargs["scorer"], kwargs["judge_options"] = split_scorer(
+            raw["scorer"], where=f"{path}: key 'scorer': ")
+    elif raw.get("scorer") is not None:
         if not isinstance(raw["scorer"], str):
             raise ConfigError(f"{path}: key 'scorer': expected a scorer name, got "
                               f"{type(raw['scorer']).__name__}")

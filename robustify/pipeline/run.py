@@ -153,6 +153,10 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         check_batch_job(prep)
     started = time.time()
     lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
+    from robustify.pipeline.judge import prepare_judge, run_judge
+
+    judge = prepare_judge(job)  # built (and checked) before any call
+    judge_facts: dict[str, Any] | None = None
     with lock:
         if write:
             _drop_manifest(prep.out_dir)
@@ -200,6 +204,10 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 fatal, results = exc, exc.results
             if job.noise_floor and fatal is None:
                 floor = _noise_floor(prep, messages, cache, progress)
+            if judge is not None:  # the answers are in: the judge grades them
+                results, judge_facts = run_judge(judge, results, cache, progress)
+                if floor is not None:
+                    floor, _ = run_judge(judge, floor, cache, progress)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:  # a failed run: drop the half-written variants file now
@@ -208,6 +216,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 cache.close()
             for backend in prep.backends:
                 backend.close()
+            if judge is not None:
+                judge.close()
         try:
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
@@ -218,6 +228,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 **consistency_facts(prep.items, job.scorer),
                 duration_s=round(time.time() - started, 2),
                 **batch_facts,
+                **({"judge": judge_facts} if judge_facts is not None else {}),
             )
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
                                noise_floor_rows=floor)
@@ -383,7 +394,8 @@ def evaluate(data: str | Sequence[str] = "sample",
              out: str | os.PathLike[str] | None = None, cache: str | os.PathLike[str] | None = None,
              concurrency: int | None = None, max_calls: int | None = None,
              params: dict[str, Any] | None = None, api_key_env: str | None = None,
-             templates: str | None = None, noise_floor: int = 0, scorer: str | None = None,
+             templates: str | None = None, noise_floor: int = 0,
+             scorer: str | dict[str, Any] | None = None,
              realism_ref: str | os.PathLike[str] | None = None,
              task: str | None = None, variants: str | os.PathLike[str] | None = None,
              generation: dict[str, dict[str, Any]] | None = None,
@@ -427,6 +439,8 @@ def evaluate(data: str | Sequence[str] = "sample",
             in the ``limit`` sample.
         scorer: A registered scorer for every item (``exact``, ``token_f1``, a plugin's);
             default: each item's task kind decides (:data:`robustify.scoring.DEFAULT_SCORERS`).
+            ``"judge:MODEL_SPEC"`` or ``{"judge": MODEL_SPEC, "concurrency": 2, ...}``: a
+            judge model grades the answers (:mod:`robustify.pipeline.judge`).
         task: Task kind for every row (``classification``, ``yes_no`` ...), as ``--task``.
         variants: A frozen variants file to ask instead of new draws, as ``--variants``.
         batch: Answer ``openai:`` models through the OpenAI Batch API (about half the
@@ -447,6 +461,9 @@ def evaluate(data: str | Sequence[str] = "sample",
         transforms = [t.strip() for t in transforms.split(",") if t.strip()]
     if isinstance(severity, str):
         severity = [s.strip() for s in severity.split(",") if s.strip()]
+    from robustify.pipeline.judge import split_scorer
+
+    scorer, judge_options = split_scorer(scorer)
     model_cfgs = model_configs(models, api_key_env=api_key_env, params=params)
     job = JobConfig(data=sources, models=model_cfgs, transforms=as_tuple(transforms),
                     severity=(tuple(str(s) for s in as_tuple(severity)) if severity is not None
@@ -454,7 +471,7 @@ def evaluate(data: str | Sequence[str] = "sample",
                     replicates=replicates, limit=limit, out=str(out) if out is not None else None,
                     cache=str(cache) if cache is not None else None, concurrency=concurrency,
                     max_calls=max_calls, templates=templates, noise_floor=noise_floor,
-                    scorer=scorer,
+                    scorer=scorer, judge_options=judge_options,
                     realism_ref=str(realism_ref) if realism_ref is not None else None,
                     variants=str(variants) if variants is not None else None,
                     force=force, generation=dict(generation or {}),

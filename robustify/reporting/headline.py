@@ -189,6 +189,15 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
         rows.append(("date", str(manifest["date"])))
     if manifest.get("duration_s") is not None:
         rows.append(("duration", f"{manifest['duration_s']} s"))
+    if manifest.get("judge"):  # the judge's verdicts, unparseable and failed apart
+        rows.append(("judge", _judge_fact(manifest["judge"])))
     rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
     rows.append(("full record", "manifest.json beside this report"))
     return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])
+
+
+def _judge_fact(facts: Mapping[str, Any]) -> str:
+    """The judge's verdict counts, unparseable and failed apart (manifest ``judge``)."""
+    from robustify.runner.judge import judge_summary
+
+    return judge_summary(facts)

@@ -113,7 +113,24 @@ def score_answer(item: Item, text: str | None, *,
     >>> score_answer(item, "Yes, it is.").value, score_answer(item, "yes", scorer="exact").value
     (1.0, 1.0)
     """
-    fn = scorer if callable(scorer) else get_scorer(scorer or DEFAULT_SCORERS[item.task])
+    fn = scorer if callable(scorer) else _named(scorer or DEFAULT_SCORERS[item.task])
     if text is None:
         return Score(math.nan)
     return _coerce(fn(item, text))
+
+
+def _named(name: str) -> Scorer:
+    """The scorer ``name``; ``judge:MODEL_SPEC`` (syntax checked) is a placeholder that
+    leaves every answer unscored (NaN) until the judge pass grades it once the answers
+    are in (:mod:`robustify.scoring.judge`)."""
+    from robustify.scoring.judge import is_judge, parse_judge_scorer
+
+    if is_judge(name):
+        parse_judge_scorer(name)
+        return _judge_pending
+    return get_scorer(name)
+
+
+def _judge_pending(item: Item, text: str) -> Score:
+    """An answer waiting for the judge pass: unscored until then."""
+    return Score(math.nan, detail={"judge": "pending"})
