@@ -203,6 +203,9 @@ def _verdict_names() -> list[str]:
 def judge_summary(facts: Mapping[str, Any]) -> str:
     """One line on what the judge said: verdicts, unparseable and failed apart."""
     verdicts = ", ".join(f"{n} {name}" for name, n in (facts.get("verdicts") or {}).items())
+    if facts.get("identical"):
+        verdicts += (f" ({facts['identical']} of them identical to the reference, decided "
+                     f"without a call)")
     return (f"judge {facts.get('spec')} ({facts.get('mode', 'generate')}): "
             f"{facts.get('rows_judged', 0)} answers judged, {facts.get('calls', 0)} calls, "
             f"{facts.get('cache_hits', 0)} cache hits; {verdicts or 'no verdict'}; "

@@ -266,3 +266,17 @@ def test_local_smollm2_judge_end_to_end(tmp_path, mode):
     assert again.manifest["judge"]["calls"] == 0
     assert again.manifest["judge"]["verdicts"] == judge["verdicts"]
     assert Path(tmp_path / "again" / "report.html").exists()
+
+
+def test_judge_summary_counts_identical_answers_apart_from_judged_verdicts():
+    from robustify.runner.judge import judge_summary
+
+    facts = {"spec": "local:smollm2", "mode": "generate", "rows_judged": 3, "calls": 3,
+             "cache_hits": 0, "verdicts": {"SAME": 3}, "identical": 3, "unparseable": 3,
+             "failed": 0}
+    assert judge_summary(facts) == (
+        "judge local:smollm2 (generate): 3 answers judged, 3 calls, 0 cache hits; 3 SAME "
+        "(3 of them identical to the reference, decided without a call); 3 unparseable and "
+        "0 failed (not scored)")
+    facts.update(identical=0, verdicts={"SAME": 1, "DIFFERENT": 2}, unparseable=0)
+    assert "identical" not in judge_summary(facts)
