@@ -414,7 +414,7 @@ def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
                                          n_boot=n_boot, seed=rng, ci=ci)
         else:
             over, o_low, o_high = math.nan, math.nan, math.nan
-        if len(c):
+        if len(c) and len(used):  # no scored variant: no worst case, not the clean score
             lowest = used.groupby("item_id", sort=False)["score"].min()
             item_clean = c.set_index("item_id")["score"]
             worst = np.fmin(item_clean, lowest.reindex(item_clean.index))
@@ -424,7 +424,8 @@ def model_overview(results: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0,
             clean_score, worst_score = float(item_clean.mean()), float(worst.mean())
         else:
             gap = np.array([])
-            clean_score = worst_score = w_low = w_high = math.nan
+            clean_score = float(c["score"].mean()) if len(c) else math.nan
+            worst_score = w_low = w_high = math.nan
         rows.append({
             "model": model,
             "n_items": int(len(c)),

@@ -287,6 +287,18 @@ def test_overview_with_failures_keeps_headline_consistent():
     assert o["clean_score"] - o["perturbed_score"] == pytest.approx(o["overestimation"])
 
 
+def test_overview_without_any_scored_variant_has_no_worst_case():
+    # every variant unscored (failed, or an unparseable judge verdict): the worst case is
+    # unknown, not the clean score
+    df = frame([row("m", "q0", "clean", 1.0), row("m", "q1", "clean", 0.0),
+                row("m", "q0", "typos@0.5", float("nan"), error="x", response=None),
+                row("m", "q1", "typos@0.5", float("nan"), error="x", response=None)])
+    o = _one(A.model_overview(df, n_boot=0))
+    assert o["clean_score"] == pytest.approx(0.5)
+    assert math.isnan(o["worst_case_score"]) and math.isnan(o["worst_case_gap_pp"])
+    assert math.isnan(o["overestimation_pp"])
+
+
 # ------------------------------------------------------------------------ ranking
 
 
