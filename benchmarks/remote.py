@@ -179,6 +179,32 @@ def adaptive_level(n: int, limit: int, mode: str, workdir: Path,
             "load": load_average()[0]}
 
 
+ADAPTIVE_LIMIT = 32
+"""The hidden limit of the adaptive figures (calls the server takes at once)."""
+ADAPTIVE_LATENCY = 0.5
+"""Server latency of the adaptive figures: 64 calls/s at the limit, so a busy 2-core
+client's own delays stay small beside the latency it reads."""
+
+
+def adaptive_figures(raw: dict[str, Any], workdir: Path, quick: bool = False) -> list[Figure]:
+    """Adaptive concurrency against a hidden limit, refusing and queueing; mark 0.8-1.2."""
+    figures = []
+    n = 400 if quick else 1500
+    for mode, how in (("refuse", "429 above it"), ("queue", "latency grows above it")):
+        found = adaptive_level(n, ADAPTIVE_LIMIT, mode, workdir, latency=ADAPTIVE_LATENCY)
+        raw[f"adaptive_{mode}"] = found
+        level, ratio = found["level"], found["ratio"]
+        figures.append(Figure(
+            "remote", f"adaptive level / hidden limit ({mode})", ratio, "x", "0.8-1.2",
+            0.8 <= ratio <= 1.2,
+            f"hidden limit {ADAPTIVE_LIMIT} ({how}), settled at {level['settled']} (start "
+            f"{level['start']}, peak {level['peak']}, cuts: {level['cuts_refused']} on 429, "
+            f"{level['cuts_latency']} on latency); N={n}, L={found['latency']}s, "
+            f"efficiency {found['efficiency']:.2f}, server mean busy "
+            f"{found['server']['mean_serving']:.1f}; load {found['load']:.1f}", found))
+    return figures
+
+
 _PACKAGES = (
     ("robustify/runner.py", "runner: planning, rows, frame"),
     ("robustify/scoring.py", "scoring"),
@@ -296,6 +322,7 @@ def measure(quick: bool = False, profile: bool = True) -> tuple[dict[str, Any], 
                                   runner["cpu_ms_per_request"], "ms",
                                   note=f"bare create {create['cpu_ms_per_request']:.2f} ms, "
                                        f"bare post {post['cpu_ms_per_request']:.2f} ms"))
+        figures.extend(adaptive_figures(raw, workdir, quick))
         if profile and not quick:
             with FakeServerProcess(LATENCY) as server:
                 prof = profile_runner(server.base_url, n, 64, workdir)

@@ -201,6 +201,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 realism=sampled.table(prep),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
+                concurrency=_concurrency(results),
                 duration_s=round(time.time() - started, 2),
             )
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
@@ -336,6 +337,13 @@ def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
 
     return wrap_backends(backends, prep.job.models, scoring_mode=prep.job.scoring_mode,
                          make=functools.partial(_make_backend, prep.job))
+
+
+def _concurrency(results: pd.DataFrame) -> dict[str, Any]:
+    """Calls in flight per model: fixed, or where adaptive concurrency settled."""
+    return {label: stats["concurrency"]
+            for label, stats in (results.attrs.get("run_stats") or {}).items()
+            if isinstance(stats, dict) and "concurrency" in stats}
 
 
 def _counts(results: pd.DataFrame) -> dict[str, int]:

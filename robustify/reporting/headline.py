@@ -156,6 +156,12 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
         rows.append(("date", str(manifest["date"])))
     if manifest.get("duration_s") is not None:
         rows.append(("duration", f"{manifest['duration_s']} s"))
+    from robustify.runner.adaptive import describe_level
+
+    for label, level in (manifest.get("concurrency") or {}).items():
+        line = describe_level(level)
+        if line:
+            rows.append(("concurrency", f"{label}: {line}"))
     rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
     rows.append(("full record", "manifest.json beside this report"))
     return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])

@@ -13,10 +13,10 @@ level; it closes when as many of them have finished as the level allows in fligh
 
 At each window's close:
 
-* the window's typical latency (its 10th percentile) rose above :data:`LATENCY_TOLERANCE`
+* the window's median latency rose above :data:`LATENCY_TOLERANCE`
   times the baseline (the lowest of the last :data:`BASELINE_WINDOWS` windows) in
   two windows running, or above :data:`LATENCY_ALARM` times it in one: the server is
-  queueing, so the level is cut in proportion, ``level x baseline / typical`` (what
+  queueing, so the level is cut in proportion, ``level x baseline / median`` (what
   Little's law says the server serves without a queue); after one slow window the
   level holds;
 * else, in the first phase the level doubles (slow start) for as long as throughput grows
@@ -39,7 +39,7 @@ import statistics
 import time
 from typing import Any
 
-__all__ = ["Limiter", "limiter_for", "CONGESTION_STATUSES", "MIN_WINDOW", "CUT_ON_REFUSAL",
+__all__ = ["Limiter", "limiter_for", "describe_level", "CONGESTION_STATUSES", "MIN_WINDOW", "CUT_ON_REFUSAL",
            "LATENCY_TOLERANCE", "BASELINE_WINDOWS"]
 
 CONGESTION_STATUSES = frozenset({429, 503, 529})
@@ -53,7 +53,7 @@ LATENCY_TOLERANCE = 1.2
 LATENCY_ALARM = 1.5
 """Median latency above this many times the baseline cuts at once (else two windows)."""
 BASELINE_WINDOWS = 30
-"""Windows over which the lowest typical latency is the baseline."""
+"""Windows over which the lowest median latency is the baseline."""
 SLOW_START_GAIN = 1.2
 """In slow start, doubling the level must raise throughput by this factor to go on."""
 
@@ -106,7 +106,7 @@ class Limiter:
         self._done = 0
         self._full = False
         self._opened = clock()
-        self._typicals: collections.deque[float] = collections.deque(maxlen=BASELINE_WINDOWS)
+        self._medians: collections.deque[float] = collections.deque(maxlen=BASELINE_WINDOWS)
         self._last_rate: float | None = None
         self._first_cut: int | None = None
         self._cut_epoch = 0
@@ -179,17 +179,17 @@ class Limiter:
         level = self.level
         self.windows.append((int(level), self._full))
         rate = self._done / max(now - self._opened, 1e-9)
-        typical = _low(self._latencies)
-        baseline = min(self._typicals) if self._typicals else typical
+        median = statistics.median(self._latencies) if self._latencies else None
+        baseline = min(self._medians) if self._medians else median
         if _TRACE is not None:
-            _TRACE.append((round(now, 3), int(level), self._full, refused, typical, baseline,
+            _TRACE.append((round(now, 3), int(level), self._full, refused, median, baseline,
                            round(rate, 1)))
-        slow = typical is not None and bool(baseline) and typical > LATENCY_TOLERANCE * baseline
+        slow = median is not None and bool(baseline) and median > LATENCY_TOLERANCE * baseline
         self._slow_windows = self._slow_windows + 1 if slow else 0
         if refused:
             self._cut(level * CUT_ON_REFUSAL, "refused")
-        elif slow and (self._slow_windows >= 2 or typical > LATENCY_ALARM * baseline):
-            self._cut(level * max(0.5, baseline / typical), "latency")
+        elif slow and (self._slow_windows >= 2 or median > LATENCY_ALARM * baseline):
+            self._cut(level * max(0.5, baseline / median), "latency")
             self._slow_windows = 0
         elif slow:
             pass  # one slow window may be noise: hold the level and look again
@@ -201,8 +201,8 @@ class Limiter:
                 self.slow_start = False
         else:
             self.level = min(float(self.ceiling), level + 1)
-        if typical is not None and not refused:
-            self._typicals.append(typical)
+        if median is not None and not refused:
+            self._medians.append(median)
         self._last_rate = rate if (self._full and not refused) else None
         self.peak = max(self.peak, int(self.level))
         self.epoch += 1
@@ -241,15 +241,6 @@ class Limiter:
                 "cuts_refused": self.cuts["refused"], "cuts_latency": self.cuts["latency"]}
 
 
-def _low(latencies: list[float]) -> float | None:
-    """The window's latency: its 10th percentile (lag on a busy client only adds delay,
-    so a low quantile sees the server; a queue there delays every call alike)."""
-    if not latencies:
-        return None
-    latencies.sort()
-    return latencies[len(latencies) // 10]
-
-
 def limiter_for(backend: Any) -> Limiter | None:
     """A :class:`Limiter` when ``backend`` asks for adaptive concurrency, else ``None``.
 
@@ -262,3 +253,24 @@ def limiter_for(backend: Any) -> Limiter | None:
     start = int(backend.max_concurrency)
     ceiling = int(getattr(backend, "concurrency_ceiling", start) or start)
     return Limiter(start, max(start, ceiling))
+
+
+def describe_level(level: Any) -> str | None:
+    """One line on where adaptive concurrency settled (``None`` for a fixed level).
+
+    Args:
+        level: A ``run_stats[label]["concurrency"]`` dict (also in the manifest).
+    """
+    if not isinstance(level, dict) or level.get("mode") != "adaptive":
+        return None
+    cuts = []
+    if level.get("cuts_refused"):
+        cuts.append(f"{level['cuts_refused']} cut(s) on 429/503")
+    if level.get("cuts_latency"):
+        cuts.append(f"{level['cuts_latency']} on rising latency")
+    if level.get("limit_found"):
+        how = f"settled at {level['settled']} calls in flight"
+    else:
+        how = f"rose to {level['settled']} calls in flight without meeting a limit"
+    return (f"adaptive concurrency {how} (started at {level.get('start')}, peak "
+            f"{level.get('peak')}" + (f"; {', '.join(cuts)}" if cuts else "") + ")")
