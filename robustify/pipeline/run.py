@@ -175,6 +175,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 # call, so the file is complete and in place before any question is asked
                 path = prep.out_dir / "variants.jsonl"
                 stream = _output_errors(tee_jsonl_atomic(path, stream, Variant.to_json), path)
+            warm = _warm_report(write)
             try:
                 results = run_queries(stream, prep.backends, build_messages=messages,
                                       score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
@@ -194,6 +195,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 cache.close()
             for backend in prep.backends:
                 backend.close()
+        if write:
+            warm.join()
         try:
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
@@ -337,6 +340,34 @@ def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
 
     return wrap_backends(backends, prep.job.models, scoring_mode=prep.job.scoring_mode,
                          make=functools.partial(_make_backend, prep.job))
+
+
+def _warm_report(write: bool) -> Any:
+    """Load the report's modules and fonts in a thread while the model calls run.
+
+    About 1.5 s of imports (matplotlib, the charts, the analysis) that would otherwise
+    come after the last answer; the event loop mostly waits on sockets meanwhile. The
+    caller joins the thread before writing the report (nothing else draws meanwhile).
+    """
+    import threading
+
+    def warm() -> None:
+        try:
+            import robustify.analysis  # noqa: F401
+            import robustify.reporting.run_report  # noqa: F401
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(1, 1))
+            figure.text(0.5, 0.5, "warm")  # the font cache loads on the first text drawn
+            FigureCanvasAgg(figure).draw()
+        except Exception as exc:  # warming is an optimisation: the report imports anyway
+            log.debug("warming the report modules failed: %s", exc)
+
+    thread = threading.Thread(target=warm, name="robustify-warm-report", daemon=True)
+    if write:
+        thread.start()
+    return thread
 
 
 def _concurrency(results: pd.DataFrame) -> dict[str, Any]:
