@@ -23,8 +23,9 @@ At each window's close:
   with it; after the first cut it grows by one call per window (additive increase).
 
 The latency of calls that needed a retry (backoff included) is left out. The level stays
-between 1 and the backend's ceiling. A fixed ``--concurrency`` (or ``concurrency:`` in a job file, or the API's
-``concurrency=``) turns all of this off: that many calls in flight, as before.
+between 1 and the backend's ceiling. A fixed ``--concurrency`` (or ``concurrency:`` in a
+job file, or the API's ``concurrency=``) turns all of this off: that many calls in
+flight, as before.
 
 :meth:`Limiter.report` gives the level it settled at (the median level of the windows
 after the first cut in which the limiter was full), recorded in ``run_stats``, the
@@ -56,9 +57,6 @@ BASELINE_WINDOWS = 30
 """Windows over which the lowest median latency is the baseline."""
 SLOW_START_GAIN = 1.2
 """In slow start, doubling the level must raise throughput by this factor to go on."""
-
-
-_TRACE: list[Any] | None = None
 
 
 class _Call:
@@ -181,9 +179,6 @@ class Limiter:
         rate = self._done / max(now - self._opened, 1e-9)
         median = statistics.median(self._latencies) if self._latencies else None
         baseline = min(self._medians) if self._medians else median
-        if _TRACE is not None:
-            _TRACE.append((round(now, 3), int(level), self._full, refused, median, baseline,
-                           round(rate, 1)))
         slow = median is not None and bool(baseline) and median > LATENCY_TOLERANCE * baseline
         self._slow_windows = self._slow_windows + 1 if slow else 0
         if refused:
@@ -230,7 +225,7 @@ class Limiter:
         if self._first_cut is not None:
             full = [level for level, was_full in self.windows[self._first_cut:] if was_full]
             if full:
-                return int(round(statistics.median(full)))
+                return round(statistics.median(full))
         return int(self.level)
 
     def report(self) -> dict[str, Any]:

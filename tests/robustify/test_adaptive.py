@@ -20,7 +20,7 @@ from robustify.models.base import TransientModelError
 from robustify.models.python_callable import PythonCallableBackend
 from robustify.models.retry import ATTEMPT_FAILED
 from robustify.records import Score
-from robustify.runner.adaptive import (CUT_ON_REFUSAL, MIN_WINDOW, Limiter, limiter_for)
+from robustify.runner.adaptive import CUT_ON_REFUSAL, MIN_WINDOW, Limiter, limiter_for
 from robustify.runner.execute import run_queries
 from tests.robustify.limited_server import LimitedServer
 
