@@ -20,7 +20,8 @@ from robustify.models.base import TransientModelError
 from robustify.models.python_callable import PythonCallableBackend
 from robustify.models.retry import ATTEMPT_FAILED
 from robustify.records import Score
-from robustify.runner.adaptive import CUT_ON_REFUSAL, MIN_WINDOW, Limiter, limiter_for
+from robustify.runner.adaptive import (CUT_ON_REFUSAL, MIN_WINDOW, Limiter, describe_level,
+                                       limiter_for)
 from robustify.runner.execute import run_queries
 from tests.robustify.limited_server import LimitedServer
 
@@ -247,3 +248,39 @@ def test_a_fixed_concurrency_still_wins() -> None:
     assert frame["error"].isna().all()
     assert stats["concurrency"] == {"mode": "fixed", "level": 6}
     assert served["max_in_flight"] == 6
+
+
+def test_the_settled_level_reaches_the_manifest_summary_and_report(tmp_path) -> None:
+    import io
+    import json
+
+    from robustify.cli.run import print_summary
+    from robustify.pipeline.run import evaluate
+
+    with LimitedServer(limit=50, mode="refuse", latency=0.01, record=False) as server:
+        spec = f"openai:fake@{server.base_url}"
+        result = evaluate("sample", models=spec, transforms="typos", limit=4,
+                          out=tmp_path / "run", cache=tmp_path / "c.sqlite", progress=False)
+    (label, level), = result.manifest["concurrency"].items()
+    assert level["mode"] == "adaptive" and level["start"] == 16
+    on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["concurrency"][label] == level
+    line = describe_level(level)
+    assert line is not None and line.startswith("adaptive concurrency ")
+    report = (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
+    facts = [row for row in report.splitlines() if row.startswith("| concurrency |")]
+    assert len(facts) == 1 and facts[0].endswith(f": {line} |")  # the URL is escaped
+    shown = io.StringIO()
+    print_summary(result, out=shown)
+    assert f"{label}: {line}" in shown.getvalue()
+    assert describe_level({"mode": "fixed", "level": 8}) is None
+
+
+def test_describe_level_says_whether_a_limit_was_met() -> None:
+    found = {"mode": "adaptive", "start": 16, "settled": 30, "peak": 64,
+             "limit_found": True, "cuts_refused": 3, "cuts_latency": 0}
+    assert describe_level(found) == ("adaptive concurrency settled at 30 calls in flight "
+                                     "(started at 16, peak 64; 3 cut(s) on 429/503)")
+    free = {**found, "limit_found": False, "settled": 512, "peak": 512, "cuts_refused": 0}
+    assert describe_level(free) == ("adaptive concurrency rose to 512 calls in flight "
+                                    "without meeting a limit (started at 16, peak 512)")
