@@ -17,9 +17,10 @@ Each backend gets ``backend.max_concurrency`` workers pulling prompts from its q
 all backends run at once. A backend built without a fixed concurrency that asks for it
 (``adaptive_concurrency``: OpenAI-compatible models) gets an adaptive level instead
 (:mod:`robustify.runner.adaptive`): more calls in flight while throughput grows, fewer
-on 429s and rising latency; ``run_stats[label]["concurrency"]`` says where it settled. An answer is handed to the cache as soon as it arrives, so
-an interrupted run (Ctrl-C, cancellation, even SIGKILL) loses at most the calls in
-flight, and a re-run asks only what is still unanswered.
+on 429s and rising latency; ``run_stats[label]["concurrency"]`` says where it settled.
+An answer is handed to the cache as soon as it arrives, so an interrupted run (Ctrl-C,
+cancellation, even SIGKILL) loses at most the calls in flight, and a re-run asks only
+what is still unanswered.
 
 Memory: the variants are read once, as a stream (a generator is fine), and are not
 kept. Rows are stored column by column (shared strings, typed arrays) and become the
@@ -408,7 +409,9 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
 
     Returns:
         The results frame, rows ordered by backend (as given), then variant input order.
-        ``frame.attrs["run_stats"]`` maps labels to :class:`BackendStats` dicts.
+        ``frame.attrs["run_stats"]`` maps labels to :class:`BackendStats` dicts, each
+        with a ``concurrency`` entry: ``{"mode": "fixed", "level": N}`` or the adaptive
+        limiter's report (:meth:`robustify.runner.adaptive.Limiter.report`).
 
     Raises:
         ConfigError: No backends, duplicate labels, bad ``max_calls``.
