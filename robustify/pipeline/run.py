@@ -154,6 +154,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
+        warm = _WarmReport(write)  # the report's imports, during the calls
         tally = VariantTally()
         variants: Iterable[Variant] = prep.variants(tally)
         stream: Iterator[Variant] = iter(())
@@ -167,7 +168,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 if write:
                     rewritten.write(prep.out_dir)
                 variants = itertools.chain(variants, rewritten.variants)
-            sampled = _RealismSample(variants)
+            sampled = _RealismSample(warm.after(variants))
             written = _Counted(sampled)
             stream = written
             if write:
@@ -175,7 +176,6 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 # call, so the file is complete and in place before any question is asked
                 path = prep.out_dir / "variants.jsonl"
                 stream = _output_errors(tee_jsonl_atomic(path, stream, Variant.to_json), path)
-            warm = _warm_report(write)
             try:
                 results = run_queries(stream, prep.backends, build_messages=messages,
                                       score=_scorer_of(job), cache=cache, max_calls=job.max_calls,
@@ -195,16 +195,15 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 cache.close()
             for backend in prep.backends:
                 backend.close()
-        if write:
-            warm.join()
+        warm.wait()
         try:
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
                 variants=tally.rows(),
                 realism=sampled.table(prep),
+                concurrency=_concurrency(results),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
-                concurrency=_concurrency(results),
                 duration_s=round(time.time() - started, 2),
             )
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
@@ -342,16 +341,37 @@ def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
                          make=functools.partial(_make_backend, prep.job))
 
 
-def _warm_report(write: bool) -> Any:
-    """Load the report's modules and fonts in a thread while the model calls run.
+class _WarmReport:
+    """Load the report's modules and fonts in a thread once the model calls have begun.
 
     About 1.5 s of imports (matplotlib, the charts, the analysis) that would otherwise
-    come after the last answer; the event loop mostly waits on sockets meanwhile. The
-    caller joins the thread before writing the report (nothing else draws meanwhile).
+    come after the last answer. The thread starts when the runner has read the last
+    variant (it plans everything before its first call), so it never competes with
+    planning for the interpreter; during the calls the event loop mostly waits on
+    sockets. :meth:`wait` joins it before the report is drawn (nothing else draws
+    meanwhile).
     """
-    import threading
 
-    def warm() -> None:
+    def __init__(self, enabled: bool) -> None:
+        import threading
+
+        self.enabled = enabled
+        self.thread = threading.Thread(target=self._warm, name="robustify-warm-report",
+                                       daemon=True)
+
+    def after(self, variants: Iterable[Variant]) -> Iterator[Variant]:
+        """Pass ``variants`` through; start warming once the last one was read."""
+        yield from variants
+        if self.enabled:
+            self.thread.start()
+
+    def wait(self) -> None:
+        """Wait for the warming thread, if it started."""
+        if self.thread.ident is not None:
+            self.thread.join()
+
+    @staticmethod
+    def _warm() -> None:
         try:
             import robustify.analysis  # noqa: F401
             import robustify.reporting.run_report  # noqa: F401
@@ -363,11 +383,6 @@ def _warm_report(write: bool) -> Any:
             FigureCanvasAgg(figure).draw()
         except Exception as exc:  # warming is an optimisation: the report imports anyway
             log.debug("warming the report modules failed: %s", exc)
-
-    thread = threading.Thread(target=warm, name="robustify-warm-report", daemon=True)
-    if write:
-        thread.start()
-    return thread
 
 
 def _concurrency(results: pd.DataFrame) -> dict[str, Any]:
