@@ -195,8 +195,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 cache.close()
             for backend in prep.backends:
                 backend.close()
-        warm.wait()
         try:
+            warm.wait()
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
                 variants=tally.rows(),

@@ -154,14 +154,14 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
         rows.append(("replicates", str(manifest["replicates"])))
     if manifest.get("date"):
         rows.append(("date", str(manifest["date"])))
-    if manifest.get("duration_s") is not None:
-        rows.append(("duration", f"{manifest['duration_s']} s"))
     from robustify.runner.adaptive import describe_level
 
     for label, level in (manifest.get("concurrency") or {}).items():
         line = describe_level(level)
         if line:
             rows.append(("concurrency", f"{label}: {line}"))
+    if manifest.get("duration_s") is not None:
+        rows.append(("duration", f"{manifest['duration_s']} s"))
     rows.append(("version", f"robustify {manifest.get('robustify_version', __version__)}"))
     rows.append(("full record", "manifest.json beside this report"))
     return Table.of(["fact", "value"], [(k, str(redact(v, k))) for k, v in rows])
