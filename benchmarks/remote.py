@@ -18,6 +18,11 @@ Each contender gets a fresh client (connections are opened inside the timed run 
 all of them alike), and the best of the rounds is kept. CPU seconds are this process's
 user + system time during the run, divided by ``N``: the client's cost per request.
 
+**Adaptive concurrency** (:func:`adaptive_level`): the runner with no fixed concurrency
+against ``tests/robustify/limited_server.py``, which has a hidden limit of ``H`` calls in
+flight and either refuses the extra ones with HTTP 429 or queues them (latency grows).
+The figure is the level the runner settled at over ``H`` (mark: within 20%).
+
 With ``profile=True`` the runner is also sampled by py-spy in a child process and its
 CPU is split by where the leaf frames are (SDK, HTTP stack, event loop, runner ...).
 
@@ -41,7 +46,7 @@ from typing import Any, Callable, Sequence
 from benchmarks.common import (ROOT, FakeServerProcess, Figure, alternate, check, load_average,
                                print_figures, timed)
 
-__all__ = ["measure", "bare_loop", "profile_runner", "main"]
+__all__ = ["measure", "bare_loop", "profile_runner", "adaptive_level", "main"]
 
 LATENCY = 0.25
 
@@ -90,7 +95,7 @@ async def bare_loop(base_url: str, messages: Sequence[list[dict[str, str]]], con
         await client.close()
 
 
-def _runner(base_url: str, variants: list[Any], concurrency: int, workdir: Path
+def _runner(base_url: str, variants: list[Any], concurrency: int | None, workdir: Path
             ) -> Callable[[], Any]:
     from robustify.runner.cache import ResponseCache
     from robustify.models import parse_model_spec
@@ -137,6 +142,67 @@ def _one_level(n: int, concurrency: int, rounds: int, workdir: Path) -> dict[str
         out[name] = {**b, "efficiency": limit / b["wall"], "cpu_ms_per_request": b["cpu"] / n * 1e3,
                      "mean_in_flight": n * LATENCY / b["wall"]}
     return out
+
+
+class _LimitedServerProcess(FakeServerProcess):
+    """``tests/robustify/limited_server.py`` in its own process."""
+
+    def __init__(self, latency: float, limit: int, mode: str) -> None:
+        super().__init__(latency, module="tests.robustify.limited_server")
+        self.limit = limit
+        self.mode = mode
+
+    def __enter__(self) -> "_LimitedServerProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, "--latency", str(self.latency), "--limit",
+             str(self.limit), "--mode", self.mode], cwd=str(ROOT), stdout=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            self.close()
+            raise RuntimeError("the limited server did not start")
+        return self
+
+
+def adaptive_level(n: int, limit: int, mode: str, workdir: Path,
+                   latency: float = LATENCY) -> dict[str, Any]:
+    """Run ``n`` prompts with adaptive concurrency against a hidden limit; what it found."""
+    variants, _ = _prompts(n)
+    with _LimitedServerProcess(latency, limit, mode) as server:
+        wall, cpu, stats = timed(_runner(server.base_url, variants, None, workdir))
+        served = server.stats()
+    level = stats["concurrency"]
+    return {"n": n, "hidden_limit": limit, "mode": mode, "latency": latency, "wall": wall,
+            "limit_s": n * latency / limit, "efficiency": n * latency / limit / wall,
+            "level": level, "ratio": level["settled"] / limit, "server": served,
+            "load": load_average()[0]}
+
+
+ADAPTIVE_LIMIT = 32
+"""The hidden limit of the adaptive figures (calls the server takes at once)."""
+ADAPTIVE_LATENCY = 0.5
+"""Server latency of the adaptive figures: 64 calls/s at the limit, so a busy 2-core
+client's own delays stay small beside the latency it reads."""
+
+
+def adaptive_figures(raw: dict[str, Any], workdir: Path, quick: bool = False) -> list[Figure]:
+    """Adaptive concurrency against a hidden limit, refusing and queueing; mark 0.8-1.2."""
+    figures = []
+    n = 400 if quick else 1500
+    for mode, how in (("refuse", "429 above it"), ("queue", "latency grows above it")):
+        found = adaptive_level(n, ADAPTIVE_LIMIT, mode, workdir, latency=ADAPTIVE_LATENCY)
+        raw[f"adaptive_{mode}"] = found
+        level, ratio = found["level"], found["ratio"]
+        figures.append(Figure(
+            "remote", f"adaptive level / hidden limit ({mode})", ratio, "x", "0.8-1.2",
+            0.8 <= ratio <= 1.2,
+            f"hidden limit {ADAPTIVE_LIMIT} ({how}), settled at {level['settled']} (start "
+            f"{level['start']}, peak {level['peak']}, cuts: {level['cuts_refused']} on 429, "
+            f"{level['cuts_latency']} on latency); N={n}, L={found['latency']}s, "
+            f"efficiency {found['efficiency']:.2f}, server mean busy "
+            f"{found['server']['mean_serving']:.1f}; load {found['load']:.1f}", found))
+    return figures
 
 
 _PACKAGES = (
@@ -256,6 +322,7 @@ def measure(quick: bool = False, profile: bool = True) -> tuple[dict[str, Any], 
                                   runner["cpu_ms_per_request"], "ms",
                                   note=f"bare create {create['cpu_ms_per_request']:.2f} ms, "
                                        f"bare post {post['cpu_ms_per_request']:.2f} ms"))
+        figures.extend(adaptive_figures(raw, workdir, quick))
         if profile and not quick:
             with FakeServerProcess(LATENCY) as server:
                 prof = profile_runner(server.base_url, n, 64, workdir)

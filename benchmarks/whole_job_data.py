@@ -103,10 +103,37 @@ def reply(messages: list[dict[str, Any]]) -> str:
 
 
 def serve(latency: float) -> None:
-    """Serve with :func:`reply` until killed; the base URL is printed on stdout."""
+    """Serve with :func:`reply` until killed; the base URL is printed on stdout.
+
+    Its ``/_fake/stats`` also gives ``first_call`` and ``last_answer``: the
+    ``time.monotonic()`` (one clock for every process here) of the first chat request
+    of the latest burst (a request after more than 3 s with nothing in flight) and
+    of the last answer sent, so a job's wall time splits into before the first call,
+    the calls, and after the last answer.
+    """
+    import time
+
     from tests.robustify.fake_openai_server import FakeOpenAIServer, serve_until_killed
 
-    serve_until_killed(FakeOpenAIServer(latency=latency, reply=reply, record=False))
+    class Timed(FakeOpenAIServer):
+        first_call: float | None = None
+        last_answer: float | None = None
+
+        async def _completion(self, writer: Any, rec: Any, body: Any) -> bool:
+            now = time.monotonic()
+            if self.first_call is None or (self._stats.in_flight == 0 and (
+                    self.last_answer is None or now - self.last_answer > 3.0)):
+                self.first_call = now
+            try:
+                return await super()._completion(writer, rec, body)
+            finally:
+                self.last_answer = time.monotonic()
+
+        def stats(self) -> dict[str, Any]:
+            return {**super().stats(), "first_call": self.first_call,
+                    "last_answer": self.last_answer}
+
+    serve_until_killed(Timed(latency=latency, reply=reply, record=False))
 
 if __name__ == "__main__":
     import argparse

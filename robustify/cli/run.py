@@ -198,6 +198,12 @@ def print_summary(result, out=None) -> None:
               f"{ci:>24}{flag}", file=out)
     for line in variant_notes(result.manifest.get("variants") or []):
         print(line, file=out)
+    from robustify.runner.adaptive import describe_level
+
+    for label, level in (result.manifest.get("concurrency") or {}).items():
+        line = describe_level(level)
+        if line:
+            print(f"{label}: {line}", file=out)
     for line in rewrite_notes(result.manifest.get("rewrites") or []):
         print(line, file=out)
     if result.manifest.get("judge"):  # unparseable and failed verdicts counted apart

@@ -57,6 +57,8 @@ LOOPBACK_PLACEHOLDER_KEY = "not-needed"
 """Sent as the key to loopback servers when the key variable is unset."""
 
 DEFAULT_CONCURRENCY = 16
+ADAPTIVE_CEILING = 512
+"""Most calls in flight the runner's adaptive concurrency may reach (no fixed concurrency)."""
 DEFAULT_TIMEOUT = 60.0
 """Seconds one attempt may take in total, body included."""
 
@@ -93,7 +95,9 @@ class OpenAICompatBackend(BaseBackend):
         base_url: Server base URL (default :data:`DEFAULT_BASE_URL`).
         api_key_env: Name of the environment variable holding the key.
         params: Generation parameters.
-        concurrency: Calls in flight (default 16); also the connection-pool size.
+        concurrency: Calls in flight; also the connection-pool size. ``None``: adaptive
+            (the runner starts at 16 and moves between 1 and :data:`ADAPTIVE_CEILING`,
+            ``docs/performance.md``).
         timeout: Total deadline of one attempt in seconds, connecting and reading the
             whole body included (default 60; not an idle timeout).
         max_response_bytes: Largest response body accepted, counted after decompression
@@ -123,6 +127,8 @@ class OpenAICompatBackend(BaseBackend):
         self.api_key_env = api_key_env
         self.params = params if params is not None else GenerationParams()
         self.max_concurrency = int(concurrency or DEFAULT_CONCURRENCY)
+        self.adaptive_concurrency = concurrency is None
+        self.concurrency_ceiling = ADAPTIVE_CEILING if concurrency is None else self.max_concurrency
         self.timeout = float(timeout or DEFAULT_TIMEOUT)
         self.max_response_bytes = _positive_int(max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES,
                                                 "max_response_bytes", model)
@@ -192,7 +198,7 @@ class OpenAICompatBackend(BaseBackend):
         if self._client is None or self._client_loop is not loop:
             # Connection pools belong to the loop that opened them; a new loop (a second
             # run_queries call) gets a fresh client.
-            self._client = self._make_client(timeout=self.timeout, pool=self.max_concurrency)
+            self._client = self._make_client(timeout=self.timeout, pool=self.concurrency_ceiling)
             self._client_loop = loop
         return self._client
 

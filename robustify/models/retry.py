@@ -23,11 +23,15 @@ is multiplied by :attr:`RetryPolicy.time_scale` and goes through an injectable
 
 The first attempt runs outside tenacity: a successful call costs one ``await`` and no
 retry bookkeeping, which matters at thousands of calls per second.
+
+Each failed attempt is also reported to :data:`ATTEMPT_FAILED`, a context variable the
+caller's task may set (the runner's adaptive concurrency listens for 429s there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import logging
 import math
@@ -48,6 +52,7 @@ __all__ = [
     "error_for_status",
     "TRANSIENT_STATUSES",
     "FATAL_STATUSES",
+    "ATTEMPT_FAILED",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +63,16 @@ TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 """4xx statuses worth retrying (every 5xx is retried too)."""
 
 FATAL_STATUSES = frozenset({401, 403, 404})
+
+ATTEMPT_FAILED: contextvars.ContextVar[Callable[[BaseException], None] | None] = \
+    contextvars.ContextVar("robustify_attempt_failed", default=None)
+"""Called with the error of every failed attempt made in the current task, if set."""
+
+
+def _report_failure(error: BaseException | None) -> None:
+    listener = ATTEMPT_FAILED.get()
+    if listener is not None and error is not None:
+        listener(error)
 """Statuses that mean the backend is unusable (bad key, no access, unknown model/URL)."""
 
 
@@ -214,6 +229,7 @@ class RetryPolicy:
         except TransientModelError as exc:
             first: TransientModelError | None = exc
         if self.max_attempts == 1:
+            _report_failure(first)
             self.give_ups += 1
             raise RetryExhaustedError(f"{first} (no retries allowed)", attempts=1, last=first,
                                       status=first.status) from first
@@ -234,12 +250,14 @@ class RetryPolicy:
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
+            _report_failure(error)
             logger.debug("%s: attempt %d failed (%s); retrying in %.2fs", what,
                          state.attempt_number, error, state.upcoming_sleep or 0.0)
 
         def give_up(state: RetryCallState) -> Any:
             self.give_ups += 1
             error = state.outcome.exception() if state.outcome else None
+            _report_failure(error)
             elapsed = time.monotonic() - started
             reason = (f"after {state.attempt_number} attempts"
                       if state.attempt_number >= self.max_attempts

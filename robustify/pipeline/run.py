@@ -165,6 +165,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
+        warm = _WarmReport(write)  # the report's imports, during the calls
         tally = VariantTally()
         variants: Iterable[Variant] = prep.variants(tally)
         stream: Iterator[Variant] = iter(())
@@ -179,7 +180,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 if write:
                     rewritten.write(prep.out_dir)
                 variants = itertools.chain(variants, rewritten.variants)
-            sampled = _RealismSample(variants)
+            sampled = _RealismSample(warm.after(variants))
             written = _Counted(sampled)
             stream = written
             if write:
@@ -219,10 +220,12 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             if judge is not None:
                 judge.close()
         try:
+            warm.wait()
             manifest = prep.manifest(
                 n_variants=written.count - len(prep.items),
                 variants=tally.rows(),
                 realism=sampled.table(prep),
+                concurrency=_concurrency(results),
                 rewrites=rewritten.manifest if rewritten is not None else [],
                 counts=_counts(results),
                 **consistency_facts(prep.items, job.scorer),
@@ -373,6 +376,57 @@ def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
 
     return wrap_backends(backends, prep.job.models, scoring_mode=prep.job.scoring_mode,
                          make=functools.partial(_make_backend, prep.job))
+
+
+class _WarmReport:
+    """Load the report's modules and fonts in a thread once the model calls have begun.
+
+    About 1.5 s of imports (matplotlib, the charts, the analysis) that would otherwise
+    come after the last answer. The thread starts when the runner has read the last
+    variant (it plans everything before its first call), so it never competes with
+    planning for the interpreter; during the calls the event loop mostly waits on
+    sockets. :meth:`wait` joins it before the report is drawn (nothing else draws
+    meanwhile).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        import threading
+
+        self.enabled = enabled
+        self.thread = threading.Thread(target=self._warm, name="robustify-warm-report",
+                                       daemon=True)
+
+    def after(self, variants: Iterable[Variant]) -> Iterator[Variant]:
+        """Pass ``variants`` through; start warming once the last one was read."""
+        yield from variants
+        if self.enabled:
+            self.thread.start()
+
+    def wait(self) -> None:
+        """Wait for the warming thread, if it started."""
+        if self.thread.ident is not None:
+            self.thread.join()
+
+    @staticmethod
+    def _warm() -> None:
+        try:
+            import robustify.analysis  # noqa: F401
+            import robustify.reporting.run_report  # noqa: F401
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(1, 1))
+            figure.text(0.5, 0.5, "warm")  # the font cache loads on the first text drawn
+            FigureCanvasAgg(figure).draw()
+        except Exception as exc:  # warming is an optimisation: the report imports anyway
+            log.debug("warming the report modules failed: %s", exc)
+
+
+def _concurrency(results: pd.DataFrame) -> dict[str, Any]:
+    """Calls in flight per model: fixed, or where adaptive concurrency settled."""
+    return {label: stats["concurrency"]
+            for label, stats in (results.attrs.get("run_stats") or {}).items()
+            if isinstance(stats, dict) and "concurrency" in stats}
 
 
 def _counts(results: pd.DataFrame) -> dict[str, int]:

@@ -187,6 +187,12 @@ def run_facts(results: pd.DataFrame, manifest: Mapping[str, Any] | None, *, n_bo
         rows.append(("replicates", str(manifest["replicates"])))
     if manifest.get("date"):
         rows.append(("date", str(manifest["date"])))
+    from robustify.runner.adaptive import describe_level
+
+    for label, level in (manifest.get("concurrency") or {}).items():
+        line = describe_level(level)
+        if line:
+            rows.append(("concurrency", f"{label}: {line}"))
     if manifest.get("duration_s") is not None:
         rows.append(("duration", f"{manifest['duration_s']} s"))
     if manifest.get("judge"):  # the judge's verdicts, unparseable and failed apart

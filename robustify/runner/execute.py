@@ -14,9 +14,13 @@ into the results frame (one row per backend x variant, columns
    ``"max_calls reached"`` and a warning is logged.
 
 Each backend gets ``backend.max_concurrency`` workers pulling prompts from its queue;
-all backends run at once. An answer is handed to the cache as soon as it arrives, so
-an interrupted run (Ctrl-C, cancellation, even SIGKILL) loses at most the calls in
-flight, and a re-run asks only what is still unanswered.
+all backends run at once. A backend built without a fixed concurrency that asks for it
+(``adaptive_concurrency``: OpenAI-compatible models) gets an adaptive level instead
+(:mod:`robustify.runner.adaptive`): more calls in flight while throughput grows, fewer
+on 429s and rising latency; ``run_stats[label]["concurrency"]`` says where it settled.
+An answer is handed to the cache as soon as it arrives, so an interrupted run (Ctrl-C,
+cancellation, even SIGKILL) loses at most the calls in flight, and a re-run asks only
+what is still unanswered.
 
 Memory: the variants are read once, as a stream (a generator is fine), and are not
 kept. Rows are stored column by column (shared strings, typed arrays) and become the
@@ -48,7 +52,9 @@ from perturbations.errors import ConfigError, RobustifyError
 from perturbations.records import Item, Variant
 from robustify.models.answer_cap import answer_limit, cap_answer
 from robustify.models.base import Backend, FatalModelError, one_line, run_sync
+from robustify.models.retry import ATTEMPT_FAILED
 from robustify.records import Completion, Score
+from robustify.runner.adaptive import Limiter, limiter_for
 from robustify.runner.cache import ResponseCache
 from robustify.runner.progress import CallProgress, progress_mode
 from robustify.runner.plan import BackendStats, Groups, Plan, check_backends, plan_rows
@@ -103,6 +109,8 @@ class _Run:
         self.score_seconds = 0.0
         self.scored_answers = 0
         self.score_thread: Any = None
+        # adaptive concurrency, per backend (None: a fixed number of workers)
+        self.limiters: list[Limiter | None] = [limiter_for(p.backend) for p in plans]
 
     # ----------------------------------------------------------------- rows
     def _score(self, item: Item, text: str) -> Outcome:
@@ -226,7 +234,9 @@ class _Run:
     async def run_backend(self, b: int, queue: _Queue) -> None:
         plan = self.plans[b]
         backend = plan.backend
-        workers = min(int(backend.max_concurrency), len(queue))
+        limiter = self.limiters[b]
+        most = int(backend.max_concurrency) if limiter is None else limiter.ceiling
+        workers = min(most, len(queue))
         if workers:
             await _gather_or_cancel([self._worker(b, queue) for _ in range(workers)])
         fatal = self.fatal.get(b)
@@ -246,17 +256,29 @@ class _Run:
         rows = self.rows
         cache = self.cache
         cap = answer_limit(backend)
+        limiter = self.limiters[b]
+        call = None
         while b not in self.fatal:
+            if limiter is not None:
+                await limiter.acquire()  # a slot, held until the call ends
+                if b in self.fatal:
+                    limiter.release()
+                    break
             group = queue.pop()
-            if group is None:
-                break
+            if group is None or (self.budget is not None and self.budget <= 0):
+                if limiter is not None:
+                    limiter.release()
+                if group is None:
+                    break
+                self._over_budget(b, group)
+                continue
             if self.budget is not None:
-                if self.budget <= 0:
-                    self._over_budget(b, group)
-                    continue
                 self.budget -= 1
             messages = self.build_messages(rows.item(first[group]))
             plan.stats.calls += 1
+            if limiter is not None:
+                call = limiter.begin()
+                ATTEMPT_FAILED.set(call.attempt_failed)  # this worker task's own context
             started = time.perf_counter()
             try:
                 completion = await backend.agenerate(messages)
@@ -271,6 +293,10 @@ class _Run:
                 self.finish(b, group, completion=None, error=_describe(exc),
                             latency=time.perf_counter() - started, cached=False)
                 continue
+            finally:
+                if call is not None:
+                    limiter.end(call, time.perf_counter() - started)  # type: ignore[union-attr]
+                    call = None
             latency = time.perf_counter() - started
             # cut an oversized answer before it is cached, scored or written anywhere
             completion = cap_answer(completion, cap)
@@ -383,7 +409,9 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
 
     Returns:
         The results frame, rows ordered by backend (as given), then variant input order.
-        ``frame.attrs["run_stats"]`` maps labels to :class:`BackendStats` dicts.
+        ``frame.attrs["run_stats"]`` maps labels to :class:`BackendStats` dicts, each
+        with a ``concurrency`` entry: ``{"mode": "fixed", "level": N}`` or the adaptive
+        limiter's report (:meth:`robustify.runner.adaptive.Limiter.report`).
 
     Raises:
         ConfigError: No backends, duplicate labels, bad ``max_calls``.
@@ -464,6 +492,10 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         fatal = run.fatal.get(b)
         plan.stats.fatal = one_line(fatal) if fatal is not None else None
         stats[plan.backend.label] = vars(plan.stats).copy()
+        limiter = run.limiters[b]
+        stats[plan.backend.label]["concurrency"] = (
+            limiter.report() if limiter is not None else
+            {"mode": "fixed", "level": int(plan.backend.max_concurrency)})
         logger.info("%s: %d rows, %d calls, %d cache hits, %d errors", plan.backend.label,
                     plan.stats.rows, plan.stats.calls, plan.stats.cache_hits, plan.stats.errors)
     frame.attrs["run_stats"] = stats
