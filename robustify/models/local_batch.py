@@ -10,8 +10,10 @@ Forward passes: with one KV buffer per sequence llama.cpp cuts a ``llama_decode`
 micro-batches ("forward passes"; each reads all the weights) holding a run of
 *consecutive* sequence ids with the *same* token count each
 (``llama_batch_allocr::split_equal(..., sequential=true)``). The answering sequences'
-tokens go in id order, and a new request takes a free sequence next to a busy one when
-nothing else decides, so the answer tokens of a step mostly fit one pass.
+tokens go in id order; new prompts are evaluated first in a step, so a sequence whose
+prompt is done joins the same step's answer tokens instead of leaving a gap in their ids;
+and a new request takes a free sequence next to a busy one when nothing else decides.
+So the answer tokens of a step mostly fit one pass.
 :func:`forward_passes` replays the rule, so ``stats()`` counts the passes exactly.
 
 Prefix cache: a sequence keeps its tokens in the KV cache after its answer is done. A
@@ -34,8 +36,9 @@ token is computed by the same kernels, over the same cells, as in the one-at-a-t
   token of a prompt): llama.cpp computes attention for one query row per sequence with
   other kernels than for several, which changes the logits (by up to 0.37 for a numeric
   sample prompt) and 2 of 45 test answers. So a new prompt's tokens cannot share a pass
-  with answer tokens, and its suffix is evaluated in a call of its own
-  (``test_a_prompt_token_alone_in_its_pass_changes_logits`` pins this down).
+  with answer tokens (``test_a_prompt_token_alone_in_its_pass_changes_logits``); new
+  prompts share a call only when no sequence gets a one-token piece. Several sequences
+  with several tokens each in one pass are exact.
 
 Failures stay with their request: a prompt longer than the context window fails alone;
 an error in a step fails the requests in it, and the worker carries on. If the worker
@@ -97,8 +100,13 @@ def forward_passes(counts: list[tuple[int, int]], n_ubatch: int = _N_BATCH) -> l
     while their ids go up by one, then the same number of tokens from each of them, as
     many as the shortest has left (at most ``n_ubatch`` in all).
     """
+    return [rows * len(seqs) for seqs, rows in _split(counts, n_ubatch)]
+
+
+def _split(counts: list[tuple[int, int]], n_ubatch: int) -> list[tuple[list[int], int]]:
+    """The passes of :func:`forward_passes` as (sequence ids, tokens of each)."""
     left = [[seq, n] for seq, n in counts if n > 0]
-    passes: list[int] = []
+    passes: list[tuple[list[int], int]] = []
     while left:
         run = [left[0]]
         for entry in left[1:]:
@@ -107,7 +115,7 @@ def forward_passes(counts: list[tuple[int, int]], n_ubatch: int = _N_BATCH) -> l
         rows = max(1, min(min(entry[1] for entry in run), n_ubatch // len(run)))
         for entry in run:
             entry[1] -= rows
-        passes.append(rows * len(run))
+        passes.append(([entry[0] for entry in run], rows))
         left = [entry for entry in left if entry[1] > 0]
     return passes
 
@@ -355,12 +363,14 @@ class BatchEngine:
                 slot.request = slot.answer = None
                 slot.pending = []
         self._admit()
-        active = [s for s in self._slots if s.request is not None and s.pending]
-        # One call decodes the next token of every answering sequence; the rest of each
-        # new prompt goes in a call of its own (see "Exactness" above).
-        groups = [[s for s in active if len(s.pending) == 1]]
-        groups += [[s] for s in active if len(s.pending) > 1]
-        for group in groups:
+        prompts = [s for s in self._slots if s.request is not None and len(s.pending) > 1]
+        # New prompts first, so a sequence whose prompt is done joins this step's answer
+        # tokens and leaves no gap in their ids. Then one call decodes the next token of
+        # every answering sequence.
+        for group in self._prompt_calls(prompts) + [None]:
+            if group is None:
+                group = [s for s in self._slots if s.request is not None
+                         and len(s.pending) == 1]
             if not group:
                 continue
             try:
@@ -372,6 +382,17 @@ class BatchEngine:
                     slot.request = slot.answer = None
                     slot.pending, slot.kv = [], []
                     self._low.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+
+    @staticmethod
+    def _prompt_calls(prompts: list[_Slot]) -> list[list[_Slot]]:
+        """All new prompts in one call if llama.cpp then gives every sequence at least two
+        tokens in each pass (see "Exactness"; new prompts on consecutive ids with equal
+        lengths share a pass); otherwise one call per prompt."""
+        counts = [(s.seq, len(s.pending)) for s in prompts]
+        if len(prompts) > 1 and sum(n for _, n in counts) <= _N_BATCH and \
+                all(rows > 1 for _, rows in _split(counts, _N_BATCH)):
+            return [prompts]
+        return [[s] for s in prompts]
 
     def _decode(self, group: list[_Slot]) -> None:
         """One ``llama_decode`` over ``group``; sample the sequences whose prompt is done."""

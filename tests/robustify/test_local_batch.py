@@ -116,6 +116,28 @@ def test_forward_passes_replay_llama_cpp_split() -> None:
     assert forward_passes([(0, 300), (1, 300)]) == [512, 88]  # n_ubatch = 512
 
 
+def test_new_prompts_share_a_call_only_without_one_token_pieces() -> None:
+    from robustify.models.local_batch import BatchEngine, _Slot
+
+    def slots(*spec: tuple[int, int]) -> list[Any]:
+        made = []
+        for seq, n in spec:
+            slot = _Slot(seq)
+            slot.pending = list(range(n))
+            made.append(slot)
+        return made
+
+    def calls(*spec: tuple[int, int]) -> list[list[int]]:
+        return [[s.seq for s in call] for call in BatchEngine._prompt_calls(slots(*spec))]
+
+    assert calls((3, 19), (4, 19)) == [[3, 4]]  # one pass of 2 x 19
+    assert calls((3, 19), (4, 23)) == [[3, 4]]  # 2 x 19, then 4 tokens of sequence 4
+    assert calls((3, 19), (4, 20)) == [[3], [4]]  # would leave sequence 4 one token
+    assert calls((3, 19), (9, 20)) == [[3, 9]]  # not consecutive: a pass each
+    assert calls((0, 300), (5, 300)) == [[0], [5]]  # over the 512-token batch
+    assert calls((2, 40),) == [[2]]
+
+
 def test_a_prompt_token_alone_in_its_pass_changes_logits(runs: dict[str, Any]) -> None:
     """Why a new prompt never shares a pass with answer tokens (local_batch "Exactness"):
     cutting a prompt anywhere keeps the logits bit for bit, unless a piece holds a
