@@ -2,9 +2,9 @@
 
 One worker thread owns a llama.cpp context with ``n_seq`` sequences, each with a KV
 buffer of its own. Requests from concurrent callers wait in a queue; at every step the worker
-admits waiting requests into free sequences and runs a single ``llama_decode`` that
-holds the next token of every answering sequence plus the prompt tokens of the newly
-admitted ones (continuous batching, as llama.cpp's server does with ``--parallel``).
+admits waiting requests into free sequences, evaluates their prompts, and runs one
+``llama_decode`` that holds the next token of every answering sequence (continuous
+batching, as llama.cpp's server does with ``--parallel``).
 
 Forward passes: with one KV buffer per sequence llama.cpp cuts a ``llama_decode`` into
 micro-batches ("forward passes"; each reads all the weights) holding a run of
