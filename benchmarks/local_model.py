@@ -10,6 +10,8 @@ messages only. Figures, all from one run:
 * throughput of the batched backend (``local:smollm2``, all prompts in flight) against
   the bare loop of ``create_chat_completion`` one prompt at a time, same threads, same
   prompts, identical answers required (mark: >= 2.5x);
+* forward passes (llama.cpp micro-batches, each reading all the weights) per request and
+  tokens per pass, counted exactly by replaying llama.cpp's split rule;
 * llama.cpp's own rates, measured on the same context with the low-level API: prompt
   evaluation (tokens/s) and decoding 1 and 16 sequences together (tokens/s);
 * the floor of the job: unique-prefix tokens / prompt rate + answer tokens / 16-sequence
@@ -164,6 +166,11 @@ def measure(quick: bool = False) -> tuple[dict[str, Any], list[Figure]]:
                ">= 2.5", check(speedup, ">= 2.5") and same,
                f"{len(compared)} prompts: batched {batched_wall:.1f}s, bare {bare_wall:.1f}s; "
                f"identical answers: {same}"),
+        Figure("local", "forward passes per request", counts["forward_passes"] / len(prompts),
+               "", note=f"{counts['forward_passes']} passes in {counts['decode_calls']} "
+               f"llama_decode calls, "
+               f"{(counts['evaluated_prompt_tokens'] + counts['answer_tokens']) / max(1, counts['forward_passes']):.1f} "
+               f"tokens a pass (exact counts)"),
         Figure("local", "llama.cpp prompt evaluation", rates["prompt_tok_s"], "tok/s",
                note="one 128-token prompt, best of 3, same context and threads"),
         Figure("local", "llama.cpp decode, 1 sequence", rates["decode_1_tok_s"], "tok/s"),

@@ -273,7 +273,8 @@ class LocalBackend(BaseBackend):
     def stats(self) -> dict[str, int]:
         """Token counts of the batched engine (empty for ``batch=1``): ``requests``,
         ``prompt_tokens``, ``evaluated_prompt_tokens`` (after the prefix cache),
-        ``answer_tokens``, ``decode_calls``, ``fallback_requests``."""
+        ``answer_tokens``, ``decode_calls``, ``forward_passes`` (llama.cpp micro-batches),
+        ``fallback_requests``."""
         return self._engine().stats() if self.batch > 1 else {}
 
     def generate(self, messages: list[dict[str, str]]) -> Completion:

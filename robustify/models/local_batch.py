@@ -2,9 +2,19 @@
 
 One worker thread owns a llama.cpp context with ``n_seq`` sequences, each with a KV
 buffer of its own. Requests from concurrent callers wait in a queue; at every step the worker
-admits waiting requests into free sequences and runs a single ``llama_decode`` that
-holds the next token of every answering sequence plus the prompt tokens of the newly
-admitted ones (continuous batching, as llama.cpp's server does with ``--parallel``).
+admits waiting requests into free sequences, evaluates their prompts, and runs one
+``llama_decode`` that holds the next token of every answering sequence (continuous
+batching, as llama.cpp's server does with ``--parallel``).
+
+Forward passes: with one KV buffer per sequence llama.cpp cuts a ``llama_decode`` into
+micro-batches ("forward passes"; each reads all the weights) holding a run of
+*consecutive* sequence ids with the *same* token count each
+(``llama_batch_allocr::split_equal(..., sequential=true)``). The answering sequences'
+tokens go in id order; new prompts are evaluated first in a step, so a sequence whose
+prompt is done joins the same step's answer tokens instead of leaving a gap in their ids;
+and a new request takes a free sequence next to a busy one when nothing else decides.
+So the answer tokens of a step mostly fit one pass.
+:func:`forward_passes` replays the rule, so ``stats()`` counts the passes exactly.
 
 Prefix cache: a sequence keeps its tokens in the KV cache after its answer is done. A
 new prompt starts from the sequence sharing its longest token prefix: it reuses its own
@@ -14,10 +24,21 @@ few-shot turns that many prompts share are evaluated about once. A request whose
 prefix is being evaluated for another request admitted in the same step waits one step
 and then copies it, rather than evaluating it again.
 
-Why one buffer per sequence: every sequence then sits at cells 0..n of its buffer, as
-in the one-at-a-time path, so attention adds the same numbers in the same order and the
-answers are byte-identical to ``create_chat_completion``. With one unified buffer
-(cells interleaved between sequences) 4 of 48 sample answers changed.
+Exactness: the answers are byte-identical to ``create_chat_completion`` because every
+token is computed by the same kernels, over the same cells, as in the one-at-a-time path:
+
+* one KV buffer per sequence, so a sequence sits at cells 0..n as there. In one unified
+  buffer its cells sit among other sequences' cells, the attention sums add them in
+  another order, and 4 of 48 sample answers changed; attention would also run over
+  the cells of every sequence (16 times the work for 16 sequences);
+* an answer token is the only token of its sequence in its pass, as there;
+* a prompt token is never the only token of its sequence in its pass (except the first
+  token of a prompt): llama.cpp computes attention for one query row per sequence with
+  other kernels than for several, which changes the logits (by up to 0.37 for a numeric
+  sample prompt) and 2 of 45 test answers. So a new prompt's tokens cannot share a pass
+  with answer tokens (``test_a_prompt_token_alone_in_its_pass_changes_logits``); new
+  prompts share a call only when no sequence gets a one-token piece. Several sequences
+  with several tokens each in one pass are exact.
 
 Failures stay with their request: a prompt longer than the context window fails alone;
 an error in a step fails the requests in it, and the worker carries on. If the worker
@@ -38,7 +59,7 @@ from typing import Any, Callable
 from robustify.models.local_chat import AnswerText, Prepared, prepare
 from robustify.models.local_threads import calibrate
 
-__all__ = ["BatchEngine", "unique_prefix_tokens", "common_prefix"]
+__all__ = ["BatchEngine", "unique_prefix_tokens", "common_prefix", "forward_passes"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +88,36 @@ def unique_prefix_tokens(prompts: list[list[int]]) -> int:
         total += len(tokens) - common_prefix(previous, tokens)
         previous = tokens
     return total
+
+
+def forward_passes(counts: list[tuple[int, int]], n_ubatch: int = _N_BATCH) -> list[int]:
+    """Tokens of each forward pass llama.cpp makes of one ``llama_decode``.
+
+    ``counts`` lists ``(sequence id, tokens)`` in batch order, one sequence id per token
+    and a sequence's tokens together, as :class:`BatchEngine` builds its batches. It
+    replays ``split_equal`` with ``sequential=true`` (KV buffer per sequence, llama.cpp
+    0.3.x): a pass takes the first sequence with tokens left and the following ones
+    while their ids go up by one, then the same number of tokens from each of them, as
+    many as the shortest has left (at most ``n_ubatch`` in all).
+    """
+    return [rows * len(seqs) for seqs, rows in _split(counts, n_ubatch)]
+
+
+def _split(counts: list[tuple[int, int]], n_ubatch: int) -> list[tuple[list[int], int]]:
+    """The passes of :func:`forward_passes` as (sequence ids, tokens of each)."""
+    left = [[seq, n] for seq, n in counts if n > 0]
+    passes: list[tuple[list[int], int]] = []
+    while left:
+        run = [left[0]]
+        for entry in left[1:]:
+            if entry[0] == run[-1][0] + 1:
+                run.append(entry)
+        rows = max(1, min(min(entry[1] for entry in run), n_ubatch // len(run)))
+        for entry in run:
+            entry[1] -= rows
+        passes.append(([entry[0] for entry in run], rows))
+        left = [entry for entry in left if entry[1] > 0]
+    return passes
 
 
 class _Request:
@@ -143,7 +194,8 @@ class BatchEngine:
         self._cv = threading.Condition()
         self._closed = False
         self._counts = {"requests": 0, "prompt_tokens": 0, "evaluated_prompt_tokens": 0,
-                        "answer_tokens": 0, "decode_calls": 0, "fallback_requests": 0}
+                        "answer_tokens": 0, "decode_calls": 0, "forward_passes": 0,
+                        "fallback_requests": 0}
         self._thread = threading.Thread(target=self._run, name="robustify-llama-batch",
                                         daemon=True)
         self._thread.start()
@@ -166,7 +218,8 @@ class BatchEngine:
         return request.future
 
     def stats(self) -> dict[str, int]:
-        """Counts so far: requests, prompt tokens, prompt tokens evaluated, answer tokens."""
+        """Counts so far: requests, prompt tokens (all, and evaluated after the prefix cache),
+        answer tokens fed back, ``llama_decode`` calls and the forward passes they made."""
         with self._cv:
             return dict(self._counts)
 
@@ -275,7 +328,7 @@ class BatchEngine:
             own, own_shared = max(((s, common_prefix(s.kv, tokens)) for s in free),
                                   key=lambda pair: (pair[1], -pair[0].used))
             target = own if own_shared == shared else min(
-                free, key=lambda s: (self._worth(s), s.used))
+                free, key=lambda s: (self._worth(s), not self._beside_busy(s), s.used))
             answer = AnswerText(self.llm, tokens, request.prepared.stop,
                                 request.prepared.max_tokens, self.n_ctx)
             shared = min(shared, len(tokens) - 1)  # the last token gives the logits
@@ -294,6 +347,11 @@ class BatchEngine:
             self._counts["requests"] += 1
             self._counts["prompt_tokens"] += len(tokens)
 
+    def _beside_busy(self, slot: _Slot) -> bool:
+        """True if a neighbouring sequence id is busy (keeps the busy ids consecutive)."""
+        return any(other.request is not None for other in self._slots
+                   if abs(other.seq - slot.seq) == 1)
+
     def _worth(self, slot: _Slot) -> int:
         """Cached tokens only ``slot`` holds: what overwriting it would lose."""
         return len(slot.kv) - max((common_prefix(slot.kv, other.kv) for other in self._slots
@@ -305,13 +363,14 @@ class BatchEngine:
                 slot.request = slot.answer = None
                 slot.pending = []
         self._admit()
-        active = [s for s in self._slots if s.request is not None and s.pending]
-        # One call decodes the next token of every answering sequence; prompt tokens go
-        # one sequence per call (with one buffer per sequence, llama.cpp splits a mixed
-        # batch into equal-length pieces, which would evaluate prompts a token at a time).
-        groups = [[s for s in active if len(s.pending) == 1]]
-        groups += [[s] for s in active if len(s.pending) > 1]
-        for group in groups:
+        prompts = [s for s in self._slots if s.request is not None and len(s.pending) > 1]
+        # New prompts first, so a sequence whose prompt is done joins this step's answer
+        # tokens and leaves no gap in their ids. Then one call decodes the next token of
+        # every answering sequence.
+        for group in self._prompt_calls(prompts) + [None]:
+            if group is None:
+                group = [s for s in self._slots if s.request is not None
+                         and len(s.pending) == 1]
             if not group:
                 continue
             try:
@@ -323,6 +382,17 @@ class BatchEngine:
                     slot.request = slot.answer = None
                     slot.pending, slot.kv = [], []
                     self._low.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+
+    @staticmethod
+    def _prompt_calls(prompts: list[_Slot]) -> list[list[_Slot]]:
+        """All new prompts in one call if llama.cpp then gives every sequence at least two
+        tokens in each pass (see "Exactness"; new prompts on consecutive ids with equal
+        lengths share a pass); otherwise one call per prompt."""
+        counts = [(s.seq, len(s.pending)) for s in prompts]
+        if len(prompts) > 1 and sum(n for _, n in counts) <= _N_BATCH and \
+                all(rows > 1 for _, rows in _split(counts, _N_BATCH)):
+            return [prompts]
+        return [[s] for s in prompts]
 
     def _decode(self, group: list[_Slot]) -> None:
         """One ``llama_decode`` over ``group``; sample the sequences whose prompt is done."""
@@ -345,6 +415,8 @@ class BatchEngine:
         batch.n_tokens = n
         rc = low.llama_decode(self.ctx, batch)
         self._counts["decode_calls"] += 1
+        self._counts["forward_passes"] += len(forward_passes(
+            [(slot.seq, take) for slot, take in fed]))
         if rc != 0:
             raise RuntimeError(f"llama_decode failed (code {rc})")
         for slot, take in fed:

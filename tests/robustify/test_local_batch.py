@@ -19,12 +19,15 @@ pytestmark = pytest.mark.usefixtures("local_model_path")
 
 
 def _prompts() -> list[list[dict[str, str]]]:
-    """24 clean sample prompts and 20 variants of them (typos, slang, truncation...)."""
+    """25 clean sample prompts, 5 of each task kind, and 20 variants of them (typos,
+    slang, truncation...)."""
     from perturbations.engine import perturb
     from robustify.data import load_items
     from robustify.prompts import build_messages
 
-    items = load_items("sample")[:24]
+    sample = load_items("sample")
+    items = [item for kind in sorted({i.task for i in sample})
+             for item in [i for i in sample if i.task == kind][:5]]
     prompts = [build_messages(item) for item in items]
     for i, spec in enumerate(["typos@high", "slang@high", "truncation@high",
                               "mobile_typing@low"] * 5):
@@ -63,12 +66,14 @@ def runs() -> dict[str, Any]:
 
 
 def test_batched_answers_are_byte_identical_to_one_at_a_time(runs: dict[str, Any]) -> None:
-    assert len(runs["prompts"]) == 44
-    assert len({repr(p) for p in runs["prompts"]}) >= 42  # the variants really differ
+    assert len(runs["prompts"]) == 45
+    assert len({repr(p) for p in runs["prompts"]}) >= 43  # the variants really differ
     for got, want in zip(runs["batched"], runs["single"]):
         assert (got.text, got.tokens_in, got.tokens_out) == \
             (want.text, want.tokens_in, want.tokens_out)
     assert sum(bool(c.text) for c in runs["single"]) >= 40  # real answers, not blanks
+    kinds = {m[-1]["content"].split("\n")[-1] for m in runs["prompts"]}
+    assert len(kinds) >= 3  # several answer instructions (task kinds)
 
 
 def test_shared_prefixes_are_evaluated_about_once(runs: dict[str, Any]) -> None:
@@ -79,7 +84,7 @@ def test_shared_prefixes_are_evaluated_about_once(runs: dict[str, Any]) -> None:
     llm, _ = backend._model()
     tokens = [prepare(llm, p, backend._kwargs).tokens for p in runs["prompts"]]
     counts = runs["counts"]
-    assert counts["requests"] == 44 and counts["fallback_requests"] == 0
+    assert counts["requests"] == 45 and counts["fallback_requests"] == 0
     assert counts["prompt_tokens"] == sum(len(t) for t in tokens)
     unique = unique_prefix_tokens(tokens)
     assert unique < counts["prompt_tokens"] / 2  # the few-shot turns are shared
@@ -89,7 +94,7 @@ def test_shared_prefixes_are_evaluated_about_once(runs: dict[str, Any]) -> None:
     assert unique <= counts["evaluated_prompt_tokens"] <= 1.4 * unique
     # answer tokens are fed back to the model, except each answer's last one
     answers = sum(c.tokens_out for c in runs["batched"])
-    assert answers - 44 <= counts["answer_tokens"] <= answers
+    assert answers - 45 <= counts["answer_tokens"] <= answers
 
 
 def test_unique_prefix_tokens_counts_the_prefix_tree() -> None:
@@ -98,6 +103,82 @@ def test_unique_prefix_tokens_counts_the_prefix_tree() -> None:
     assert unique_prefix_tokens([[1, 2, 3], [1, 2, 4], [1, 5], [7]]) == 3 + 1 + 1 + 1
     assert unique_prefix_tokens([[1, 2], [1, 2]]) == 2
     assert unique_prefix_tokens([]) == 0
+
+
+def test_forward_passes_replay_llama_cpp_split() -> None:
+    from robustify.models.local_batch import forward_passes
+
+    # one token of each of 4 consecutive sequences, then the rest of sequence 2's prompt
+    assert forward_passes([(0, 1), (1, 1), (2, 19), (3, 1)]) == [4, 18]
+    assert forward_passes([(0, 1), (2, 1)]) == [1, 1]  # a gap in the ids splits a pass
+    assert forward_passes([(0, 19), (1, 19)]) == [38]  # equal prompts share a pass
+    assert forward_passes([(3, 5), (4, 1), (5, 5)]) == [3, 4, 4]
+    assert forward_passes([(0, 300), (1, 300)]) == [512, 88]  # n_ubatch = 512
+
+
+def test_new_prompts_share_a_call_only_without_one_token_pieces() -> None:
+    from robustify.models.local_batch import BatchEngine, _Slot
+
+    def slots(*spec: tuple[int, int]) -> list[Any]:
+        made = []
+        for seq, n in spec:
+            slot = _Slot(seq)
+            slot.pending = list(range(n))
+            made.append(slot)
+        return made
+
+    def calls(*spec: tuple[int, int]) -> list[list[int]]:
+        return [[s.seq for s in call] for call in BatchEngine._prompt_calls(slots(*spec))]
+
+    assert calls((3, 19), (4, 19)) == [[3, 4]]  # one pass of 2 x 19
+    assert calls((3, 19), (4, 23)) == [[3, 4]]  # 2 x 19, then 4 tokens of sequence 4
+    assert calls((3, 19), (4, 20)) == [[3], [4]]  # would leave sequence 4 one token
+    assert calls((3, 19), (9, 20)) == [[3, 9]]  # not consecutive: a pass each
+    assert calls((0, 300), (5, 300)) == [[0], [5]]  # over the 512-token batch
+    assert calls((2, 40),) == [[2]]
+
+
+def test_a_prompt_token_alone_in_its_pass_changes_logits(runs: dict[str, Any]) -> None:
+    """Why a new prompt never shares a pass with answer tokens (local_batch "Exactness"):
+    cutting a prompt anywhere keeps the logits bit for bit, unless a piece holds a
+    single token, which llama.cpp computes with other attention kernels."""
+    import numpy as np
+
+    from robustify.models.local_batch import BatchEngine
+    from robustify.models.local_chat import prepare
+
+    backend = runs["backend"]
+    llm, _ = backend._model()
+    tokens = prepare(llm, runs["prompts"][13], backend._kwargs).tokens  # a numeric item
+    engine = BatchEngine(llm, n_seq=2, n_ctx=2048, n_threads=1, seq_cells=512,
+                         fallback=lambda m, k: ("", {}, None))
+    low, batch = engine._low, engine._batch
+
+    def last_logits(pieces: list[int], seq: int = 0) -> Any:
+        engine.forget()
+        start = 0
+        for size in pieces:
+            for j in range(size):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = \
+                    tokens[start + j], start + j, 1
+                batch.seq_id[j][0] = seq
+                batch.logits[j] = start + j == len(tokens) - 1
+            batch.n_tokens = size
+            assert low.llama_decode(engine.ctx, batch) == 0
+            start += size
+        assert start == len(tokens)
+        return np.ctypeslib.as_array(low.llama_get_logits_ith(engine.ctx, size - 1),
+                                     shape=(llm.n_vocab(),)).copy()
+    try:
+        n = len(tokens)
+        whole = last_logits([n])
+        assert np.array_equal(last_logits([100, n - 100]), whole)
+        assert np.array_equal(last_logits([1, n - 1]), whole)  # the first token is alone anyway
+        assert np.array_equal(last_logits([n], seq=1), whole)
+        alone = last_logits([100, 1, n - 101])
+        assert not np.array_equal(alone, whole) and np.abs(alone - whole).max() > 1e-3
+    finally:
+        engine.close()
 
 
 def test_thread_count_does_not_change_answers(runs: dict[str, Any]) -> None:
