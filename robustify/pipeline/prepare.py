@@ -60,8 +60,10 @@ class PreparedJob:
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
     realism_ref: list[str] | None = None
     """The real messages of ``job.realism_ref``, read and checked before any call."""
-    frozen: list[Variant] | None = None
-    """The variants of ``job.variants`` (a frozen file), asked instead of new draws."""
+    frozen: Any = None
+    """The variants of ``job.variants`` (a frozen file, a
+    :class:`~robustify.data.variants_file.FrozenVariants` streamed from disk), asked
+    instead of new draws."""
     planned_calls: int = 0
     """Upper bound of the model calls (before the cache): items x variants x models."""
 
