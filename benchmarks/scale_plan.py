@@ -85,7 +85,7 @@ def _stream(items: list[Any], real: bool, workers: int, pool: Any = None) -> Ite
             yield dataclasses.replace(variant, item=own)
 
 
-def child(n_items: int, real: bool, workers: int) -> dict[str, Any]:
+def child(n_items: int, real: bool, workers: int, write: bool = True) -> dict[str, Any]:
     """Perturb, write and plan ``n_items`` items in this process; return the figures."""
     from benchmarks.perturb_throughput import build_items
     from robustify.atomic import tee_jsonl_atomic
@@ -106,14 +106,16 @@ def child(n_items: int, real: bool, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="robustify-scale-plan-") as folder:
         path = os.path.join(folder, "variants.jsonl")
         start = time.perf_counter()
-        stream = tee_jsonl_atomic(path, _stream(items, real, workers, pool), lambda v: v.to_json())
+        stream = _stream(items, real, workers, pool)
+        if write:
+            stream = tee_jsonl_atomic(path, stream, lambda v: v.to_json())
         plans, groups, rows, reused = plan_rows(stream, [backend], build_messages)
         seconds = time.perf_counter() - start
-        file_mib = os.path.getsize(path) / 2 ** 20
+        file_mib = os.path.getsize(path) / 2 ** 20 if write else 0.0
         spilled = plans[0].keys.spilled
     return {"items": n_items, "rows": rows, "unique_prompts": len(groups), "reused": reused,
             "seconds": seconds, "rows_per_s": rows / seconds, "real": real,
-            "workers": workers, "items_mib": items_mib,
+            "workers": workers, "items_mib": items_mib, "written": write,
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "workers_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "variants_file_mib": file_mib, "keys_spilled": spilled,
@@ -164,10 +166,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[50_000, 200_000])
     parser.add_argument("--real", action="store_true", help="perturb every item for real")
     parser.add_argument("--workers", type=int, default=1, help="perturbing processes (--real)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="(--child) plan without writing the variants file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.real, args.workers)))
+        print(json.dumps(child(args.child, args.real, args.workers, not args.no_write)))
         return
     _, figures = measure(args.sizes, args.real, args.workers)
     for fig in figures:

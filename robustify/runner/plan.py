@@ -68,17 +68,15 @@ class Groups:
     backend (the key hashes the backend identity with the same messages), so one
     grouping serves all. Groups are numbered in order of first appearance; the rows of
     a group form a linked list through typed arrays (``first`` per group, ``next`` per
-    row), 4 bytes a row and 4 a group; the tail of a list is kept only for groups of
-    more than one row (most groups have one).
+    row), 4 bytes a row and 4 a group. A joining row goes right after the asker, so no
+    tail is kept; :meth:`rows` puts the others back in order.
     """
 
     def __init__(self) -> None:
         self.first = array("i")
         """Per group: its first row (the asker)."""
         self.next = array("i")
-        """Per row: the next row of its group, or -1."""
-        self.tail: dict[int, int] = {}
-        """Group -> its last row, for groups of more than one row."""
+        """Per row: the next row of its group (the asker, then the newest first), or -1."""
         self.chars: array[int] | None = None
         """Prompt characters per group (only kept for :func:`estimate_calls`)."""
 
@@ -91,27 +89,32 @@ class Groups:
         return len(self.first) - 1
 
     def join(self, group: int, row: int) -> None:
-        """Add ``row`` (the newest row) to ``group``."""
-        last = self.tail.get(group)
-        self.next[self.first[group] if last is None else last] = row
-        self.tail[group] = row
+        """Add ``row`` (the newest row) to ``group``, right after its asker."""
+        asker = self.first[group]
+        nxt = self.next
+        nxt[row] = nxt[asker]
+        nxt[asker] = row
 
     def release(self) -> None:
         """Forget the grouping (once every call is done)."""
         self.first = array("i")
         self.next = array("i")
-        self.tail = {}
         self.chars = None
 
     def rows(self, group: int) -> list[int]:
         """Rows of ``group`` in order, the asker first."""
-        out = []
-        row = self.first[group]
+        asker = self.first[group]
         nxt = self.next
+        row = nxt[asker]
+        if row < 0:
+            return [asker]
+        later = []
         while row >= 0:
-            out.append(row)
+            later.append(row)
             row = nxt[row]
-        return out
+        later.append(asker)
+        later.reverse()
+        return later
 
 
 def check_backends(backends: Sequence[Backend]) -> None:

@@ -28,6 +28,8 @@ SPILL_KEYS = 1 << 20
 """Keys held in memory before a :class:`KeyArray` moves them to a temporary file (32 MiB)."""
 _BUFFER = 1 << 16
 """Keys written to the file at once."""
+_GROW_BLOCK = 1 << 20
+"""Keys placed at once when the index grows."""
 
 
 class KeyArray:
@@ -172,27 +174,29 @@ class KeyIndex:
         return group, True
 
     def _grow(self) -> None:
-        """Double the table and place every key again (vectorised: one step per probe)."""
+        """Double the table and place every key again, vectorised a block at a time (one
+        step per probe; a block bounds the temporary arrays to some 40 MB)."""
         size = len(self._table) * 2
         table = array("i", [-1]) * size
         view = np.frombuffer(table, dtype=np.int32)
         mask = size - 1
         n = len(self.keys)
         fingerprints = np.frombuffer(self.keys.fingerprints, dtype=np.int64)[:n]
-        pending = np.arange(n, dtype=np.int64)
-        slots = fingerprints & mask
-        while pending.size:
-            free = view[slots] < 0
-            # of the keys aiming at one free slot, the first takes it; the rest move on
-            candidates = np.flatnonzero(free)
-            taken, first = np.unique(slots[candidates], return_index=True)
-            winners = candidates[first]
-            view[taken] = pending[winners]
-            keep = np.ones(pending.size, dtype=bool)
-            keep[winners] = False
-            pending = pending[keep]
-            slots = (slots[keep] + 1) & mask
-        del view
+        for lo in range(0, n, _GROW_BLOCK):
+            pending = np.arange(lo, min(n, lo + _GROW_BLOCK), dtype=np.int64)
+            slots = fingerprints[lo:lo + _GROW_BLOCK] & mask
+            while pending.size:
+                free = view[slots] < 0
+                # of the keys aiming at one free slot, the first takes it; the rest move on
+                candidates = np.flatnonzero(free)
+                taken, first = np.unique(slots[candidates], return_index=True)
+                winners = candidates[first]
+                view[taken] = pending[winners]
+                keep = np.ones(pending.size, dtype=bool)
+                keep[winners] = False
+                pending = pending[keep]
+                slots = (slots[keep] + 1) & mask
+        del view, fingerprints
         self._table = table
         self._mask = mask
 

@@ -197,7 +197,10 @@ def test_packed_keys_spill_to_a_file_and_read_back_exactly() -> None:
     assert len(keys) == 0
 
 
-def test_the_key_index_groups_exactly_like_a_dict() -> None:
+def test_the_key_index_groups_exactly_like_a_dict(monkeypatch) -> None:
+    import robustify.runner.prompt_keys as prompt_keys
+
+    monkeypatch.setattr(prompt_keys, "_GROW_BLOCK", 64)  # regrow block by block
     rng = random.Random(7)
     stream = [_key(rng.randrange(3000)) for _ in range(10_000)]
     # same fingerprint (first 8 bytes), different key: must stay apart
