@@ -41,7 +41,8 @@ SCHEMA_VERSION = 1
 CONFIRM_CALLS = 100_000
 """A job planning more model calls than this runs only with ``--max-calls`` set."""
 MAX_PLANNED_CALLS = 10_000_000
-"""No job plans more calls than this (the runner keeps every planned variant in memory)."""
+"""No job plans more calls than this: the variants are streamed, but a run keeps every row
+(some 500 bytes with its answer) until its results are written (``docs/scale.md``)."""
 
 
 @dataclass
