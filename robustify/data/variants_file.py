@@ -48,6 +48,11 @@ class FrozenVariants:
 
         return dataclasses.replace(self, keep=frozenset(ids))
 
+    @property
+    def variants(self) -> list[Variant]:
+        """Every kept variant as a list (reads the whole file into memory: iterate instead)."""
+        return list(self)
+
     def __len__(self) -> int:
         if self.keep is None:
             return sum(self.counts.values())
