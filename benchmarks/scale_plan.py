@@ -147,7 +147,8 @@ def measure(sizes: Sequence[int] = (50_000, 200_000), real: bool = False, worker
             "MiB", MARK, check(run["peak_mib"], MARK),
             note=f"{run['rows']:,} rows, {run['unique_prompts']:,} prompts, "
                  f"{run['seconds']:.0f} s ({run['rows_per_s']:,.0f} rows/s, {how}, load "
-                 f"{run['load']:.1f}); items alone {run['items_mib']:.0f} MiB; variants file "
+                 f"{run['load']:.1f}); {run['items_mib']:.0f} MiB before the first variant "
+                 f"(items, interpreter); variants file "
                  f"{run['variants_file_mib']:,.0f} MiB", extra=run))
     if len(runs) >= 2:
         a, b = runs[0], runs[-1]
