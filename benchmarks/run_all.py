@@ -20,6 +20,10 @@ Sections (each also runs alone, e.g. ``python -m benchmarks.remote``):
 * ``scale`` (:mod:`benchmarks.scale`): 25k/50k/100k items x 12 variants through a
   Python-callable model: items/s and peak RSS.
 * ``perturb`` (:mod:`benchmarks.perturb_throughput`): transform throughput vs nlpaug.
+* ``plan`` (:mod:`benchmarks.scale_plan`): items x 12 variants perturbed, written and
+  planned, streamed: peak RSS (``python -m benchmarks.scale_plan 1000000`` for a million).
+* ``cachescale`` (:mod:`benchmarks.cache_scale`): the response cache at 200,000 rows (size,
+  lookups, writes; ``python -m benchmarks.cache_scale --rows 10000000`` for 10 million).
 
 These are measurements, not tests: the exit code is 0 whether or not a mark is met
 (``--strict`` makes a missed mark exit 1). The figures with a mark are ratios taken
@@ -89,6 +93,18 @@ def _perturb(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
     return perturb_throughput.figures(300 if quick else 4000)
 
 
+def _plan(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
+    from benchmarks import scale_plan
+
+    return scale_plan.measure((5_000, 20_000) if quick else (50_000, 200_000))
+
+
+def _cache_scale(quick: bool, args: argparse.Namespace) -> tuple[Any, list[Figure]]:
+    from benchmarks import cache_scale
+
+    return cache_scale.measure(50_000 if quick else 200_000)
+
+
 SECTIONS: dict[str, Callable[[bool, argparse.Namespace], tuple[Any, list[Figure]]]] = {
     "calls": _calls,
     "remote": _remote,
@@ -97,6 +113,8 @@ SECTIONS: dict[str, Callable[[bool, argparse.Namespace], tuple[Any, list[Figure]
     "local": _local,
     "scale": _scale,
     "perturb": _perturb,
+    "plan": _plan,
+    "cachescale": _cache_scale,
 }
 """Section name -> runner, in the order the suite runs them."""
 
@@ -105,7 +123,7 @@ def _value(fig: Figure) -> str:
     if fig.value is None:
         return "-"
     v = fig.value
-    if fig.unit in ("items/s", "var/s", "rows/s", "MiB", "B/row"):
+    if fig.unit in ("items/s", "var/s", "rows/s", "MiB", "B/row", "keys/s"):
         return f"{v:,.0f}"
     return f"{v:.3f}" if abs(v) < 10 else f"{v:,.1f}"
 

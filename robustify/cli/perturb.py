@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from robustify.atomic import write_text_atomic
+    from robustify.atomic import write_jsonl_atomic
     from robustify.data import load_items
 
     specs = parse_spec_list(args.transforms or ["typos", "slang", "truncation", "ambiguity"])
@@ -55,12 +55,27 @@ def handle(args: argparse.Namespace) -> int:
                              replicates=args.replicates or 1, workers=args.workers)
     if args.export:
         return _export(items, variants, out, args)
-    lines = [v.to_json() + "\n" for v in variants]
-    write_text_atomic(out, "".join(lines))
-    changed = sum('"changed": true' in line for line in lines)
-    print(f"wrote {len(lines)} variants of {len(items)} items to {out} "
-          f"({changed} changed, {len(lines) - changed} unchanged)", file=sys.stderr)
+    counted = _Count(variants)
+    write_jsonl_atomic(out, (v.to_json() for v in counted))  # streamed: no list of variants
+    print(f"wrote {counted.total} variants of {len(items)} items to {out} "
+          f"({counted.changed} changed, {counted.total - counted.changed} unchanged)",
+          file=sys.stderr)
     return EXIT_OK
+
+
+class _Count:
+    """Pass variants through, counting them and the changed ones."""
+
+    def __init__(self, variants: Any) -> None:
+        self._variants = variants
+        self.total = 0
+        self.changed = 0
+
+    def __iter__(self) -> Any:
+        for variant in self._variants:
+            self.total += 1
+            self.changed += bool(variant.changed)
+            yield variant
 
 
 def _export(items: list, variants: Any, out: Path, args: argparse.Namespace) -> int:

@@ -10,22 +10,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from perturbations import Item, Variant
+from perturbations import Item
 
 from robustify.data.loaders import choose_items
-from robustify.data.variants_file import pair_variants, read_variants
+from robustify.data.variants_file import FrozenVariants, pair_variants, read_variants
 from robustify.pipeline.jobfile import DataSource, JobConfig
 
 __all__ = ["load_frozen"]
 
 
 def load_frozen(job: JobConfig, load_data: Callable[[JobConfig], list[Item]]
-                ) -> tuple[JobConfig, list[Item], list[Variant]]:
+                ) -> tuple[JobConfig, list[Item], FrozenVariants]:
     """Read ``job.variants`` and pair it with its clean items.
 
     Returns:
         The job with ``transforms`` set to the file's specs, the clean items and the
-        variants to ask (both cut to ``job.limit`` items).
+        variants to ask (both cut to ``job.limit`` items; the variants are streamed from
+        the file each time they are iterated).
 
     Raises:
         DataError: an unreadable file, or a variant whose item has no clean original.
@@ -38,16 +39,16 @@ def load_frozen(job: JobConfig, load_data: Callable[[JobConfig], list[Item]]
         source = ", ".join(d.path for d in job.data)
         items = pair_variants(frozen, load_data(dataclasses.replace(job, limit=None)),
                               source=source)
-    variants = frozen.variants
-    seeds = {v.seed for v in variants}
+    variants = frozen
+    seeds = set(frozen.seeds)
     if len(seeds) == 1:  # the file's seed: clean rows, the --limit sample and the bootstrap
         job = dataclasses.replace(job, seed=seeds.pop())
     if job.limit is not None:
         items = choose_items(items, job.limit, job.seed)
         kept = {item.id for item in items}
-        variants = [v for v in variants if v.item.id in kept]
+        variants = frozen.only(kept)
     else:
-        used = {v.item.id for v in variants}
+        used = frozen.lines
         items = [item for item in items if item.id in used]
     changes: dict = {"transforms": tuple(frozen.specs), "severity": None}
     if frozen.clean:  # the manifest says where the clean items really came from

@@ -41,7 +41,8 @@ SCHEMA_VERSION = 1
 CONFIRM_CALLS = 100_000
 """A job planning more model calls than this runs only with ``--max-calls`` set."""
 MAX_PLANNED_CALLS = 10_000_000
-"""No job plans more calls than this (the runner keeps every planned variant in memory)."""
+"""No job plans more calls than this: the variants are streamed, but a run keeps every row
+(some 500 bytes with its answer) until its results are written (``docs/scale.md``)."""
 
 
 @dataclass
@@ -60,8 +61,10 @@ class PreparedJob:
     """Model-written rewrite specs (``rewrite:persona=...``), run before the queries."""
     realism_ref: list[str] | None = None
     """The real messages of ``job.realism_ref``, read and checked before any call."""
-    frozen: list[Variant] | None = None
-    """The variants of ``job.variants`` (a frozen file), asked instead of new draws."""
+    frozen: Any = None
+    """The variants of ``job.variants`` (a frozen file, a
+    :class:`~robustify.data.variants_file.FrozenVariants` streamed from disk), asked
+    instead of new draws."""
     planned_calls: int = 0
     """Upper bound of the model calls (before the cache): items x variants x models."""
 

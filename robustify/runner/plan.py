@@ -17,7 +17,7 @@ from perturbations.records import Item, Variant
 
 from robustify.models.base import Backend
 from robustify.runner.cache import KeyMaker, canonical_json
-
+from robustify.runner.prompt_keys import KeyArray, KeyIndex
 from robustify.runner.store import Rows
 
 __all__ = ["BackendStats", "Plan", "Groups", "check_backends", "differs_only_in_input",
@@ -56,8 +56,8 @@ class Plan:
     """One backend's side of the run: its cache keys and its bill."""
 
     backend: Backend
-    keys: list[bytes] = field(default_factory=list)
-    """Raw cache key of each prompt group (``.hex()`` is the cache key)."""
+    keys: KeyArray = field(default_factory=KeyArray)
+    """Raw cache key of each prompt group (``.hex()`` is the cache key), 32 bytes each."""
     stats: BackendStats = field(default_factory=BackendStats)
 
 
@@ -67,18 +67,16 @@ class Groups:
     Two rows share a prompt for one backend exactly when they share it for every
     backend (the key hashes the backend identity with the same messages), so one
     grouping serves all. Groups are numbered in order of first appearance; the rows of
-    a group form a linked list through typed arrays (``first``, ``last``, ``next``),
-    which costs 8 bytes per row and 16 per group instead of a list and an int object
-    for each.
+    a group form a linked list through typed arrays (``first`` per group, ``next`` per
+    row), 4 bytes a row and 4 a group. A joining row goes right after the asker, so no
+    tail is kept; :meth:`rows` puts the others back in order.
     """
 
     def __init__(self) -> None:
-        self.number: dict[bytes, int] = {}
-        """Raw key (of the first backend) -> group number."""
-        self.first = array("q")
-        self.last = array("q")
-        self.next = array("q")
-        """Per row: the next row of its group, or -1."""
+        self.first = array("i")
+        """Per group: its first row (the asker)."""
+        self.next = array("i")
+        """Per row: the next row of its group (the asker, then the newest first), or -1."""
         self.chars: array[int] | None = None
         """Prompt characters per group (only kept for :func:`estimate_calls`)."""
 
@@ -88,31 +86,35 @@ class Groups:
     def new(self, row: int) -> int:
         """Open a group whose first row (the asker) is ``row``; return its number."""
         self.first.append(row)
-        self.last.append(row)
         return len(self.first) - 1
 
     def join(self, group: int, row: int) -> None:
-        """Add ``row`` (the newest row) to ``group``."""
-        self.next[self.last[group]] = row
-        self.last[group] = row
+        """Add ``row`` (the newest row) to ``group``, right after its asker."""
+        asker = self.first[group]
+        nxt = self.next
+        nxt[row] = nxt[asker]
+        nxt[asker] = row
 
     def release(self) -> None:
         """Forget the grouping (once every call is done)."""
-        self.number = {}
-        self.first = array("q")
-        self.last = array("q")
-        self.next = array("q")
+        self.first = array("i")
+        self.next = array("i")
         self.chars = None
 
     def rows(self, group: int) -> list[int]:
         """Rows of ``group`` in order, the asker first."""
-        out = []
-        row = self.first[group]
+        asker = self.first[group]
         nxt = self.next
+        row = nxt[asker]
+        if row < 0:
+            return [asker]
+        later = []
         while row >= 0:
-            out.append(row)
+            later.append(row)
             row = nxt[row]
-        return out
+        later.append(asker)
+        later.reverse()
+        return later
 
 
 def check_backends(backends: Sequence[Backend]) -> None:
@@ -160,45 +162,48 @@ def plan_rows(variants: Iterable[Variant], backends: Sequence[Backend],
     makers = [KeyMaker(b.identity()).digest for b in backends]
     first_maker, other_makers = makers[0], makers[1:]
     plans = [Plan(b) for b in backends]
-    first_keys = plans[0].keys
+    index_of = KeyIndex(plans[0].keys).find_or_add
     other_keys = [plan.keys for plan in plans[1:]]
     groups = Groups()
-    numbers = groups.number
     nxt = groups.next
-    chars = groups.chars = array("q") if count_chars else None
-    # item id -> (clean item, its group): the first clean row of each item.
-    cleans: dict[str, tuple[Item, int]] = {}
+    chars = groups.chars = array("I") if count_chars else None
+    # The first clean row of each item: id -> position in clean_items / clean_groups
+    # (an int and a dict entry per item, no tuple).
+    clean_at: dict[str, int] = {}
+    clean_items: list[Item] = []
+    clean_groups = array("i")
     reused = 0
     index = -1
     for index, variant in enumerate(variants):
         nxt.append(-1)
         item = variant.item
         is_clean = variant.is_clean
-        clean = None if is_clean else cleans.get(item.id)
-        if clean is not None and not variant.changed and (item is clean[0] or item == clean[0]):
+        at = None if is_clean else clean_at.get(item.id)
+        clean = None if at is None else clean_items[at]
+        if clean is not None and not variant.changed and (item is clean or item == clean):
             reused += 1
-            groups.join(clean[1], index)
+            groups.join(clean_groups[at], index)
             if rows is not None:
-                rows.add(variant, clean[0], False)
+                rows.add(variant, clean, False)
             continue
         messages = build_messages(item)
         messages_json = canonical_json(messages)
-        key = first_maker(messages_json)
-        group = numbers.get(key)
-        if group is None:
-            group = numbers[key] = groups.new(index)
-            first_keys.append(key)
+        group, is_new = index_of(first_maker(messages_json))
+        if is_new:
+            groups.new(index)
             for maker, keys in zip(other_makers, other_keys):
                 keys.append(maker(messages_json))
             if chars is not None:
                 chars.append(sum(len(str(m.get("content", ""))) for m in messages))
         else:
             groups.join(group, index)
-        if is_clean and item.id not in cleans:
-            cleans[item.id] = (item, group)
+        if is_clean and item.id not in clean_at:
+            clean_at[item.id] = len(clean_items)
+            clean_items.append(item)
+            clean_groups.append(group)
         if rows is not None:
-            if clean is not None and differs_only_in_input(item, clean[0]):
-                rows.add(variant, clean[0], True)
+            if clean is not None and differs_only_in_input(item, clean):
+                rows.add(variant, clean, True)
             else:
                 rows.add(variant, item, False)
     count = index + 1
@@ -206,5 +211,3 @@ def plan_rows(variants: Iterable[Variant], backends: Sequence[Backend],
         plan.stats.rows = count
         plan.stats.unique_prompts = len(groups)
     return plans, groups, count, reused
-
-
