@@ -59,7 +59,7 @@ def test_numeric_items_get_a_larger_budget_and_cut_answers_are_flagged(tmp_path:
     # the flag follows the backend's finish_reason ("length" below 100 tokens here)
     assert (clean["hit_token_limit"] == (clean["task"] != "numeric")).all()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["generation"] == {"numeric": {"max_tokens": 256}}
+    assert manifest["generation"] == {"numeric": {"max_tokens": 256}, "open": {"max_tokens": 128}}
     # a cached re-run keeps the flag with the answer and makes no call
     calls = len(scoring_models.CALLS)
     again = _run(tmp_path, models=[BUDGET], limit=20, stratify="task")
