@@ -107,7 +107,9 @@ def serve(latency: float) -> None:
 
     Its ``/_fake/stats`` also gives ``first_call`` and ``last_answer``: the
     ``time.monotonic()`` (one clock for every process here) of the first chat request
-    of the latest burst (a request after more than 3 s with nothing in flight) and
+    of the latest burst (a request after more than 0.5 s with nothing in flight: a job
+    plans for seconds before its first call, and the previous run may have ended less than
+    3 s earlier) and
     of the last answer sent, so a job's wall time splits into before the first call,
     the calls, and after the last answer.
     """
@@ -122,7 +124,7 @@ def serve(latency: float) -> None:
         async def _completion(self, writer: Any, rec: Any, body: Any) -> bool:
             now = time.monotonic()
             if self.first_call is None or (self._stats.in_flight == 0 and (
-                    self.last_answer is None or now - self.last_answer > 3.0)):
+                    self.last_answer is None or now - self.last_answer > 0.5)):
                 self.first_call = now
             try:
                 return await super()._completion(writer, rec, body)
