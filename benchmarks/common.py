@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/run_all.py` puts benchmarks/ first
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["ROOT", "Figure", "FakeServerProcess", "alternate", "check", "cpu_seconds",
+__all__ = ["ROOT", "Figure", "FakeServerProcess", "stop_process", "alternate", "check", "cpu_seconds",
            "load_average", "machine", "print_figures", "section_main", "timed"]
 
 
@@ -115,6 +115,17 @@ def alternate(contenders: Sequence[str], rounds: int) -> Iterator[str]:
         yield from order[shift:] + order[:shift]
 
 
+def stop_process(proc: "subprocess.Popen[str] | None") -> None:
+    """Terminate ``proc`` if it still runs (kill it after 10 s) and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class FakeServerProcess:
     """The loopback OpenAI-compatible server in its own process, so its CPU is not ours.
 
@@ -150,13 +161,7 @@ class FakeServerProcess:
 
     def close(self) -> None:
         """Stop the server process (only the one this object started)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
     def __exit__(self, *exc: object) -> None:

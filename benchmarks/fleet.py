@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import ROOT, Figure, check, load_average, print_figures, timed
+from benchmarks.common import ROOT, Figure, check, load_average, print_figures, stop_process, timed
 
 __all__ = ["measure", "main", "ENDPOINTS", "PER_ENDPOINT", "LATENCY"]
 
@@ -67,13 +67,7 @@ class FleetProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -30,6 +30,7 @@ import time
 from typing import Any, Iterator, Sequence
 
 from benchmarks.common import ROOT, Figure, check, load_average
+from benchmarks.scale import _rss_mib
 
 __all__ = ["child", "measure", "main"]
 
@@ -37,12 +38,6 @@ MARK = "< 1024"
 """Peak RSS mark in MiB for perturb + write + plan."""
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")  # pragma: no cover
 
 
 def _replayed_items(n_items: int) -> tuple[list[Any], list[Any], int]:

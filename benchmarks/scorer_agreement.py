@@ -33,7 +33,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from benchmarks.common import ROOT  # noqa: F401  (puts the repo on sys.path)
 
