@@ -88,11 +88,14 @@ def test_shared_prefixes_are_evaluated_about_once(runs: dict[str, Any]) -> None:
     assert counts["prompt_tokens"] == sum(len(t) for t in tokens)
     unique = unique_prefix_tokens(tokens)
     assert unique < counts["prompt_tokens"] / 2  # the few-shot turns are shared
-    # 1514, 1734 and 1883 vs 1330 in three runs (the order requests arrive in varies):
-    # short stretches shared inside questions ("Which of these") are evaluated again when
-    # their sequence was reused meanwhile. Without the cache it would be 5860 (4.4x); the
-    # whole default job stays near 1.03x (benchmarks.local_model).
-    assert unique <= counts["evaluated_prompt_tokens"] <= 1.6 * unique
+    # 1,883 unique-prefix tokens of 7,996 (the 45 prompts). Run alone, the batched backend
+    # evaluates between 1x and 1.6x of them (the order requests arrive in varies: short
+    # stretches shared inside questions are evaluated again when their sequence was reused
+    # meanwhile; the whole default job stays near 1.02x, benchmarks.local_model). In the
+    # full suite the loaded model is shared with earlier tests and its KV buffers may
+    # already hold some prefixes, so fewer than the unique-prefix tokens can be evaluated:
+    # only the upper bound holds whatever ran before.
+    assert 0 < counts["evaluated_prompt_tokens"] <= 1.6 * unique
     # answer tokens are fed back to the model, except each answer's last one
     answers = sum(c.tokens_out for c in runs["batched"])
     assert answers - 45 <= counts["answer_tokens"] <= answers
