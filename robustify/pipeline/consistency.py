@@ -32,6 +32,7 @@ from perturbations.errors import ConfigError
 
 from robustify.models.base import FatalModelError
 from robustify.records import RESULT_COLUMNS, Score
+from robustify.scoring.registry import DEFAULT_SCORERS
 
 __all__ = ["CLEAN_ANSWER", "GOLD", "PRODUCTION_ANSWER", "needs_consistency",
            "check_consistency", "consistency_facts", "run_consistency"]
@@ -78,7 +79,7 @@ def consistency_facts(items: Sequence[Item], scorer: Any) -> dict[str, Any]:
         "items_without_gold": len(no_gold),
         "items_with_gold": len(items) - len(no_gold),
         "clean_answers": {"asked": len(no_gold) - production, "production": production},
-        "scorer": scorer if isinstance(scorer, str) else "similarity",
+        "scorer": scorer if isinstance(scorer, str) else DEFAULT_SCORERS["open"],
     }}
 
 

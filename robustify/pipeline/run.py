@@ -142,6 +142,7 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
     from robustify.runner.execute import run_queries
 
     from robustify.pipeline.consistency import check_consistency, consistency_facts
+    from robustify.pipeline.judge import prepare_judge, run_judge
 
     prep = prepared or prepare_job(job)
     job = prep.job
@@ -153,8 +154,6 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         check_batch_job(prep)
     started = time.time()
     lock = folder_lock(prep.out_dir) if write else contextlib.nullcontext()
-    from robustify.pipeline.judge import prepare_judge, run_judge
-
     judge = prepare_judge(job)  # built (and checked) before any call
     judge_facts: dict[str, Any] | None = None
     with lock:
