@@ -75,14 +75,19 @@ def _job(base_url: str, data: Path, concurrency: int, workdir: Path, tag: str
     return wall, out
 
 
-def job_prompts(run_dir: Path) -> list[list[dict[str, str]]]:
+def job_prompts(run_dir: Path, requests: bool = False) -> list[list[dict[str, str]]]:
     """The distinct prompts the job sent, rebuilt from its ``variants.jsonl``.
 
     As the runner does: an unchanged variant reuses its clean answer (no call), and
-    identical messages are sent once.
+    identical messages are sent once. ``requests=True`` builds them as the runner does,
+    with the per-task request entry (answer budget...) that a
+    :class:`robustify.models.requests.RequestBackend` reads.
     """
     from perturbations.records import Variant
     from robustify.prompts import build_messages
+    from robustify.runner.requests import RequestBuilder
+
+    build = RequestBuilder() if requests else build_messages
 
     seen: dict[str, list[dict[str, str]]] = {}
     with (run_dir / "variants.jsonl").open(encoding="utf-8") as fh:
@@ -90,7 +95,7 @@ def job_prompts(run_dir: Path) -> list[list[dict[str, str]]]:
             variant = Variant.from_dict(json.loads(line))
             if not variant.changed and not variant.is_clean:
                 continue
-            messages = build_messages(variant.item)
+            messages = build(variant.item)
             seen.setdefault(json.dumps(messages, sort_keys=True), messages)
     return list(seen.values())
 

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from perturbations.errors import ConfigError, MissingDependencyError
 
 from robustify.records import Completion, GenerationParams
+from robustify.models import llama_thread
 from robustify.models.base import BaseBackend, FatalModelError, ModelCallError, one_line
 
 __all__ = ["LocalBackend", "smollm2_path", "physical_cores", "DEFAULT_N_CTX",
@@ -42,7 +43,8 @@ DEFAULT_BATCH = 16
 
 SEQ_CELLS = 1024
 """KV cells per batched sequence (prompt + answer); longer requests run one at a time.
-Each cell of SmolLM2-135M holds 23 KB, so 16 sequences take 377 MB."""
+Each cell of SmolLM2-135M holds 23 KB, so the default 16 sequences plus 8 spare ones
+(which only keep cached prefixes, see :mod:`robustify.models.local_batch`) take 565 MB."""
 
 _INSTALL_HINT = "pip install 'robustify[local]'"
 _ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
@@ -262,7 +264,8 @@ class LocalBackend(BaseBackend):
                         llm, n_seq=self.batch, n_ctx=self.n_ctx,
                         n_threads=self._threads_given, cores=physical_cores(),
                         seq_cells=min(self.n_ctx, SEQ_CELLS),
-                        fallback=_exact_call(llm, lock), key=str(self.path))
+                        fallback=_exact_call(llm, lock), key=str(self.path),
+                        spare=self.batch // 2)
                 except Exception as exc:
                     raise FatalModelError(f"{self.label}: cannot start batched generation: "
                                           f"{one_line(exc, limit=200)}",
@@ -280,21 +283,31 @@ class LocalBackend(BaseBackend):
     def generate(self, messages: list[dict[str, str]]) -> Completion:
         """Blocking one-at-a-time generation through ``create_chat_completion``."""
         llm, lock = self._model()
+        return self._completion(lambda: llama_thread.call(_exact_call(llm, lock), messages,
+                                                          self._kwargs))
+
+    async def agenerate(self, messages: list[dict[str, str]]) -> Completion:
+        """Generate without blocking the event loop: batched, or one at a time, either way
+        on the llama thread (:mod:`robustify.models.llama_thread`)."""
+        if self.batch <= 1:
+            llm, lock = await asyncio.to_thread(self._model)  # load off the event loop
+            call = _exact_call(llm, lock)
+            return await self._acompletion(llama_thread.acall(call, messages, self._kwargs))
+        engine = await asyncio.to_thread(self._engine)
+        return await self._acompletion(asyncio.wrap_future(engine.submit(messages,
+                                                                         self._kwargs)))
+
+    def _completion(self, answer: Any) -> Completion:
         try:
-            text, usage, finish = _exact_call(llm, lock)(messages, self._kwargs)
+            text, usage, finish = answer()
         except Exception as exc:  # e.g. prompt longer than the context window
             raise ModelCallError(f"{self.label}: {one_line(exc, limit=200)}") from None
         return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
-                          tokens_out=usage.get("completion_tokens"),
-                          finish_reason=finish)
+                          tokens_out=usage.get("completion_tokens"), finish_reason=finish)
 
-    async def agenerate(self, messages: list[dict[str, str]]) -> Completion:
-        """Generate without blocking the event loop: batched, or in a worker thread."""
-        if self.batch <= 1:
-            return await asyncio.to_thread(self.generate, messages)
-        engine = await asyncio.to_thread(self._engine)
+    async def _acompletion(self, answer: Any) -> Completion:
         try:
-            text, usage, finish = await asyncio.wrap_future(engine.submit(messages, self._kwargs))
+            text, usage, finish = await answer
         except Exception as exc:  # e.g. prompt longer than the context window
             raise ModelCallError(f"{self.label}: {one_line(exc, limit=200)}") from None
         return Completion(text=text, tokens_in=usage.get("prompt_tokens"),

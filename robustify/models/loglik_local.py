@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from robustify.models import llama_thread
 from robustify.models.base import ModelCallError, one_line
 
 __all__ = ["aloglik", "loglik", "chat_prompt"]
@@ -54,9 +55,14 @@ def loglik(backend: Any, messages: list[dict[str, str]],
     The continuation's tokens are those the prompt followed by the continuation
     tokenizes to beyond the prompt's own tokens (as lm-eval splits them).
     """
+    llm, lock = backend._model()
+    return llama_thread.call(_loglik, llm, lock, backend.label, messages, continuations)
+
+
+def _loglik(llm: Any, lock: Any, label: str, messages: list[dict[str, str]],
+            continuations: Sequence[str]) -> list[float]:
     import llama_cpp
 
-    llm, lock = backend._model()
     with lock:
         try:
             prompt = chat_prompt(llm, messages)
@@ -89,7 +95,7 @@ def loglik(backend: Any, messages: list[dict[str, str]],
         except ModelCallError:
             raise
         except Exception as exc:
-            raise ModelCallError(f"{backend.label}: {one_line(exc, limit=200)}") from None
+            raise ModelCallError(f"{label}: {one_line(exc, limit=200)}") from None
 
 
 def _shared_prefix(llm: Any, tokens: list[int], limit: int) -> int:
@@ -105,5 +111,8 @@ def _shared_prefix(llm: Any, tokens: list[int], limit: int) -> int:
 
 async def aloglik(backend: Any, messages: list[dict[str, str]],
                   continuations: Sequence[str]) -> list[float]:
-    """:func:`loglik` in a worker thread (the model's lock serialises it with generation)."""
-    return await asyncio.to_thread(loglik, backend, messages, continuations)
+    """:func:`loglik` without blocking the event loop (on the llama thread, see
+    :mod:`robustify.models.llama_thread`)."""
+    llm, lock = await asyncio.to_thread(backend._model)
+    return await llama_thread.acall(_loglik, llm, lock, backend.label, messages,
+                                    continuations)

@@ -253,3 +253,34 @@ def test_closing_fails_waiting_requests_without_hanging(runs: dict[str, Any]) ->
     assert not pending
     outcomes = [f.exception() for f in futures]
     assert any(isinstance(e, RuntimeError) and "closed" in str(e) for e in outcomes)
+
+
+def test_spare_sequences_keep_prefixes_and_answers_stay_exact(runs: dict[str, Any]) -> None:
+    """Two answering sequences and two spare ones under pressure (45 prompts, 4 in
+    flight): prefixes are kept in the spares, copied back from them, and no answer
+    changes; without spares more prompt tokens are evaluated."""
+    from robustify.models.local import _exact_call
+    from robustify.models.local_batch import BatchEngine
+
+    backend = runs["backend"]
+    llm, lock = backend._model()
+    prompts, kwargs = runs["prompts"], backend._kwargs
+    order = prompts[0::2] + prompts[1::2] + prompts[::3]  # revisit earlier prefixes
+
+    def run(spare: int) -> tuple[list[str], dict[str, int]]:
+        engine = BatchEngine(llm, n_seq=2, n_ctx=2048, n_threads=1, seq_cells=1024,
+                             fallback=_exact_call(llm, lock), spare=spare)
+        try:
+            texts = []
+            for start in range(0, len(order), 4):
+                futures = [engine.submit(p, kwargs) for p in order[start:start + 4]]
+                texts += [f.result(timeout=300)[0] for f in futures]
+            return texts, engine.stats()
+        finally:
+            engine.close()
+    expected = {repr(p): a.text for p, a in zip(prompts, runs["single"])}
+    kept_texts, kept = run(spare=2)
+    plain_texts, plain = run(spare=0)
+    assert kept_texts == plain_texts == [expected[repr(p)] for p in order]
+    assert kept["kept_prefixes"] > 0 and plain["kept_prefixes"] == 0
+    assert kept["evaluated_prompt_tokens"] < plain["evaluated_prompt_tokens"]
