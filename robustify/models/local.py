@@ -4,8 +4,9 @@
 so a run works offline with nothing else downloaded. ``local:/path/model.gguf`` loads
 any GGUF file. Each model file is loaded once per process (instances are shared by
 path and context size) and guarded by a lock, since a ``Llama`` object is not
-thread-safe; calls run in a worker thread so the event loop keeps serving the other
-backends and the progress bar.
+thread-safe; calls run on the process's one llama thread
+(:mod:`robustify.models.llama_thread`, which says why there is only one) so the event
+loop keeps serving the other backends and the progress bar.
 
 Greedy requests (temperature 0, the default) from concurrent callers are decoded
 together, several sequences per llama.cpp step, with shared prompt prefixes evaluated
