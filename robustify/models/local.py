@@ -284,35 +284,31 @@ class LocalBackend(BaseBackend):
     def generate(self, messages: list[dict[str, str]]) -> Completion:
         """Blocking one-at-a-time generation through ``create_chat_completion``."""
         llm, lock = self._model()
-        return self._completion(lambda: llama_thread.call(_exact_call(llm, lock), messages,
-                                                          self._kwargs))
+        with self._call_errors():
+            answer = llama_thread.call(_exact_call(llm, lock), messages, self._kwargs)
+        return _completion(*answer)
 
     async def agenerate(self, messages: list[dict[str, str]]) -> Completion:
         """Generate without blocking the event loop: batched, or one at a time, either way
         on the llama thread (:mod:`robustify.models.llama_thread`)."""
         if self.batch <= 1:
             llm, lock = await asyncio.to_thread(self._model)  # load off the event loop
-            call = _exact_call(llm, lock)
-            return await self._acompletion(llama_thread.acall(call, messages, self._kwargs))
-        engine = await asyncio.to_thread(self._engine)
-        return await self._acompletion(asyncio.wrap_future(engine.submit(messages,
-                                                                         self._kwargs)))
+            with self._call_errors():
+                answer = await llama_thread.acall(_exact_call(llm, lock), messages,
+                                                  self._kwargs)
+        else:
+            engine = await asyncio.to_thread(self._engine)
+            with self._call_errors():
+                answer = await asyncio.wrap_future(engine.submit(messages, self._kwargs))
+        return _completion(*answer)
 
-    def _completion(self, answer: Any) -> Completion:
+    @contextlib.contextmanager
+    def _call_errors(self) -> Iterator[None]:
+        """A failed call (e.g. a prompt longer than the context window) as ModelCallError."""
         try:
-            text, usage, finish = answer()
-        except Exception as exc:  # e.g. prompt longer than the context window
+            yield
+        except Exception as exc:
             raise ModelCallError(f"{self.label}: {one_line(exc, limit=200)}") from None
-        return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
-                          tokens_out=usage.get("completion_tokens"), finish_reason=finish)
-
-    async def _acompletion(self, answer: Any) -> Completion:
-        try:
-            text, usage, finish = await answer
-        except Exception as exc:  # e.g. prompt longer than the context window
-            raise ModelCallError(f"{self.label}: {one_line(exc, limit=200)}") from None
-        return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
-                          tokens_out=usage.get("completion_tokens"), finish_reason=finish)
 
     async def check(self) -> None:
         """Load the model now (a corrupt file fails here, before any item is asked)."""
@@ -321,6 +317,11 @@ class LocalBackend(BaseBackend):
     def __repr__(self) -> str:
         return (f"LocalBackend({self.label!r}, n_ctx={self.n_ctx}, "
                 f"n_threads={self.n_threads}, batch={self.batch})")
+
+
+def _completion(text: str, usage: dict[str, Any], finish: str | None) -> Completion:
+    return Completion(text=text, tokens_in=usage.get("prompt_tokens"),
+                      tokens_out=usage.get("completion_tokens"), finish_reason=finish)
 
 
 def _exact_call(llm: Any, lock: threading.Lock) -> Any:
