@@ -218,10 +218,17 @@ def expand_specs(specs: Iterable[TransformSpec | str],
 
 
 def _chunk(args: tuple[list[Item], list[str], int, int, bool]) -> list[Variant]:
+    return list(_draw_chunk(args))
+
+
+def _draw_chunk(args: tuple[list[Item], list[str], int, int, bool]) -> Iterator[Variant]:
+    """One chunk's variants, one at a time (a consumer can interleave other work)."""
     items, specs, seed, replicates, guard = args
     parsed = [parse_spec(s) for s in specs]
-    return [perturb(item, spec, seed=seed, replicate=r, guard=guard)
-            for item in items for spec in parsed for r in range(replicates)]
+    for item in items:
+        for spec in parsed:
+            for r in range(replicates):
+                yield perturb(item, spec, seed=seed, replicate=r, guard=guard)
 
 
 def perturb_items(items: Sequence[Item], specs: Sequence[TransformSpec | str], *,
@@ -259,7 +266,7 @@ def _draw_all(items: Sequence[Item], specs: Sequence[TransformSpec | str],
               for i in range(0, len(items), chunk_size)]
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
-            yield from _chunk(chunk)
+            yield from _draw_chunk(chunk)
         return
     workers = min(workers, os.cpu_count() or 1, len(chunks))
     # At most two chunks per worker are submitted ahead, so variants do not pile up in

@@ -2,6 +2,8 @@
 
 - :mod:`.plan` groups the rows into prompts (identical prompts sent once, unchanged
   variants reuse their clean answer) and keeps each backend's bill;
+- :mod:`.feed` plans the variants in slices between the calls and feeds each
+  backend's queue (cache hits answered at once);
 - :mod:`.store` keeps the rows column by column until they become the results frame;
 - :mod:`.execute` runs the prompts with a bound per backend, scores the answers and
   returns the frame;

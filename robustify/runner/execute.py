@@ -22,6 +22,11 @@ An answer is handed to the cache as soon as it arrives, so an interrupted run (C
 cancellation, even SIGKILL) loses at most the calls in flight, and a re-run asks only
 what is still unanswered.
 
+Planning and calling overlap: the variants are planned in slices of a few
+milliseconds on the event loop (:mod:`robustify.runner.feed`), so the first calls go
+out while later variants are still being drawn; a row that joins a prompt already
+answered (a duplicate, an unchanged variant) takes that answer at once.
+
 Memory: the variants are read once, as a stream (a generator is fine), and are not
 kept. Rows are stored column by column (shared strings, typed arrays) and become the
 frame at the end; an item is kept only until its rows are scored, and a variant that
@@ -57,7 +62,8 @@ from robustify.records import Completion, Score
 from robustify.runner.adaptive import Limiter, limiter_for
 from robustify.runner.cache import ResponseCache
 from robustify.runner.progress import CallProgress, progress_mode
-from robustify.runner.plan import BackendStats, Groups, Plan, check_backends, plan_rows
+from robustify.runner.feed import Feeder
+from robustify.runner.plan import BackendStats, Planner, check_backends, plan_rows
 from robustify.runner.store import Results, Rows, build_frame
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
@@ -84,23 +90,29 @@ Outcome = tuple[float, Any, bool, "str | None", "str | None"]
 class _Run:
     """State of one :func:`arun_queries` call."""
 
-    def __init__(self, rows: Rows, plans: list[Plan], groups: Groups, *, score: ScoreFn,
-                 build_messages: BuildMessages, cache: ResponseCache | None,
-                 max_calls: int | None, on_result: Callable[[dict[str, Any]], None] | None,
+    def __init__(self, planner: Planner, *, score: ScoreFn, build_messages: BuildMessages,
+                 cache: ResponseCache | None, max_calls: int | None,
+                 on_result: Callable[[dict[str, Any]], None] | None,
                  progress: CallProgress) -> None:
-        self.rows = rows
-        self.plans = plans
-        self.groups = groups
+        assert planner.rows is not None
+        self.rows: Rows = planner.rows
+        self.plans = plans = planner.plans
+        self.groups = planner.groups
         self.score = score
         self.build_messages = build_messages
         self.cache = cache
         self.budget = max_calls
         self.on_result = on_result
         self.progress = progress
-        self.results = [Results(len(rows)) for _ in plans]
+        self.results = [Results(0) for _ in plans]
         # Backends still to score each row; its item is dropped when this reaches 0.
-        self.unscored = array("B" if len(plans) < 256 else "L", [len(plans)]) * len(rows)
+        self._all_backends = array("B" if len(plans) < 256 else "L", [len(plans)])
+        self.unscored = array(self._all_backends.typecode)
+        self.finished = [bytearray() for _ in plans]
+        """Per backend and group: 1 once its rows are filled (answer, hit or error)."""
         self.fatal: dict[int, FatalModelError] = {}
+        self.stopped: Exception | None = None
+        """Planning failed: workers take no new prompt and the run raises this."""
         self.over_budget = 0
         self.warned_score = False
         self.parsed_values: dict[str, str] = {}
@@ -171,6 +183,12 @@ class _Run:
                         self.score_seconds / self.scored_answers * 1e3)
         return self.score_thread is not None
 
+    def grow(self, rows: int) -> None:
+        """Make room for ``rows`` newly planned rows."""
+        for res in self.results:
+            res.extend(rows)
+        self.unscored.extend(self._all_backends * rows)
+
     def finish(self, b: int, group: int, *, completion: Completion | None,
                error: str | None, latency: float, cached: bool,
                outcomes: dict[int, Outcome] | None = None) -> int:
@@ -178,20 +196,49 @@ class _Run:
 
         Args:
             outcomes: The group's scores from :meth:`score_group`, when they were
-                computed off the loop; otherwise they are computed here.
+                computed off the loop; otherwise (and for rows that joined the group
+                meanwhile) they are computed here.
 
         Returns:
             The number of rows filled.
         """
-        indices = self.groups.rows(group)
+        self.finished[b][group] = 1
+        return self._fill(b, self.groups.rows(group), completion=completion, error=error,
+                          latency=latency, cached=cached, outcomes=outcomes)
+
+    def late(self, b: int, group: int, row: int) -> int:
+        """Fill ``row``, which joined ``group`` after its rows were filled, from the
+        asker's row; 1 when that answer came from the cache, else 0."""
+        asker = self.groups.first[group]
+        res = self.results[b]
+        text = res.response[asker]
+        completion = None
+        if text is not None:
+            tokens_in, tokens_out = res.tokens_in[asker], res.tokens_out[asker]
+            completion = Completion(
+                text, tokens_in=None if tokens_in < 0 else tokens_in,
+                tokens_out=None if tokens_out < 0 else tokens_out,
+                capped=bool(res.answer_capped[asker]),
+                finish_reason="length" if res.hit_token_limit[asker] else None)
+        self._fill(b, [row], completion=completion, error=None if completion else
+                   res.error[asker], latency=0.0, cached=True)
+        return res.cached[asker]
+
+    def _fill(self, b: int, indices: Sequence[int], *, completion: Completion | None,
+              error: str | None, latency: float, cached: bool,
+              outcomes: dict[int, Outcome] | None = None) -> int:
         plan = self.plans[b]
         res = self.results[b]
         rows = self.rows
         unscored = self.unscored
         ok = completion is not None and error is None
-        if ok and outcomes is None:
+        if ok:
             assert completion is not None
-            outcomes = self.score_group(indices, completion.text)
+            if outcomes is None:
+                outcomes = self.score_group(indices, completion.text)
+            elif len(outcomes) < len(indices):  # rows joined while it was scored
+                outcomes.update(self.score_group(
+                    [i for i in indices if i not in outcomes], completion.text))
         for position, index in enumerate(indices):
             if ok:
                 assert completion is not None
@@ -231,15 +278,16 @@ class _Run:
         return len(indices)
 
     # ---------------------------------------------------------------- calls
-    async def run_backend(self, b: int, queue: _Queue) -> None:
+    async def run_backend(self, b: int, feeder: Feeder) -> None:
         plan = self.plans[b]
         backend = plan.backend
         limiter = self.limiters[b]
-        most = int(backend.max_concurrency) if limiter is None else limiter.ceiling
-        workers = min(most, len(queue))
-        if workers:
-            await _gather_or_cancel([self._worker(b, queue) for _ in range(workers)])
+        queue = feeder.queues[b]
+        workers = int(backend.max_concurrency) if limiter is None else limiter.ceiling
+        await _gather_or_cancel([self._worker(b, feeder) for _ in range(workers)])
         fatal = self.fatal.get(b)
+        while fatal is not None and not feeder.done:  # the rest of the plan gets the error
+            await feeder.wait()
         if fatal is not None and len(queue):
             message = one_line(fatal)
             plan.stats.skipped += len(queue)
@@ -248,7 +296,8 @@ class _Run:
                 self.finish(b, group, completion=None, error=message, latency=0.0,
                             cached=False)
 
-    async def _worker(self, b: int, queue: _Queue) -> None:
+    async def _worker(self, b: int, feeder: Feeder) -> None:
+        queue = feeder.queues[b]
         plan = self.plans[b]
         backend = plan.backend
         keys = plan.keys
@@ -258,13 +307,18 @@ class _Run:
         cap = answer_limit(backend)
         limiter = self.limiters[b]
         call = None
-        while b not in self.fatal:
+        while b not in self.fatal and self.stopped is None:
             if limiter is not None:
                 await limiter.acquire()  # a slot, held until the call ends
-                if b in self.fatal:
+                if b in self.fatal or self.stopped is not None:
                     limiter.release()
                     break
             group = queue.pop()
+            if group is None and not feeder.done:  # the plan is still being drawn
+                if limiter is not None:
+                    limiter.release()
+                await feeder.wait()
+                continue
             if group is None or (self.budget is not None and self.budget <= 0):
                 if limiter is not None:
                     limiter.release()
@@ -328,37 +382,6 @@ class _Run:
                     cached=False)
 
 
-class _Queue:
-    """The prompt groups one backend still has to ask, in plan order.
-
-    A cursor over the group numbers that skips those the cache answered: no deque of
-    a million keys. The workers of a backend share it (one event loop, no locks).
-    """
-
-    def __init__(self, answered: bytearray, misses: int) -> None:
-        self._answered = answered
-        self._cursor = 0
-        self._left = misses
-
-    def __len__(self) -> int:
-        return self._left
-
-    def pop(self) -> int | None:
-        """The next group to ask, or ``None`` when none is left."""
-        answered = self._answered
-        size = len(answered)
-        cursor = self._cursor
-        while cursor < size:
-            group = cursor
-            cursor += 1
-            if not answered[group]:
-                self._cursor = cursor
-                self._left -= 1
-                return group
-        self._cursor = cursor
-        return None
-
-
 async def _gather_or_cancel(coros: list[Any]) -> None:
     """Await all; if one raises (e.g. an ``on_result`` callback), cancel the rest first.
 
@@ -404,8 +427,9 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         progress: ``True``: a bar on a terminal or in Jupyter, otherwise a plain line
             every 30 s once the run has lasted 10 s; ``False``: nothing; or a mode
             name (``"bar"``, ``"lines"``, ``"off"``).
-        on_result: Called with each finished row dict as soon as it is known (cache hits
-            first, then calls in completion order), e.g. to append to a JSONL file.
+        on_result: Called with each finished row dict as soon as it is known (a cache
+            hit as soon as it is planned, a call when it completes), e.g. to append to a
+            JSONL file.
 
     Returns:
         The results frame, rows ordered by backend (as given), then variant input order.
@@ -422,45 +446,31 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
         raise ConfigError(f"max_calls must be a non-negative integer, got {max_calls!r}")
     backends = list(backends)
     check_backends(backends)
-    rows = Rows()
-    plans, groups, count, reused = plan_rows(variants, backends, build_messages, rows)
-
-    queues: list[_Queue] = []
-    planned = 0
-    hit_rows = 0
-    run = _Run(rows, plans, groups, score=score, build_messages=build_messages, cache=cache,
+    planner = Planner(backends, build_messages, Rows())
+    plans, groups = planner.plans, planner.groups
+    run = _Run(planner, score=score, build_messages=build_messages, cache=cache,
                max_calls=max_calls, on_result=on_result,
-               progress=CallProgress(0, mode="off"))
-    try:
-        # Cache lookups happen before any call, in bulk; hits are emitted right away.
-        # Chunks bound the memory of a re-run where nearly everything is a hit.
-        for b, plan in enumerate(plans):
-            cap = answer_limit(plan.backend)
-            answered = bytearray(len(groups))
-            for start in range(0, len(groups), _LOOKUP_CHUNK):
-                chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
-                hits = cache.get_many(chunk) if cache is not None else {}
-                if not hits:
-                    continue
-                plan.stats.cache_hits += len(hits)
-                for group, key in enumerate(chunk, start):
-                    completion = hits.get(key)
-                    if completion is not None:
-                        # an answer cached before the cap existed is cut like a new one
-                        completion = cap_answer(completion, cap)
-                        answered[group] = 1
-                        hit_rows += run.finish(b, group, completion=completion, error=None,
-                                               latency=0.0, cached=True)
-            misses = len(groups) - plan.stats.cache_hits
-            planned += misses
-            queues.append(_Queue(answered, misses))
-        total = planned if max_calls is None else min(planned, max_calls)
-        run.progress = CallProgress(total, mode=progress_mode(progress))
-        run.progress.cache_hits(hit_rows)
+               progress=CallProgress(None, mode=progress_mode(progress)))
+    feeder = Feeder(planner, run, cache, on_hits=run.progress.cache_hits)
+
+    async def plan() -> None:
+        # planned slice by slice while the first calls are out (robustify.runner.feed)
+        try:
+            await feeder.feed(variants)
+        except Exception as exc:  # a transform or the variants file failed: no new
+            run.stopped = exc     # call, but the calls out finish (paid answers cached)
+            return
+        planned = feeder.misses
+        run.progress.set_total(planned if max_calls is None else min(planned, max_calls))
         logger.info("%d variants x %d models: %d prompts to send (%d reuse a clean answer, "
-                    "%d rows answered by the cache)", count, len(backends), planned,
-                    reused, hit_rows)
-        await _gather_or_cancel([run.run_backend(b, queue) for b, queue in enumerate(queues)])
+                    "%d rows answered by the cache)", planner.count, len(backends), planned,
+                    planner.reused, run.progress.hits)
+
+    try:
+        await _gather_or_cancel([plan()] + [run.run_backend(b, feeder)
+                                            for b in range(len(backends))])
+        if run.stopped is not None:
+            raise run.stopped
     finally:
         run.progress.close()
         if run.score_thread is not None:
@@ -481,8 +491,10 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
                        run.over_budget, MAX_CALLS_ERROR)
     # The grouping (a key and a few slots per prompt) has done its job: free it before
     # the frame is built, so the frame's memory can reuse it.
-    del queues
+    feeder.queues.clear()
+    run.finished.clear()
     groups.release()
+    rows = run.rows
     rows.drop_sources()
     for plan in plans:
         plan.keys = []

@@ -7,9 +7,10 @@ item equals its clean original reuses the clean answer without a prompt.
 from __future__ import annotations
 
 import dataclasses
+import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 
 from perturbations.errors import ConfigError
@@ -20,8 +21,8 @@ from robustify.runner.cache import KeyMaker, canonical_json
 from robustify.runner.prompt_keys import KeyArray, KeyIndex
 from robustify.runner.store import Rows
 
-__all__ = ["BackendStats", "Plan", "Groups", "check_backends", "differs_only_in_input",
-           "plan_rows"]
+__all__ = ["BackendStats", "Plan", "Groups", "Planner", "check_backends",
+           "differs_only_in_input", "plan_rows"]
 
 BuildMessages = Callable[[Item], list[dict[str, str]]]
 
@@ -146,9 +147,118 @@ def differs_only_in_input(item: Item, clean: Item) -> bool:
     return True
 
 
+class Planner:
+    """Groups rows by prompt as the variants come, for all backends at once.
+
+    :func:`plan_rows` feeds it a whole stream; the runner feeds it a slice at a time
+    while the first calls are already out (:meth:`extend` with a deadline).
+    """
+
+    def __init__(self, backends: Sequence[Backend], build_messages: BuildMessages,
+                 rows: Rows | None = None, count_chars: bool = False) -> None:
+        makers = [KeyMaker(b.identity()).digest for b in backends]
+        self._first_maker, self._other_makers = makers[0], makers[1:]
+        self.plans = [Plan(b) for b in backends]
+        self._index_of = KeyIndex(self.plans[0].keys).find_or_add
+        self._other_keys = [plan.keys for plan in self.plans[1:]]
+        self.groups = Groups()
+        if count_chars:
+            self.groups.chars = array("I")
+        self.build_messages = build_messages
+        self.rows = rows
+        # The first clean row of each item: id -> position in clean_items / clean_groups
+        # (an int and a dict entry per item, no tuple).
+        self._clean_at: dict[str, int] = {}
+        self._clean_items: list[Item] = []
+        self._clean_groups = array("i")
+        self.count = 0
+        """Rows planned so far."""
+        self.reused = 0
+        """Rows reusing their clean original's answer."""
+
+    def extend(self, variants: Iterator[Variant], *, deadline: float | None = None,
+               max_new: int | None = None, joined: list[tuple[int, int]] | None = None
+               ) -> bool:
+        """Plan rows from ``variants`` until it ends, ``deadline`` (``time.perf_counter``)
+        passes or ``max_new`` groups were opened.
+
+        Args:
+            joined: Receives ``(row, group)`` for each row that joined a group opened
+                before this call (the runner answers it at once if that group is done).
+
+        Returns:
+            True when ``variants`` is exhausted.
+        """
+        groups = self.groups
+        nxt = groups.next
+        chars = groups.chars
+        rows = self.rows
+        build_messages = self.build_messages
+        first_maker = self._first_maker
+        index_of = self._index_of
+        other = list(zip(self._other_makers, self._other_keys))
+        clean_at, clean_items, clean_groups = (self._clean_at, self._clean_items,
+                                               self._clean_groups)
+        old_groups = len(groups)
+        new_limit = None if max_new is None else old_groups + max_new
+        clock = time.perf_counter
+        index = self.count - 1
+        exhausted = True
+        try:
+            for variant in variants:
+                index += 1
+                nxt.append(-1)
+                item = variant.item
+                is_clean = variant.is_clean
+                at = None if is_clean else clean_at.get(item.id)
+                clean = None if at is None else clean_items[at]
+                if clean is not None and not variant.changed and (
+                        item is clean or item == clean):
+                    self.reused += 1
+                    group = clean_groups[at]
+                    groups.join(group, index)
+                    if joined is not None and group < old_groups:
+                        joined.append((index, group))
+                    if rows is not None:
+                        rows.add(variant, clean, False)
+                else:
+                    messages = build_messages(item)
+                    messages_json = canonical_json(messages)
+                    group, is_new = index_of(first_maker(messages_json))
+                    if is_new:
+                        groups.new(index)
+                        for maker, keys in other:
+                            keys.append(maker(messages_json))
+                        if chars is not None:
+                            chars.append(sum(len(str(m.get("content", ""))) for m in messages))
+                    else:
+                        groups.join(group, index)
+                        if joined is not None and group < old_groups:
+                            joined.append((index, group))
+                    if is_clean and item.id not in clean_at:
+                        clean_at[item.id] = len(clean_items)
+                        clean_items.append(item)
+                        clean_groups.append(group)
+                    if rows is not None:
+                        if clean is not None and differs_only_in_input(item, clean):
+                            rows.add(variant, clean, True)
+                        else:
+                            rows.add(variant, item, False)
+                if (deadline is not None and clock() >= deadline) or (
+                        new_limit is not None and len(groups) >= new_limit):
+                    exhausted = False
+                    break
+        finally:
+            self.count = index + 1
+            for plan in self.plans:
+                plan.stats.rows = self.count
+                plan.stats.unique_prompts = len(groups)
+        return exhausted
+
+
 def plan_rows(variants: Iterable[Variant], backends: Sequence[Backend],
-          build_messages: BuildMessages, rows: Rows | None = None,
-          count_chars: bool = False) -> tuple[list[Plan], Groups, int, int]:
+              build_messages: BuildMessages, rows: Rows | None = None,
+              count_chars: bool = False) -> tuple[list[Plan], Groups, int, int]:
     """Read the variants once and group the rows by prompt.
 
     Args:
@@ -159,55 +269,6 @@ def plan_rows(variants: Iterable[Variant], backends: Sequence[Backend],
         The plans, the groups, the number of rows, and the number of variants reusing
         their clean original's answer.
     """
-    makers = [KeyMaker(b.identity()).digest for b in backends]
-    first_maker, other_makers = makers[0], makers[1:]
-    plans = [Plan(b) for b in backends]
-    index_of = KeyIndex(plans[0].keys).find_or_add
-    other_keys = [plan.keys for plan in plans[1:]]
-    groups = Groups()
-    nxt = groups.next
-    chars = groups.chars = array("I") if count_chars else None
-    # The first clean row of each item: id -> position in clean_items / clean_groups
-    # (an int and a dict entry per item, no tuple).
-    clean_at: dict[str, int] = {}
-    clean_items: list[Item] = []
-    clean_groups = array("i")
-    reused = 0
-    index = -1
-    for index, variant in enumerate(variants):
-        nxt.append(-1)
-        item = variant.item
-        is_clean = variant.is_clean
-        at = None if is_clean else clean_at.get(item.id)
-        clean = None if at is None else clean_items[at]
-        if clean is not None and not variant.changed and (item is clean or item == clean):
-            reused += 1
-            groups.join(clean_groups[at], index)
-            if rows is not None:
-                rows.add(variant, clean, False)
-            continue
-        messages = build_messages(item)
-        messages_json = canonical_json(messages)
-        group, is_new = index_of(first_maker(messages_json))
-        if is_new:
-            groups.new(index)
-            for maker, keys in zip(other_makers, other_keys):
-                keys.append(maker(messages_json))
-            if chars is not None:
-                chars.append(sum(len(str(m.get("content", ""))) for m in messages))
-        else:
-            groups.join(group, index)
-        if is_clean and item.id not in clean_at:
-            clean_at[item.id] = len(clean_items)
-            clean_items.append(item)
-            clean_groups.append(group)
-        if rows is not None:
-            if clean is not None and differs_only_in_input(item, clean):
-                rows.add(variant, clean, True)
-            else:
-                rows.add(variant, item, False)
-    count = index + 1
-    for plan in plans:
-        plan.stats.rows = count
-        plan.stats.unique_prompts = len(groups)
-    return plans, groups, count, reused
+    planner = Planner(backends, build_messages, rows, count_chars)
+    planner.extend(iter(variants))
+    return planner.plans, planner.groups, planner.count, planner.reused

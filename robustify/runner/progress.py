@@ -64,7 +64,8 @@ class CallProgress:
     """Progress over planned model calls.
 
     Args:
-        total: Calls planned (cache misses after dedupe).
+        total: Calls planned (cache misses after dedupe); ``None`` while the runner is
+            still planning (:meth:`set_total` gives it once known).
         mode: ``"bar"`` draws a bar, ``"lines"`` prints plain lines, ``"off"`` makes every
             method a cheap no-op (:func:`progress_mode` picks one from a user's choice).
         desc: Label.
@@ -78,7 +79,7 @@ class CallProgress:
             with the real clock).
     """
 
-    def __init__(self, total: int, *, mode: str, desc: str = "calls",
+    def __init__(self, total: int | None, *, mode: str, desc: str = "calls",
                  min_interval: float = 0.25, file: TextIO | None = None,
                  line_interval: float | None = None, quiet_start: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -115,6 +116,18 @@ class CallProgress:
             self._bar = tqdm(total=total, desc=desc, unit="call", dynamic_ncols=True,
                              mininterval=min_interval, leave=True, file=file)
 
+    def set_total(self, total: int) -> None:
+        """The number of calls planned, once the plan is complete."""
+        with self._lock:
+            self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
+    def _running(self) -> bool:
+        """Calls are still to come (always, while the total is unknown)."""
+        return self.total is None or self.calls < self.total
+
     def cache_hits(self, count: int) -> None:
         """Record answers served from the cache or by dedupe (no call made)."""
         self.hits += count
@@ -128,7 +141,7 @@ class CallProgress:
         if self._bar is not None:
             self._bar.update(1)
             self._postfix()
-        elif self.mode == "lines" and self.calls < self.total:
+        elif self.mode == "lines" and self._running():
             with self._lock:
                 if self._clock() >= self._next_line:
                     self._line()  # (the last call's line is close()'s)
@@ -137,7 +150,7 @@ class CallProgress:
         """The timer thread: write a due line although no call finished."""
         while not stop.wait(min(1.0, self._line_interval / 2)):
             with self._lock:
-                if not stop.is_set() and self.calls < self.total \
+                if not stop.is_set() and self._running() \
                         and self._clock() >= self._next_line:
                     self._line()
 
@@ -146,16 +159,20 @@ class CallProgress:
         if self._bar is not None and count:
             self._bar.total = max(self.calls, (self._bar.total or 0) - count)
             self._bar.refresh()
-        elif self.mode == "lines":
+        elif self.mode == "lines" and self.total is not None:
             self.total = max(self.calls, self.total - count)
 
     def _line(self, final: bool = False) -> None:
         now = self._clock()
         elapsed = now - self._started
-        share = self.calls / self.total if self.total else 1.0
-        text = (f"{self._desc}: {self.calls}/{self.total} ({share:.0%}), "
-                f"cache hits {self.hits}, errors {self.errors}, {_duration(elapsed)} elapsed")
-        if not final and 0 < self.calls < self.total:
+        if self.total is None:
+            done = f"{self.calls} (still planning)"
+        else:
+            done = (f"{self.calls}/{self.total} "
+                    f"({self.calls / self.total if self.total else 1.0:.0%})")
+        text = (f"{self._desc}: {done}, cache hits {self.hits}, errors {self.errors}, "
+                f"{_duration(elapsed)} elapsed")
+        if not final and self.total is not None and 0 < self.calls < self.total:
             text += f", about {_duration(elapsed / self.calls * (self.total - self.calls))} left"
         print(text, file=self._file if self._file is not None else sys.stderr, flush=True)
         self._lines += 1

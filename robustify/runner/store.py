@@ -247,6 +247,24 @@ class Results:
         self.tokens_in = array("q", [-1]) * n
         self.tokens_out = array("q", [-1]) * n
 
+    def extend(self, n: int) -> None:
+        """Add ``n`` empty rows (rows planned while the run goes)."""
+        if not n:
+            return
+        nones = [None] * n
+        self.response.extend(nones)
+        self.parsed.extend(nones)
+        self.score.extend(array("d", [_NAN]) * n)
+        self.unparseable.extend(bytes(n))
+        self.detail.extend(nones)
+        self.error.extend(nones)
+        self.latency.extend(array("d", [0.0]) * n)
+        self.cached.extend(bytes(n))
+        self.answer_capped.extend(bytes(n))
+        self.hit_token_limit.extend(bytes(n))
+        self.tokens_in.extend(array("q", [-1]) * n)
+        self.tokens_out.extend(array("q", [-1]) * n)
+
     def row(self, index: int) -> dict[str, Any]:
         tokens_in, tokens_out = self.tokens_in[index], self.tokens_out[index]
         return {

@@ -168,7 +168,11 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
 
     def watch() -> None:
         while not stop.is_set():
-            for path in list(out.rglob("*")):
+            try:
+                paths = list(out.rglob("*"))
+            except FileNotFoundError:  # a staging folder went away during the walk
+                continue
+            for path in paths:
                 if _is_temp(path) or path.name == ".robustify.lock":
                     continue
                 try:
@@ -201,8 +205,9 @@ def test_a_reader_never_sees_a_partial_file(tmp_path):
     assert not temp_files(out)
 
 
-def test_variants_file_is_complete_before_the_first_model_call(tmp_path):
-    """variants.jsonl is streamed while the runner plans, and in place before any call."""
+def test_variants_file_is_never_seen_half_written(tmp_path):
+    """variants.jsonl is streamed while the runner plans (the first calls already out)
+    and renamed into place whole: a reader sees no file or the complete one."""
     from tests.robustify import reliability_models
 
     out = tmp_path / "run"
@@ -216,7 +221,8 @@ def test_variants_file_is_complete_before_the_first_model_call(tmp_path):
     final = (out / "variants.jsonl").read_text(encoding="utf-8").splitlines()
     # 7 clean + 7 x (typos at low, medium, high + slang@high)
     assert len(final) == 7 + 7 * 4 == result.manifest["n_variants"] + 7
-    assert seen["lines"] == final  # the whole file, already there at the first call
+    assert "lines" in seen  # the watcher looked at the first call
+    assert seen["lines"] in (None, final)  # not there yet, or whole
     assert not temp_files(out)
 
 

@@ -2,7 +2,7 @@
 
 * Disk full (ENOSPC) and permission errors while the report is written, or while the
   variants file is written, give one line and exit 2, publish nothing half-written, and
-  keep the response cache consistent (the rerun is free).
+  keep the response cache consistent (the rerun asks nothing twice).
 * ``report`` waits for no one: it refuses a folder another process holds.
 * A failed start leaves no folder and no lock; ``--force`` writes into a foreign folder.
 * Large jobs need ``--max-calls`` to confirm.
@@ -96,12 +96,20 @@ def test_a_failed_write_publishes_nothing_and_the_rerun_is_free(tmp_path, fault,
     assert {"report.html", "results.jsonl", "manifest.json"} <= _published(out)
 
 
-def test_a_full_disk_while_writing_variants_makes_no_call_and_leaves_no_folder(tmp_path):
+def test_a_full_disk_while_writing_variants_leaves_no_folder_and_loses_no_answer(tmp_path):
+    """The variants are drawn while the first calls are out, so some answers may be in
+    when the file fails: they are kept in the cache, and the rerun asks only the rest."""
     out = tmp_path / "out"
     proc = _run(tmp_path, fault=("variants.jsonl", "ENOSPC"))
-    assert_one_line_error(proc, "variants.jsonl", "No space left on device", "no model")
-    assert _calls(tmp_path) == 0
+    assert_one_line_error(proc, "variants.jsonl", "No space left on device",
+                          "received so far are in the response cache")
     assert not out.exists()
+    before = _calls(tmp_path)
+    assert before <= 8
+    rerun = _run(tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _calls(tmp_path) == 8  # 4 clean + 4 variants: none asked twice
+    assert {"report.html", "results.jsonl", "variants.jsonl"} <= _published(out)
 
 
 def test_report_refuses_a_folder_another_process_holds(tmp_path):

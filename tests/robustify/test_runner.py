@@ -412,6 +412,143 @@ def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
     assert quiet.getvalue() == ""  # 5 s: no line at all
 
 
+# ------------------------------------------------------------- planning while calling
+def _recording_model(log: list[str], fail: str | None = None):
+    def model(messages: list[dict[str, Any]]) -> str:
+        text = messages[-1]["content"]
+        log.append(text)
+        if text == fail:
+            raise ValueError("this prompt always fails")
+        return f"echo: {text}"
+    return model
+
+
+def test_calls_start_while_the_variants_are_still_drawn() -> None:
+    """The runner plans in slices: the first call goes out long before the last draw."""
+    drawn = []
+    at_first_call: list[int] = []
+
+    def slow_stream():
+        for item in items(150):
+            time.sleep(0.002)  # a transform's work: 0.3 s for the whole stream
+            drawn.append(item.id)
+            yield Variant.clean(item)
+
+    def model(messages: list[dict[str, Any]]) -> str:
+        if not at_first_call:
+            at_first_call.append(len(drawn))
+        return f"echo: {messages[-1]['content']}"
+
+    frame = run(slow_stream(), [PythonCallableBackend(model, label="m", concurrency=4)])
+    assert len(frame) == 150 and frame["error"].isna().all()
+    assert list(frame["item_id"]) == [f"q{i}" for i in range(150)]
+    assert at_first_call[0] < 30, at_first_call  # a few slices in, not after all 150
+
+
+def test_rows_joining_an_answered_group_share_its_answer(cache, monkeypatch) -> None:
+    """A duplicate prompt or an unchanged variant planned after its group was answered
+    (or failed, or came from the cache) gets the same answer without a call."""
+    import robustify.runner.execute as execute
+
+    base = items(6)
+    late: list[int] = []
+    real_late = execute._Run.late
+
+    def spy(self, b, group, row):
+        late.append(row)
+        return real_late(self, b, group, row)
+
+    monkeypatch.setattr(execute._Run, "late", spy)
+
+    def stream(ready):
+        yield from (Variant.clean(item) for item in base)
+        # fillers (new prompts, 1 ms each: several planning slices) until ``ready()``;
+        # the loop answers the clean prompts between the slices
+        for n in range(3000):
+            if n >= 10 and ready():
+                break
+            time.sleep(0.001)
+            yield shouted(Item(id=f"f{n}", input=f"filler {n}", target="x"))
+        else:
+            raise AssertionError("the clean prompts were never answered while planning")
+        yield from (unchanged(item) for item in base)  # each reuses its clean answer
+        yield Variant(item=dataclasses.replace(base[0], id="dup"), spec="dup@0.1",
+                      transform="dup", severity=0.1, seed=0, replicate=0, changed=True,
+                      edit_rate=0.0, label_policy="preserves", severity_label="low")
+
+    def check(frame: pd.DataFrame) -> None:
+        by_id = frame.set_index("variant_id")
+        for item in base:
+            clean = by_id.loc[Variant.clean(item).variant_id]
+            reuse = by_id.loc[unchanged(item).variant_id]
+            for column in ("response", "score", "parsed", "error"):
+                assert clean[column] == reuse[column] or (
+                    pd.isna(clean[column]) and pd.isna(reuse[column])), (item.id, column)
+            # (an error row is never marked cached, as for every row of a failed group)
+            assert bool(reuse["cached"]) == (item.id != "q3") and reuse["latency"] == 0.0
+        assert "this prompt always fails" in by_id.loc[unchanged(base[3]).variant_id]["error"]
+        dup = frame[frame["item_id"] == "dup"].iloc[0]
+        assert dup["response"] == "echo: question q0?" and bool(dup["cached"])
+        assert dup["score"] == 1.0 and dup["latency"] == 0.0
+
+    asked: list[str] = []
+    first = run(stream(lambda: sum(t.startswith("question q") for t in asked) >= 6),
+                [PythonCallableBackend(_recording_model(asked, fail="question q3?"),
+                                       label="m", concurrency=2)], cache)
+    check(first)
+    # most of the six unchanged variants and the duplicate join after their answer came
+    # (a call still in flight takes its late rows along: the other path)
+    first_late = len(late)
+    assert first_late >= 4, late
+    assert sorted(asked) == sorted(set(asked))  # every distinct prompt asked once
+    stats = first.attrs["run_stats"]["m"]
+    assert stats["calls"] == len(asked) == stats["unique_prompts"]
+    assert stats["errors"] == 2  # q3's clean row and its unchanged variant
+
+    # a re-run: all cache hits but q3 (errors are not cached); late rows follow them
+    again: list[str] = []
+    rerun = run(stream(lambda: True),
+                [PythonCallableBackend(_recording_model(again, fail="question q3?"),
+                                       label="m", concurrency=2)], cache)
+    check(rerun)
+    assert len(late) - first_late >= 6  # cache hits are answered as soon as planned
+    assert again == ["question q3?"]
+    assert int(rerun["cached"].sum()) == len(rerun) - 2  # q3's two rows
+    fillers = int(rerun["item_id"].str.startswith("f").sum())
+    assert rerun.attrs["run_stats"]["m"]["cache_hits"] == 5 + fillers
+
+
+def test_a_failure_while_planning_lets_the_calls_out_finish_into_the_cache(cache) -> None:
+    """A transform that blows up mid-stream stops new calls, but the calls already out
+    are paid for: they finish, are cached, and only then does the error surface."""
+    asked: list[str] = []
+    delay = [0.2]
+
+    def model(messages: list[dict[str, Any]]) -> str:  # one identity: one cache key space
+        asked.append(messages[-1]["content"])
+        time.sleep(delay[0])
+        return f"echo: {messages[-1]['content']}"
+
+    def stream():
+        for n, item in enumerate(items(40)):
+            if n == 30:
+                raise RuntimeError("transform blew up")
+            time.sleep(0.003)
+            yield Variant.clean(item)
+
+    with pytest.raises(RuntimeError, match="transform blew up"):
+        run(stream(), [PythonCallableBackend(model, label="m", concurrency=4)], cache)
+    started = set(asked)
+    assert 0 < len(started) < 30  # calls were out when planning failed; no new ones
+    asked.clear()
+    delay[0] = 0.0
+    frame = run([Variant.clean(item) for item in items(30)],
+                [PythonCallableBackend(model, label="m", concurrency=4)], cache)
+    assert not set(asked) & started  # every call that started was answered and kept
+    assert len(asked) == 30 - len(started)
+    assert int(frame["cached"].sum()) == len(started)
+
+
 # ---------------------------------------------------------------------- estimates
 def test_estimate_calls_before_and_after_a_run(fake_server: FakeOpenAIServer, cache) -> None:
     variants = variant_set(4)
