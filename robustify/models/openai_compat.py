@@ -43,6 +43,7 @@ from robustify.models.base import (BaseBackend, ConnectionFailedError, FatalMode
                                    TransientModelError, check_base_url, deadline,
                                    is_loopback_url, one_line)
 from robustify.models.answer_cap import DEFAULT_MAX_ANSWER_BYTES
+from robustify.models.http_pool import PoolShards
 from robustify.models.http_limits import DEFAULT_MAX_RESPONSE_BYTES, BoundedTransport
 from robustify.models.retry import RetryPolicy, error_for_status, parse_retry_after
 
@@ -187,8 +188,7 @@ class OpenAICompatBackend(BaseBackend):
         limits = httpx2.Limits(max_connections=pool, max_keepalive_connections=pool,
                                keepalive_expiry=30.0)
         http_timeout = httpx2.Timeout(timeout, connect=min(timeout, 10.0))
-        transport = BoundedTransport(httpx2.AsyncHTTPTransport(limits=limits),
-                                     self.max_response_bytes)
+        transport = BoundedTransport(PoolShards(limits), self.max_response_bytes)
         http_client = openai.DefaultAsyncHttpxClient(timeout=http_timeout, transport=transport)
         return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key(),
                                   max_retries=0, timeout=http_timeout, http_client=http_client)

@@ -287,7 +287,7 @@ class _Run:
         await _gather_or_cancel([self._worker(b, feeder) for _ in range(workers)])
         fatal = self.fatal.get(b)
         while fatal is not None and not feeder.done:  # the rest of the plan gets the error
-            await feeder.wait()
+            await feeder.wait(b)
         if fatal is not None and len(queue):
             message = one_line(fatal)
             plan.stats.skipped += len(queue)
@@ -317,7 +317,7 @@ class _Run:
             if group is None and not feeder.done:  # the plan is still being drawn
                 if limiter is not None:
                     limiter.release()
-                await feeder.wait()
+                await feeder.wait(b)
                 continue
             if group is None or (self.budget is not None and self.budget <= 0):
                 if limiter is not None:

@@ -29,7 +29,10 @@ from robustify.runner.plan import Planner
 __all__ = ["Feeder", "GroupQueue", "PLAN_SLICE"]
 
 PLAN_SLICE = 0.005
-"""Seconds of planning between two turns of the event loop."""
+"""Seconds of planning between two turns of the event loop while every worker has work."""
+HUNGRY_SLICE = 0.02
+"""Seconds of planning per turn while workers wait for prompts (the calls out wait a
+little longer to be read; idle workers would waste their whole slot)."""
 LOOKUP_CHUNK = 2000
 """Most new prompt groups per slice (one bulk cache lookup each)."""
 
@@ -107,16 +110,33 @@ class Feeder:
         """True once the last variant is planned."""
         self.misses = 0
         """Groups put on the queues (calls to make, before ``max_calls``)."""
-        self._more = asyncio.Event()
+        self._waiting: list[list[asyncio.Future[None]]] = [[] for _ in self.queues]
 
-    async def wait(self) -> None:
-        """Return after the next slice (at once when planning is over)."""
-        if not self.done:
-            await self._more.wait()
+    async def wait(self, b: int) -> None:
+        """Return once new prompts were released for backend ``b`` (at once when
+        planning is over)."""
+        if self.done:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[b].append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():  # cancelled: no longer a taker
+                waiter.cancel()
 
-    def _wake(self) -> None:
-        self._more.set()
-        self._more = asyncio.Event()
+    def _wake(self, b: int, count: int) -> None:
+        """Wake up to ``count`` of backend ``b``'s waiting workers: one per new prompt,
+        not the whole herd on every slice."""
+        waiting = self._waiting[b]
+        while waiting and count > 0:
+            waiter = waiting.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    def _hungry(self) -> bool:
+        return any(not w.done() for waiting in self._waiting for w in waiting)
 
     async def feed(self, variants: Iterable[Variant]) -> None:
         """Plan all of ``variants``, yielding to the loop between slices."""
@@ -127,23 +147,30 @@ class Feeder:
                 rows_before = planner.count
                 groups_before = len(planner.groups)
                 joined: list[tuple[int, int]] = []
-                exhausted = planner.extend(stream, deadline=time.perf_counter() + PLAN_SLICE,
-                                           max_new=LOOKUP_CHUNK, joined=joined)
-                self._release(rows_before, groups_before, joined)
+                exhausted = planner.extend(
+                    stream, deadline=time.perf_counter() + (HUNGRY_SLICE if self._hungry()
+                                                            else PLAN_SLICE),
+                    max_new=LOOKUP_CHUNK, joined=joined)
+                released = self._release(rows_before, groups_before, joined)
                 if exhausted:
                     break
-                self._wake()
+                for b, count in enumerate(released):
+                    self._wake(b, count)
                 await asyncio.sleep(0)
         finally:
             self.done = True
-            self._wake()
+            for b, waiting in enumerate(self._waiting):
+                self._wake(b, len(waiting))
 
     def _release(self, rows_before: int, groups_before: int,
-                 joined: Sequence[tuple[int, int]]) -> None:
+                 joined: Sequence[tuple[int, int]]) -> list[int]:
+        """Answer the slice's cache hits and late rows, queue its misses; the number of
+        prompts queued per backend."""
         planner, run = self.planner, self.run
         run.grow(planner.count - rows_before)
         new_groups = len(planner.groups) - groups_before
         hit_rows = 0
+        released = []
         for b, plan in enumerate(planner.plans):
             run.finished[b].extend(bytes(new_groups))
             hits: dict[str, Completion] = {}
@@ -161,10 +188,12 @@ class Feeder:
                                            error=None, latency=0.0, cached=True)
             misses = new_groups - len(hits)
             self.misses += misses
+            released.append(misses)
             self.queues[b].release(len(planner.groups), misses)
             for row, group in joined:
                 if run.finished[b][group]:
                     hit_rows += run.late(b, group, row)
         if hit_rows:
             self.on_hits(hit_rows)
+        return released
 
