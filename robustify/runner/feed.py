@@ -147,10 +147,16 @@ class Feeder:
                 rows_before = planner.count
                 groups_before = len(planner.groups)
                 joined: list[tuple[int, int]] = []
-                exhausted = planner.extend(
-                    stream, deadline=time.perf_counter() + (HUNGRY_SLICE if self._hungry()
-                                                            else PLAN_SLICE),
-                    max_new=LOOKUP_CHUNK, joined=joined)
+                try:
+                    exhausted = planner.extend(
+                        stream, deadline=time.perf_counter() + (
+                            HUNGRY_SLICE if self._hungry() else PLAN_SLICE),
+                        max_new=LOOKUP_CHUNK, joined=joined)
+                except BaseException:
+                    # the rows planned before the failure may have joined a call still
+                    # out: give them their slots, so that call can still be filled
+                    self._grow(rows_before, groups_before)
+                    raise
                 released = self._release(rows_before, groups_before, joined)
                 if exhausted:
                     break
@@ -162,17 +168,22 @@ class Feeder:
             for b, waiting in enumerate(self._waiting):
                 self._wake(b, len(waiting))
 
+    def _grow(self, rows_before: int, groups_before: int) -> None:
+        """Make room in the run for the rows and groups planned since."""
+        self.run.grow(self.planner.count - rows_before)
+        for finished in self.run.finished:
+            finished.extend(bytes(len(self.planner.groups) - groups_before))
+
     def _release(self, rows_before: int, groups_before: int,
                  joined: Sequence[tuple[int, int]]) -> list[int]:
         """Answer the slice's cache hits and late rows, queue its misses; the number of
         prompts queued per backend."""
         planner, run = self.planner, self.run
-        run.grow(planner.count - rows_before)
+        self._grow(rows_before, groups_before)
         new_groups = len(planner.groups) - groups_before
         hit_rows = 0
         released = []
         for b, plan in enumerate(planner.plans):
-            run.finished[b].extend(bytes(new_groups))
             hits: dict[str, Completion] = {}
             keys: list[str] = []
             if new_groups and self.cache is not None:

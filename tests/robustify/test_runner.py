@@ -532,6 +532,9 @@ def test_a_failure_while_planning_lets_the_calls_out_finish_into_the_cache(cache
     def stream():
         for n, item in enumerate(items(40)):
             if n == 30:
+                # a duplicate of a prompt still out, planned in the failing slice: the
+                # call it joined must still be filled when it comes back
+                yield dataclasses.replace(Variant.clean(items(1)[0]), spec="dup@0.1")
                 raise RuntimeError("transform blew up")
             time.sleep(0.003)
             yield Variant.clean(item)
