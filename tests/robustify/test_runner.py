@@ -412,6 +412,36 @@ def test_progress_lines_in_a_log_after_ten_seconds_then_every_thirty() -> None:
     assert quiet.getvalue() == ""  # 5 s: no line at all
 
 
+def test_progress_before_the_plan_is_complete_has_no_total_yet() -> None:
+    """Calls start while planning goes on: lines say so, and the total arrives later."""
+    import io
+
+    now = [0.0]
+    stream = io.StringIO()
+    lines = CallProgress(None, mode="lines", file=stream, clock=lambda: now[0],
+                         line_interval=10.0, quiet_start=10.0)
+    for _ in range(30):
+        now[0] += 0.5
+        lines.call_done(error=False)
+    lines.set_total(60)
+    for _ in range(30):
+        now[0] += 0.5
+        lines.call_done(error=False)
+    lines.close()
+    assert stream.getvalue().splitlines() == [
+        "calls: 20 (still planning), cache hits 0, errors 0, 10 s elapsed",
+        "calls: 40/60 (67%), cache hits 0, errors 0, 20 s elapsed, about 10 s left",
+        "calls: 60/60 (100%), cache hits 0, errors 0, 30 s elapsed",
+    ]
+    bar_out = io.StringIO()
+    bar = CallProgress(None, mode="bar", file=bar_out, min_interval=0.0)
+    bar.call_done(error=False)
+    bar.set_total(3)
+    bar.call_done(error=False)
+    bar.close()
+    assert "2/3" in bar_out.getvalue()
+
+
 # ------------------------------------------------------------- planning while calling
 def _recording_model(log: list[str], fail: str | None = None):
     def model(messages: list[dict[str, Any]]) -> str:
