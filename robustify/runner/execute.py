@@ -49,7 +49,7 @@ import logging
 import math
 import time
 from array import array
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Sized
 
 import pandas as pd
 
@@ -278,12 +278,14 @@ class _Run:
         return len(indices)
 
     # ---------------------------------------------------------------- calls
-    async def run_backend(self, b: int, feeder: Feeder) -> None:
+    async def run_backend(self, b: int, feeder: Feeder, most: int | None = None) -> None:
         plan = self.plans[b]
         backend = plan.backend
         limiter = self.limiters[b]
         queue = feeder.queues[b]
         workers = int(backend.max_concurrency) if limiter is None else limiter.ceiling
+        if most is not None:
+            workers = max(1, min(workers, most))
         await _gather_or_cancel([self._worker(b, feeder) for _ in range(workers)])
         fatal = self.fatal.get(b)
         while fatal is not None and not feeder.done:  # the rest of the plan gets the error
@@ -467,7 +469,9 @@ async def arun_queries(variants: Iterable[Variant], backends: Sequence[Backend],
                     planner.reused, run.progress.hits)
 
     try:
-        await _gather_or_cancel([plan()] + [run.run_backend(b, feeder)
+        # a list of variants bounds the prompts, so no more workers than that are needed
+        most = len(variants) if isinstance(variants, Sized) else None
+        await _gather_or_cancel([plan()] + [run.run_backend(b, feeder, most)
                                             for b in range(len(backends))])
         if run.stopped is not None:
             raise run.stopped
