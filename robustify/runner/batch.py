@@ -42,6 +42,7 @@ from robustify.records import Completion
 from robustify.runner.batch_jsonl import BatchOptions, is_batchable, read_answer, request_line
 from robustify.runner.batch_state import DONE, BatchState, ChunkWriter
 from robustify.runner.cache import KeyMaker, ResponseCache, cache_key, canonical_json
+from robustify.runner.plan import LOOKUP_CHUNK
 
 __all__ = ["run_batches", "BatchOutcome", "BatchAnswered", "NO_BATCH_ANSWER"]
 
@@ -50,7 +51,6 @@ logger = logging.getLogger(__name__)
 NO_BATCH_ANSWER = ("no answer from the Batch API for this prompt (not submitted or not "
                    "stored); a re-run submits it again")
 _TERMINAL = ("completed", "failed", "expired", "cancelled")
-_LOOKUP_CHUNK = 2000
 _PLACEHOLDER_KEY = "not-needed"
 
 Report = Callable[[str], None]
@@ -201,7 +201,7 @@ class _BatchRun:
                     continue
                 seen.add(key)
                 buffer.append((b, key.hex(), messages))
-            if len(buffer) >= _LOOKUP_CHUNK:
+            if len(buffer) >= LOOKUP_CHUNK:
                 self._write(buffer, backends, writers)
                 buffer = []
         self._write(buffer, backends, writers)

@@ -63,7 +63,8 @@ from robustify.runner.adaptive import Limiter, limiter_for
 from robustify.runner.cache import ResponseCache
 from robustify.runner.progress import CallProgress, progress_mode
 from robustify.runner.feed import Feeder
-from robustify.runner.plan import BackendStats, Planner, check_backends, plan_rows
+from robustify.runner.plan import (LOOKUP_CHUNK, BackendStats, Planner, check_backends,
+                                   plan_rows)
 from robustify.runner.store import Results, Rows, build_frame
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
@@ -77,8 +78,6 @@ BuildMessages = Callable[[Item], list[dict[str, str]]]
 ScoreFn = Callable[[Item, "str | None"], Score]
 
 _NAN = float("nan")
-_LOOKUP_CHUNK = 2000
-"""Keys per bulk cache lookup."""
 SLOW_SCORE_SECONDS = 0.0005
 """Mean seconds per scored answer above which scoring moves off the event loop."""
 _SCORE_SAMPLE = 64
@@ -561,8 +560,8 @@ def estimate_calls(variants: Iterable[Variant], backends: Sequence[Backend],
         hits = 0
         calls = 0
         tokens_in = 0
-        for start in range(0, len(groups), _LOOKUP_CHUNK):
-            chunk = [key.hex() for key in plan.keys[start:start + _LOOKUP_CHUNK]]
+        for start in range(0, len(groups), LOOKUP_CHUNK):
+            chunk = [key.hex() for key in plan.keys[start:start + LOOKUP_CHUNK]]
             found = cache.get_many(chunk) if cache is not None else {}
             hits += len(found)
             for group, key in enumerate(chunk, start):

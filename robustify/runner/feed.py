@@ -24,7 +24,7 @@ from perturbations.records import Variant
 from robustify.models.answer_cap import answer_limit, cap_answer
 from robustify.records import Completion
 from robustify.runner.cache import ResponseCache
-from robustify.runner.plan import Planner
+from robustify.runner.plan import LOOKUP_CHUNK, Planner
 
 __all__ = ["Feeder", "GroupQueue", "PLAN_SLICE"]
 
@@ -33,8 +33,6 @@ PLAN_SLICE = 0.005
 HUNGRY_SLICE = 0.02
 """Seconds of planning per turn while workers wait for prompts (the calls out wait a
 little longer to be read; idle workers would waste their whole slot)."""
-LOOKUP_CHUNK = 2000
-"""Most new prompt groups per slice (one bulk cache lookup each)."""
 
 
 class GroupQueue:
@@ -136,7 +134,8 @@ class Feeder:
                 count -= 1
 
     def _hungry(self) -> bool:
-        return any(not w.done() for waiting in self._waiting for w in waiting)
+        """Some worker waits for a prompt (woken ones leave the lists)."""
+        return any(self._waiting)
 
     async def feed(self, variants: Iterable[Variant]) -> None:
         """Plan all of ``variants``, yielding to the loop between slices."""

@@ -26,8 +26,8 @@ __all__ = ["BackendStats", "Plan", "Groups", "Planner", "check_backends",
 
 BuildMessages = Callable[[Item], list[dict[str, str]]]
 
-_LOOKUP_CHUNK = 2000
-"""Keys per bulk cache lookup."""
+LOOKUP_CHUNK = 2000
+"""Keys per bulk cache lookup (the runner, the feeder, estimates and the Batch API)."""
 
 
 @dataclass
