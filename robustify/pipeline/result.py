@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
@@ -17,6 +17,9 @@ from robustify.atomic import (publish_folder, remove_tree, staging_folder, write
                               write_jsonl_atomic)
 from robustify.errors import OutputError
 from robustify.pipeline.jobfile import Gates
+
+if TYPE_CHECKING:
+    from robustify.reporting.chart_process import ChartProcess
 
 
 __all__ = ["RunResult"]
@@ -150,9 +153,11 @@ class RunResult:
         """Right-to-wrong and wrong-to-right flips per transform."""
         return self.plot("flips", ax=ax)
 
-    def write_report(self, path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    def write_report(self, path: str | os.PathLike[str] | None = None, *,
+                     chart_process: "ChartProcess | None" = None) -> dict[str, Path]:
         """Write report.html, report.md, summary.csv, results and manifest to ``path``,
-        as a whole or not at all.
+        as a whole or not at all (``chart_process``: see
+        :func:`robustify.reporting.write_report`).
 
         Everything is written into a staging folder inside ``path`` first and renamed into
         place only when all of it is there, the manifest last
@@ -169,7 +174,7 @@ class RunResult:
         staging = None
         try:
             staging = staging_folder(out)
-            files = self._write_files(staging)
+            files = self._write_files(staging, chart_process)
             publish_folder(staging, out)
         except OSError as exc:
             raise OutputError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
@@ -180,14 +185,16 @@ class RunResult:
                 remove_tree(staging)
         return {key: out / Path(written).relative_to(staging) for key, written in files.items()}
 
-    def _write_files(self, out: Path) -> dict[str, Path]:
+    def _write_files(self, out: Path, chart_process: "ChartProcess | None" = None
+                     ) -> dict[str, Path]:
         from robustify.reporting import write_report
 
         variants = (Path(self.out_dir) / "variants.jsonl" if self.out_dir is not None
                     else None)  # the run's own, also when writing into a staging folder
         files = write_report(self.results, out, title=_title(self.manifest),
                              manifest=self.manifest, noise_floor=self.noise_floor(),
-                             variants_file=variants if variants and variants.is_file() else None)
+                             variants_file=variants if variants and variants.is_file() else None,
+                             chart_process=chart_process)
         files["manifest"] = write_json_atomic(out / "manifest.json", self.manifest)
         if self.noise_floor_rows is not None:
             files["noise_floor"] = write_jsonl_atomic(

@@ -46,6 +46,11 @@ __all__ = ["evaluate", "run_job", "AnalysisError", "folder_lock", "write_run_fol
 
 log = logging.getLogger(__name__)
 
+CHART_PROCESS_MIN_CALLS = 2000
+"""Jobs planning at least this many model calls draw their charts in a second process
+(:mod:`robustify.reporting.chart_process`): it starts with the calls and imports
+matplotlib meanwhile, which a shorter job would wait for."""
+
 @contextlib.contextmanager
 def folder_lock(out_dir: str | os.PathLike[str], *, create: bool = True) -> Iterator[None]:
     """Hold the run folder's lock (one writer at a time) and sweep stale temp files.
@@ -101,14 +106,15 @@ def _remove_if_bare(out_dir: Path, made: bool) -> None:
         pass
 
 
-def write_run_folder(result: RunResult, out_dir: str | os.PathLike[str]) -> None:
+def write_run_folder(result: RunResult, out_dir: str | os.PathLike[str], *,
+                     chart_process: Any = None) -> None:
     """Write a run's results and report into ``out_dir`` as a whole or not at all
     (:meth:`RunResult.write_report` stages and renames). The caller holds the folder lock.
 
     Raises:
         OutputError: disk full, permission denied: nothing was published.
     """
-    result.write_report(out_dir)
+    result.write_report(out_dir, chart_process=chart_process)
 
 
 def _drop_manifest(out_dir: Path) -> None:
@@ -166,7 +172,8 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
         fatal: FatalModelError | None = None
         floor = None
         rewritten = None
-        warm = _WarmReport(write)  # the report's imports, during the calls
+        # the report's imports during the calls; a large job's charts in a second process
+        warm = _WarmReport(write, charts_apart=prep.planned_calls >= CHART_PROCESS_MIN_CALLS)
         tally = VariantTally()
         variants: Iterable[Variant] = prep.variants(tally)
         stream: Iterator[Variant] = iter(())
@@ -212,6 +219,9 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
                 results, judge_facts = run_judge(judge, results, cache, progress)
                 if floor is not None:
                     floor, _ = run_judge(judge, floor, cache, progress)
+        except BaseException:
+            warm.close()
+            raise
         finally:
             close = getattr(stream, "close", None)
             if close is not None:  # a failed run: drop the half-written variants file now
@@ -239,13 +249,15 @@ def run_job(job: JobConfig, *, progress: bool = True, write: bool = True,
             result = RunResult(results=results, manifest=manifest, out_dir=prep.out_dir,
                                noise_floor_rows=floor)
             if write:
-                write_run_folder(result, prep.out_dir)
+                write_run_folder(result, prep.out_dir, chart_process=warm.charts)
         except OutputError as exc:
             raise OutputError(f"{exc}; {_kept(results, prep.cache_path)}") from None
         except RobustifyError:
             raise
         except Exception as exc:
             raise _analysis_failed(exc, results, prep.cache_path) from exc
+        finally:
+            warm.close()
     if fatal is not None:
         raise fatal
     return result
@@ -382,7 +394,7 @@ def _wrap(prep: PreparedJob, backends: list[Any]) -> list[Any]:
 
 
 class _WarmReport:
-    """Load the report's modules and fonts in a thread once the model calls have begun.
+    """Prepare the report while the model calls run.
 
     About 1.5 s of imports (matplotlib, the charts, the analysis) that would otherwise
     come after the last answer, then the work given to :meth:`also` (the realism table:
@@ -390,12 +402,19 @@ class _WarmReport:
     variant, so it never competes with planning for the interpreter; during the calls
     the event loop mostly waits on sockets. :meth:`wait` joins it before the report is
     drawn (nothing else draws meanwhile).
+
+    With ``charts_apart`` the charts are drawn by a
+    :class:`~robustify.reporting.chart_process.ChartProcess` (:attr:`charts`), started
+    when the runner reads the first variant; it imports matplotlib on the other core, so
+    this process does not import it at all unless the helper fails.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, *, charts_apart: bool = False) -> None:
         import threading
 
         self.enabled = enabled
+        self.charts_apart = enabled and charts_apart
+        self.charts: Any = None
         self.thread = threading.Thread(target=self._run, name="robustify-warm-report",
                                        daemon=True)
         self._also: Callable[[], Any] | None = None
@@ -407,7 +426,7 @@ class _WarmReport:
         self._also = work
 
     def _run(self) -> None:
-        self._warm()
+        self._warm(draw=self.charts is None)
         if self._also is not None:
             try:
                 self._result = self._also()
@@ -415,7 +434,12 @@ class _WarmReport:
                 log.debug("work in the warming thread failed: %s", exc)
 
     def after(self, variants: Iterable[Variant]) -> Iterator[Variant]:
-        """Pass ``variants`` through; start warming once the last one was read."""
+        """Pass ``variants`` through; start the chart process when the first is read and
+        warming once the last one was."""
+        if self.charts_apart and self.charts is None:
+            from robustify.reporting.chart_process import ChartProcess
+
+            self.charts = ChartProcess()
         yield from variants
         if self.enabled:
             self.thread.start()
@@ -427,11 +451,19 @@ class _WarmReport:
         self.thread.join()
         return self._result
 
+    def close(self) -> None:
+        """End the chart process, if one was started."""
+        if self.charts is not None:
+            self.charts.close()
+
     @staticmethod
-    def _warm() -> None:
+    def _warm(draw: bool) -> None:
         try:
             import robustify.analysis  # noqa: F401
             import robustify.reporting.run_report  # noqa: F401
+
+            if not draw:  # the chart process draws
+                return
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
 

@@ -22,7 +22,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -42,6 +42,9 @@ from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue
 from robustify.reporting.format import ci as fmt_ci
 from robustify.reporting.results_io import (load_choices, load_noise_floor, load_results,
                                             write_results_jsonl)
+
+if TYPE_CHECKING:
+    from robustify.reporting.chart_process import ChartProcess
 
 __all__ = ["write_report", "rebuild_report"]
 
@@ -350,7 +353,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                  examples_per_transform: int = 3, min_slice_items: int = 5,
                  dpi: int = 110,
                  choices: Mapping[str, Sequence[str]] | None = None,
-                 variants_file: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+                 variants_file: str | os.PathLike[str] | None = None,
+                 chart_process: "ChartProcess | None" = None) -> dict[str, Path]:
     """Write the report folder for a results frame (no model is called).
 
     Args:
@@ -373,6 +377,9 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
             in ``out_dir`` when it is there.
         variants_file: Where the run's ``variants.jsonl`` is when it is not in ``out_dir``
             (a report written into a staging folder or another folder).
+        chart_process: A :class:`~robustify.reporting.chart_process.ChartProcess` that
+            draws the charts while this process writes the files and the document (same
+            bytes); None draws them here.
 
     Returns:
         Paths by key: ``html``, ``md``, ``summary_csv``, ``results_csv``,
@@ -383,21 +390,37 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
     if seed is None:
         seed = int((manifest or {}).get("seed", 0) or 0)
     formats = [f.lower().lstrip(".") for f in formats]
-    # The bootstrap intervals (numpy, mostly outside the GIL) are drawn in a thread while
-    # this one writes the per-row files (Python, inside it): two cores, not one. The
-    # thread reads its own shallow copy, so neither sees the other's internal caches.
     data = charts.ChartData(results.copy(deep=False),
                             data_label=_data_label(manifest, data_label),
                             n_boot=n_boot, seed=seed, ci=ci)
-    with ThreadPoolExecutor(1, thread_name_prefix="robustify-report") as pool:
-        frames = pool.submit(lambda: [data.frame(name) for name in data.FRAMES])
-        rows_files = {"results_csv": write_text_atomic(out / "results.csv",
-                                                       results.to_csv(index=False)),
-                      "results_jsonl": write_results_jsonl(results, out / "results.jsonl")}
-        frames.result()
+
+    def frames() -> list[str]:  # the bootstrap frames; the charts they make
+        for name in data.FRAMES:
+            data.frame(name)
+        return [name for name in charts.names() if charts.get(name).available(data)]
+
+    def rows_files() -> dict[str, Path]:
+        return {"results_csv": write_text_atomic(out / "results.csv",
+                                                 results.to_csv(index=False)),
+                "results_jsonl": write_results_jsonl(results, out / "results.jsonl")}
+
+    figures: dict[str, Mapping[str, bytes]]
+    if chart_process is not None:
+        # frames first, so the helper draws while this thread writes the rest
+        figures = chart_process.draw(frames(), data, formats=formats, dpi=dpi)
+        written_rows = rows_files()
+    else:
+        # The bootstrap intervals (numpy, mostly outside the GIL) are drawn in a thread
+        # while this one writes the per-row files (Python, inside it): two cores, not
+        # one. The thread reads its own shallow copy of the results, so neither sees the
+        # other's internal caches.
+        with ThreadPoolExecutor(1, thread_name_prefix="robustify-report") as pool:
+            pending = pool.submit(frames)
+            written_rows = rows_files()
+            names = pending.result()
+        figures = {name: charts.render(name, data, formats=formats, dpi=dpi)
+                   for name in names}
     ctx = _Context(results=results, paired=analysis.pair_with_clean(results), data=data, ci=ci)
-    figures = {name: charts.render(name, data, formats=formats, dpi=dpi)
-               for name in charts.names() if charts.get(name).available(data)}
     if choices is None:
         choices = load_choices(Path(variants_file) if variants_file is not None
                                else out / "variants.jsonl", _remapped_ids(results))
@@ -406,7 +429,7 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                     min_slice_items=min_slice_items, choices=choices)
     files = doc.write(out, "report", formats=formats)
     files["summary_csv"] = write_text_atomic(out / "summary.csv", ctx.summary.to_csv(index=False))
-    files.update(rows_files)
+    files.update(written_rows)
     log.info("report written to %s", files["html"])
     return files
 

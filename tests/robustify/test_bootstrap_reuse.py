@@ -39,3 +39,24 @@ def test_an_unseeded_interval_is_never_reused() -> None:
     _fresh(values, seed=None)
     stats.bootstrap_ci(values, seed=None)
     assert len(stats._DRAWN) == 0
+
+
+def test_the_chunk_size_never_changes_an_interval(monkeypatch) -> None:
+    # the draws are made in chunks of indices; any chunking gives the same interval and
+    # leaves a passed generator in the same state (sizes around the old 2,000,000 too)
+    cases = []
+    for m, repeat in ((2, 1), (7, 3), (2999, 1), (3000, 2), (70_001, 1)):
+        rng = np.random.default_rng(m)
+        values = rng.random(m * repeat)
+        clusters = np.repeat(np.arange(m), repeat)
+        if repeat > 1:  # unequal clusters take the gathered-denominator path
+            clusters[-1] = 0
+        cases.append((values, clusters))
+    for values, clusters in cases:
+        seen = set()
+        for chunk in (1, 7, 1 << 18, 2_000_000, 10**9):
+            monkeypatch.setattr(stats, "_CHUNK_INDICES", chunk)
+            rng = np.random.default_rng(5)
+            interval = _fresh(values, clusters=clusters, n_boot=300, seed=rng)
+            seen.add((interval, rng.integers(1 << 30)))
+        assert len(seen) == 1, (len(values), seen)
