@@ -23,9 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Callable, Iterable, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from perturbations import Item, Variant
 from perturbations.errors import ConfigError
@@ -33,6 +31,9 @@ from perturbations.errors import ConfigError
 from robustify.models.base import FatalModelError
 from robustify.records import RESULT_COLUMNS, Score
 from robustify.scoring.registry import DEFAULT_SCORERS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["CLEAN_ANSWER", "GOLD", "PRODUCTION_ANSWER", "needs_consistency",
            "check_consistency", "consistency_facts", "run_consistency"]
@@ -134,6 +135,8 @@ def _self_graded(frame: pd.DataFrame, items: dict[str, Item],
 def _production_rows(cleans: Sequence[Variant], labels: Sequence[str],
                      score: Callable[[Item, str], Score]) -> pd.DataFrame:
     """Clean rows built from production answers: nothing asked, the answer given."""
+    import pandas as pd
+
     rows = []
     for label in labels:
         for variant in cleans:
@@ -267,6 +270,8 @@ def run_consistency(variants: Iterable[Variant], backends: Sequence[Any], *,
 
 def _ordered(frames: Sequence[pd.DataFrame], labels: Sequence[str],
              order: dict[str, int]) -> pd.DataFrame:
+    import pandas as pd
+
     frames = [f for f in frames if len(f)]
     if not frames:
         from robustify.runner.store import empty_frame

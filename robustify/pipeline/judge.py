@@ -13,13 +13,14 @@ failed, calls and cache hits) go to the manifest under ``judge``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from perturbations.errors import ConfigError
 
 from robustify.scoring.judge import JudgeConfig, is_judge, parse_judge_scorer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Judge", "split_scorer", "check_judge", "prepare_judge", "run_judge"]
 

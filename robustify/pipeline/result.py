@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
-
 from perturbations import CLEAN
 from perturbations.errors import ConfigError
 
@@ -19,6 +17,8 @@ from robustify.errors import OutputError
 from robustify.pipeline.jobfile import Gates
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from robustify.reporting.chart_process import ChartProcess
 
 
@@ -44,6 +44,8 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "RunResult":
         """Read a saved run (results.jsonl + manifest.json) without any model call."""
+        import pandas as pd
+
         from robustify.reporting import load_results
 
         run_dir = Path(run_dir)
@@ -74,12 +76,16 @@ class RunResult:
         of violation), unchanged variants and why, and the edit rates per field (word and
         character level) with the realised against the nominal typo rate
         (:meth:`perturbations.VariantTally.rows`)."""
+        import pandas as pd
+
         return pd.DataFrame(self.manifest.get("variants") or [])
 
     def realism_table(self) -> pd.DataFrame:
         """Per statistic (typos per 100 words, casing, punctuation, contractions, texting
         forms, whitespace, fillers, length), each setting's variants beside the clean items
         and the real traffic of ``--realism-ref``, with the distance to it."""
+        import pandas as pd
+
         rows = (self.manifest.get("realism") or {}).get("rows") or []
         return pd.DataFrame(rows).set_index("statistic") if rows else pd.DataFrame()
 
@@ -105,6 +111,8 @@ class RunResult:
 
     def noise_floor(self) -> pd.DataFrame | None:
         """Flip rate on clean items re-asked with no perturbation, if it was measured."""
+        import pandas as pd
+
         if self.noise_floor_rows is None:
             return None
         from robustify.analysis.paired import noise_floor
@@ -237,6 +245,8 @@ class RunResult:
 
     def __repr__(self) -> str:
         """One line per model: items, clean score, realistic (else stress) drop, warnings."""
+        import pandas as pd
+
         from robustify.reporting.format import pct, pp
 
         models = list(pd.unique(self.results["model"])) if len(self.results) else []
@@ -263,6 +273,8 @@ class RunResult:
 
     def _drops(self) -> pd.DataFrame:
         """Per model the overview at realistic levels when the run has them, else at all."""
+        import pandas as pd
+
         from robustify.analysis import model_overview, split_levels
 
         overall = self.overview()
@@ -281,6 +293,8 @@ class RunResult:
 
     def _repr_html_(self) -> str:
         """The report's headline box, for notebooks (warnings first, then each model)."""
+        import pandas as pd
+
         from robustify.analysis import LABEL_PRESERVING
         from robustify.reporting.document import render_fragment
         from robustify.reporting.headline import consistency_of, data_label, headline_box

@@ -26,9 +26,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from perturbations import CLEAN, Item, Variant, VariantTally
 from perturbations.errors import ConfigError, RobustifyError
@@ -41,6 +39,9 @@ from robustify.models.base import FatalModelError
 from robustify.runner.cache import open_cache
 from robustify.pipeline.prepare import PreparedJob, prepare_job
 from robustify.pipeline.result import RunResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["evaluate", "run_job", "AnalysisError", "folder_lock", "write_run_folder"]
 
@@ -351,6 +352,8 @@ class _Counted:
 
 def _noise_floor(prep: PreparedJob, messages, cache, progress: bool) -> pd.DataFrame:
     """Re-ask the clean items k times with other sampling seeds (no perturbation)."""
+    import pandas as pd
+
     from robustify.models import parse_model_spec
     from robustify.runner.execute import run_queries
 

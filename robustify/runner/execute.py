@@ -49,9 +49,7 @@ import logging
 import math
 import time
 from array import array
-from typing import Any, Callable, Iterable, Sequence, Sized
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Sized
 
 from perturbations.errors import ConfigError, RobustifyError
 from perturbations.records import Item, Variant
@@ -66,6 +64,9 @@ from robustify.runner.feed import Feeder
 from robustify.runner.plan import (LOOKUP_CHUNK, BackendStats, Planner, check_backends,
                                    plan_rows)
 from robustify.runner.store import Results, Rows, build_frame
+
+if TYPE_CHECKING:  # pandas is imported when the frame is built, after the calls
+    import pandas as pd
 
 __all__ = ["arun_queries", "run_queries", "estimate_calls", "MAX_CALLS_ERROR", "BackendStats"]
 

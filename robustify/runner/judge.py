@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from perturbations import Item, Variant
 
@@ -30,6 +28,9 @@ from robustify.models.base import FatalModelError
 from robustify.records import GenerationParams, Score
 from robustify.scoring.judge import (RUBRICS, JudgeConfig, judge_messages,
                                      parse_verdict, rubric_facts, rubric_for)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["build_judge", "judge_results", "judge_summary", "REPLY_CHARS"]
 
@@ -106,6 +107,8 @@ def judge_results(frame: pd.DataFrame, backend: Any, config: JudgeConfig, *, cac
         judge facts for the manifest: spec, options, identity, rubrics (text and hash),
         rows judged, calls and cache hits, verdict counts, unparseable, failed.
     """
+    import pandas as pd
+
     from robustify.runner.execute import run_queries
 
     frame = frame.copy()

@@ -11,19 +11,21 @@ import dataclasses
 from array import array
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from perturbations.records import Item, Variant
 
 from robustify.records import RESULT_COLUMNS
 
 if TYPE_CHECKING:  # plan.py imports this module; the type is only named here
+    import pandas as pd
+
     from robustify.runner.plan import Plan
+
+# numpy and pandas are imported when the frame is built, not before the first model call
 
 __all__ = ["Rows", "Results", "build_frame", "empty_frame"]
 
 _NAN = float("nan")
+_UNKNOWN = object()
 
 
 def _arrow_strings() -> Any:
@@ -37,6 +39,8 @@ def _arrow_strings() -> Any:
         import pyarrow
     except ImportError:
         return None
+    import pandas as pd
+
     dtype = pd.Series(["x"]).dtype
     if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
         return pyarrow
@@ -66,7 +70,7 @@ class Rows:
     """
 
     def __init__(self) -> None:
-        self._pa = _arrow_strings()
+        self._pa: Any = _UNKNOWN  # pyarrow or None, decided at the first seal or column
         self._open: dict[str, list[Any]] = {name: [] for name in _STRING_COLUMNS}
         self._sealed: dict[str, list[Any]] = {name: [] for name in _STRING_COLUMNS}
         self._loose: set[str] = set()  # columns with a non-string value: kept as Python lists
@@ -119,11 +123,16 @@ class Rows:
         if self._pa is not None and self._count - self._sealed_rows >= _SEAL_ROWS:
             self._seal()
 
+    def _arrow(self) -> Any:
+        if self._pa is _UNKNOWN:
+            self._pa = _arrow_strings()
+        return self._pa
+
     def _seal(self) -> None:
         """Pack the open rows of each string column into one Arrow array."""
-        if self._count == self._sealed_rows:
+        pa = self._arrow()
+        if pa is None or self._count == self._sealed_rows:
             return
-        pa = self._pa
         for name, values in self._open.items():
             if name in self._loose:
                 continue
@@ -181,9 +190,12 @@ class Rows:
 
     def column(self, name: str) -> Any:
         """One variant-side column, ready for :class:`pandas.DataFrame` (made on demand)."""
+        import numpy as np
+        import pandas as pd
+
         n = self._count
         if name in self._open:
-            if self._pa is None or name in self._loose:
+            if self._arrow() is None or name in self._loose:
                 return self._open[name]
             self._seal()
             chunks = self._sealed[name]
@@ -213,8 +225,11 @@ class Rows:
         Built straight from its buffers when Arrow is used: a generic conversion of a
         million-element list goes through growing builders and costs twice the memory.
         """
+        import numpy as np
+        import pandas as pd
+
         n = self._count
-        if self._pa is None:
+        if self._arrow() is None:
             return [text] * n
         data = text.encode("utf-8")
         offsets = np.arange(0, (n + 1) * len(data), len(data), dtype=np.int64)[:n + 1]
@@ -283,6 +298,9 @@ class Results:
         }
 
     def columns(self) -> dict[str, Any]:
+        import numpy as np
+        import pandas as pd
+
         n = len(self.response)
 
         def tokens(values: array[int]) -> Any:
@@ -306,6 +324,8 @@ class Results:
 
 
 def empty_frame() -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame(columns=list(RESULT_COLUMNS))
     for column in ("severity", "edit_rate", "score", "latency"):
         frame[column] = frame[column].astype(float)
@@ -324,6 +344,8 @@ def build_frame(rows: Rows, plans: list[Plan], results: list[Results]) -> pd.Dat
     as they are), and with one backend each source column is released once converted,
     so building the frame needs little more memory than the frame itself.
     """
+    import pandas as pd
+
     n = len(rows)
     if not n:
         return empty_frame()

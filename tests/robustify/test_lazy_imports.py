@@ -51,7 +51,43 @@ def test_quick_verbs_import_no_heavy_library(args: tuple[str, ...], tmp_path: Pa
 
 def test_the_check_sees_a_heavy_import(tmp_path: Path) -> None:
     """The same parse does report pandas where a verb needs it (``report --help`` does
-    not, so use the run verb's estimate, which loads the runner)."""
-    names = imported_by("run", "--estimate", "--limit", "3", "--model", "python:json:dumps",
-                        "--cache", "off", cwd=tmp_path)
+    not, so use a run, whose report needs it)."""
+    names = imported_by("run", "--limit", "3", "--model", "python:json:dumps",
+                        "--transforms", "typos", "--cache", "off", "--out", "out", cwd=tmp_path)
     assert "pandas" in names
+
+
+FIRST_CALL = """
+import sys
+
+HEAVY = {heavy!r}
+seen = []
+
+
+def answer(prompt):
+    if not seen:
+        seen.append(sorted(name for name in HEAVY if name in sys.modules))
+    return "Paris"
+"""
+
+
+def test_the_first_model_call_goes_out_before_pandas_is_imported(tmp_path: Path) -> None:
+    """A run asks the model before it imports pandas or matplotlib (they are for the
+    results frame and the report: 0.3 s and more here; numpy is needed, the prompt table
+    grows with it): ``write=False`` starts no report warming thread, so only the run's
+    own imports are seen."""
+    (tmp_path / "first_call_probe.py").write_text(FIRST_CALL.format(heavy=HEAVY),
+                                                  encoding="utf-8")
+    script = ("import robustify, first_call_probe as probe\n"
+              "result = robustify.evaluate('sample', 'python:first_call_probe:answer', "
+              "'typos@high', limit=4, cache='off', write=False, progress=False)\n"
+              "assert len(result.results) == 8, len(result.results)\n"
+              "print(probe.seen[0])\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = done.stdout.strip().splitlines()[-1]
+    assert seen.startswith("[")  # the probe answered
+    for name in ("pandas", "matplotlib", "pyarrow", "scipy"):
+        assert f"'{name}'" not in seen, seen

@@ -14,9 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from perturbations import Item, Variant, perturb
 from perturbations.text import edit_rate
@@ -30,6 +28,9 @@ from robustify.probes.rewrite.specs import (JUDGE_SYSTEM, JUDGE_TEMPLATE, PERSON
                                             RewriteSpec, parse_rewrite_spec, rewrite_messages)
 from robustify.records import GenerationParams, Score
 from robustify.runner.execute import run_queries
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["rewrite_variants", "rewrite_manifest", "RewriteOutcome", "run_rewrite_specs"]
 
@@ -183,8 +184,7 @@ def rewrite_variants(items: Sequence[Item], spec: str | RewriteSpec, backend: An
                         label_policy=rs.label_policy, version=__version__)
                 for item, text in accepted]
     order = {item.id: i for i, item in enumerate(items)}
-    frame = pd.DataFrame(sorted(rejected, key=lambda r: order[r["item_id"]]),
-                         columns=list(REJECTION_COLUMNS))
+    frame = _rejections(sorted(rejected, key=lambda r: order[r["item_id"]]))
     # the manifest records who really rewrote, also when the backend was built here
     frame.attrs["rewriter_identity"] = identity
     log.info("%s: %d rewrites kept, %d rejected", rs.canonical, len(variants), len(frame))
@@ -233,7 +233,7 @@ def rewrite_manifest(spec: str | RewriteSpec, backend: Any = None, *, n_items: i
         seed: Run seed.
     """
     rs = _effective(parse_rewrite_spec(spec), backend, None)
-    rejected = rejected if rejected is not None else pd.DataFrame(columns=list(REJECTION_COLUMNS))
+    rejected = rejected if rejected is not None else _rejections([])
     identity = rejected.attrs.get("rewriter_identity")
     if backend is not None and not isinstance(backend, str):
         identity = _identity(backend)
@@ -250,14 +250,20 @@ def rewrite_manifest(spec: str | RewriteSpec, backend: Any = None, *, n_items: i
     }
 
 
+def _rejections(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rejected-rewrites frame (pandas is imported here, not before the model calls)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(REJECTION_COLUMNS))
+
+
 @dataclass
 class RewriteOutcome:
     """Everything :func:`run_rewrite_specs` produced for a run."""
 
     variants: list[Variant] = field(default_factory=list)
     """Accepted rewrites of every spec (and replicate), in spec then item order."""
-    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        columns=list(REJECTION_COLUMNS)))
+    rejected: pd.DataFrame = field(default_factory=lambda: _rejections([]))
     """Rejected rewrites with reasons."""
     manifest: list[dict[str, Any]] = field(default_factory=list)
     """One :func:`rewrite_manifest` entry per spec."""
@@ -288,6 +294,8 @@ def run_rewrite_specs(items: Sequence[Item], specs: Sequence[str | RewriteSpec],
     Returns:
         A :class:`RewriteOutcome`.
     """
+    import pandas as pd
+
     outcome = RewriteOutcome()
     frames = []
     for spec in specs:
