@@ -406,10 +406,10 @@ class _WarmReport:
     the event loop mostly waits on sockets. :meth:`wait` joins it before the report is
     drawn (nothing else draws meanwhile).
 
-    With ``charts_apart`` the charts are drawn by a
-    :class:`~robustify.reporting.chart_process.ChartProcess` (:attr:`charts`), started
-    when the runner reads the first variant; it imports matplotlib on the other core, so
-    this process does not import it at all unless the helper fails.
+    With ``charts_apart`` the thread first starts a
+    :class:`~robustify.reporting.chart_process.ChartProcess` (:attr:`charts`), which
+    imports matplotlib on the other core and draws the charts; this process then does
+    not import matplotlib at all unless the helper fails.
     """
 
     def __init__(self, enabled: bool, *, charts_apart: bool = False) -> None:
@@ -429,6 +429,13 @@ class _WarmReport:
         self._also = work
 
     def _run(self) -> None:
+        if self.charts_apart:
+            try:
+                from robustify.reporting.chart_process import ChartProcess
+
+                self.charts = ChartProcess()
+            except Exception as exc:  # the charts are drawn here then
+                log.debug("no chart process: %s", exc)
         self._warm(draw=self.charts is None)
         if self._also is not None:
             try:
@@ -437,12 +444,7 @@ class _WarmReport:
                 log.debug("work in the warming thread failed: %s", exc)
 
     def after(self, variants: Iterable[Variant]) -> Iterator[Variant]:
-        """Pass ``variants`` through; start the chart process when the first is read and
-        warming once the last one was."""
-        if self.charts_apart and self.charts is None:
-            from robustify.reporting.chart_process import ChartProcess
-
-            self.charts = ChartProcess()
+        """Pass ``variants`` through; start warming once the last one was read."""
         yield from variants
         if self.enabled:
             self.thread.start()
@@ -455,7 +457,8 @@ class _WarmReport:
         return self._result
 
     def close(self) -> None:
-        """End the chart process, if one was started."""
+        """End the chart process, if one was started (after the thread that starts it)."""
+        self.wait()
         if self.charts is not None:
             self.charts.close()
 

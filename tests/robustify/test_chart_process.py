@@ -173,3 +173,30 @@ def test_the_frames_sent_are_small(data):
     assert all(isinstance(f, pd.DataFrame) for f in sent["frames"].values())
     assert "results" not in sent
     assert len(sent["frames"]["summary"]) < len(data.results) / 5
+
+
+def test_a_large_job_draws_its_charts_in_the_helper(tmp_path, monkeypatch):
+    # a job planning at least CHART_PROCESS_MIN_CALLS calls uses the helper; the folder
+    # is the same as a job drawing here
+    import robustify
+    import robustify.pipeline.run as pipeline_run
+
+    used = []
+    original = ChartProcess.draw
+    monkeypatch.setattr(ChartProcess, "draw",
+                        lambda self, *a, **k: used.append(self.alive) or original(self, *a, **k))
+    folders = {}
+    for name, threshold in (("here", 10**9), ("apart", 0)):
+        monkeypatch.setattr(pipeline_run, "CHART_PROCESS_MIN_CALLS", threshold)
+        result = robustify.evaluate("sample", "python:json:dumps", "typos@high,casing",
+                                    limit=6, out=tmp_path / name, cache="off",
+                                    progress=False)
+        assert len(result.results) == 30  # 6 clean, 6 typos@high, 18 casing
+        folders[name] = tmp_path / name
+    assert used == [True]  # only the second job, and its helper was running
+    chart_files = sorted(p.name for p in (folders["here"] / "charts").iterdir())
+    assert len(chart_files) == 10
+    assert chart_files == sorted(p.name for p in (folders["apart"] / "charts").iterdir())
+    for name in chart_files + ["../summary.csv"]:
+        here = (folders["here"] / "charts" / name).read_bytes()
+        assert here == (folders["apart"] / "charts" / name).read_bytes(), name
