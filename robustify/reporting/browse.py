@@ -35,14 +35,17 @@ OUTCOMES = ("right → wrong", "right → unparseable", "wrong → right", "stil
 
 def outcome(row: Any) -> str:
     """The outcome group of one paired row (see :data:`OUTCOMES`)."""
-    flip = row.get("flip")
+    return _outcome(row.get("flip"), row.get("unparseable"), row.get("score"))
+
+
+def _outcome(flip: Any, unparseable: Any, score: Any) -> str:
     if flip is None or is_missing(flip):
         return "not scored"
     if flip == "right->wrong":
-        return "right → unparseable" if bool(row.get("unparseable")) else "right → wrong"
+        return "right → unparseable" if bool(unparseable) else "right → wrong"
     if flip == "wrong->right":
         return "wrong → right"
-    return "still right" if float(row.get("score")) >= 0.5 else "still wrong"
+    return "still right" if float(score) >= 0.5 else "still wrong"
 
 
 def _answer(response: Any, parsed: Any) -> str:
@@ -105,7 +108,10 @@ def browse_blocks(results: pd.DataFrame, paired: pd.DataFrame) -> list[Block]:
         (_table(clean.head(shown), many_models=many, clean=True),)))
     if paired.empty:
         return blocks
-    groups = paired.assign(__outcome=[outcome(r) for r in paired.to_dict("records")])
+    # three columns, not every row as a dict (Arrow text columns convert slowly)
+    groups = paired.assign(__outcome=[
+        _outcome(*values) for values in zip(paired["flip"], paired["unparseable"],
+                                            paired["score"])])
     for transform in pd.unique(groups["transform"]):
         rows = groups.loc[groups["transform"] == transform]
         counts = rows["__outcome"].value_counts()
