@@ -30,7 +30,9 @@ import contextlib
 import functools
 import logging
 import os
-import pickle
+import base64
+import json
+import math
 import subprocess
 import sys
 import threading
@@ -134,10 +136,11 @@ class ChartProcess:
         from robustify.reporting import charts
 
         reply: Future[dict[str, Any]] = Future()
-        if self.alive and names and not _settings_customised():
+        frames = ({name: encode_frame(data.frame(name)) for name in data.FRAMES}
+                  if self.alive and names and not _settings_customised() else {})
+        if frames and all(frame is not None for frame in frames.values()):
             request = {"names": list(names), "formats": list(formats), "dpi": dpi,
-                       "data_label": data.data_label,
-                       "frames": {name: data.frame(name) for name in data.FRAMES}}
+                       "data_label": data.data_label, "frames": frames}
             threading.Thread(target=self._exchange, args=(request, reply), daemon=True,
                              name="robustify-charts").start()
         else:
@@ -153,11 +156,12 @@ class ChartProcess:
             with self._lock:
                 proc = self._proc
                 if proc is not None and proc.stdin is not None and proc.stdout is not None:
-                    pickle.dump(request, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                    proc.stdin.write(json.dumps(request).encode("utf-8") + b"\n")
                     proc.stdin.flush()
-                    answer = pickle.load(proc.stdout)
+                    answer = json.loads(proc.stdout.readline())
                     if isinstance(answer, dict):
-                        result = answer
+                        result = {name: _images_from_json(images)
+                                  for name, images in answer.items()}
         except Exception as exc:  # a dead or broken helper: the caller draws here
             log.debug("the chart process failed (%s): charts are drawn here", exc)
         finally:
@@ -201,6 +205,62 @@ def _reap(proc: "subprocess.Popen[bytes]") -> None:
         proc.wait()
 
 
+# ------------------------------------------------------------------- frames as JSON
+
+_DTYPES = frozenset({"float64", "int64", "bool", "str", "object"})
+"""Column dtypes sent as they are; a frame with any other is drawn here."""
+
+
+def _text_or_missing(value: Any) -> bool:
+    return value is None or isinstance(value, str) or (isinstance(value, float)
+                                                       and math.isnan(value))
+
+
+def encode_frame(frame: Any) -> dict[str, Any] | None:
+    """A chart frame as JSON-ready columns, exactly (floats by their shortest exact
+    repr); None when it cannot travel exactly (another dtype, values that are not text
+    in a text column, attributes, an index other than 0..n-1, a name that is not text),
+    and is then drawn here. The frame is decoded back here and compared, so what the
+    helper draws from is the frame itself."""
+    import pandas as pd
+
+    index = frame.index
+    if (frame.attrs or not isinstance(index, pd.RangeIndex) or index.start != 0
+            or index.step != 1):
+        return None
+    columns = []
+    for name in frame.columns:
+        column = frame[name]
+        dtype = str(column.dtype)
+        if not isinstance(name, str) or dtype not in _DTYPES:
+            return None
+        values = column.tolist()
+        if dtype in ("str", "object") and not all(map(_text_or_missing, values)):
+            return None
+        columns.append([name, dtype, values])
+    encoded = {"rows": len(frame), "columns": columns}
+    try:
+        same = decode_frame(json.loads(json.dumps(encoded))).equals(frame)
+    except (TypeError, ValueError):
+        return None
+    return encoded if same else None
+
+
+def decode_frame(encoded: Mapping[str, Any]) -> Any:
+    """The frame :func:`encode_frame` encoded."""
+    import pandas as pd
+
+    return pd.DataFrame({name: pd.Series(values, dtype=dtype)
+                         for name, dtype, values in encoded["columns"]},
+                        index=pd.RangeIndex(encoded["rows"]))
+
+
+def _images_from_json(images: Any) -> dict[str, bytes] | None:
+    if not isinstance(images, dict):
+        return None
+    return {fmt: base64.b64decode(text) for fmt, text in images.items()}
+
+
 # ------------------------------------------------------------------- the helper's side
 
 
@@ -208,22 +268,26 @@ def _draw(request: Mapping[str, Any]) -> dict[str, Any]:
     """Images by chart name; None for a chart this process does not know or cannot draw."""
     from robustify.reporting import charts
 
-    data = charts.ChartData(None, data_label=request["data_label"], **request["frames"])
+    frames = {name: decode_frame(frame) for name, frame in request["frames"].items()}
+    data = charts.ChartData(None, data_label=request["data_label"], **frames)
     known = set(charts.names())
     out: dict[str, Any] = {}
     for name in request["names"]:
         out[name] = None
         if name in known:
             try:
-                out[name] = charts.render(name, data, formats=request["formats"],
-                                          dpi=request["dpi"])
+                images = charts.render(name, data, formats=request["formats"],
+                                       dpi=request["dpi"])
+                out[name] = {fmt: base64.b64encode(raw).decode("ascii")
+                             for fmt, raw in images.items()}
             except Exception:  # the caller draws it and sees the error itself
                 pass
     return out
 
 
 def main() -> int:
-    """The helper: read requests (pickled) on stdin, answer each on stdout, until EOF."""
+    """The helper: read requests (a JSON line each) on stdin, answer each with a JSON
+    line on stdout, until EOF."""
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints cannot corrupt replies
     if hasattr(os, "nice"):
@@ -235,14 +299,10 @@ def main() -> int:
         fig.text(0.5, 0.5, "warm")  # fonts and both savefig paths load now
 
     charts.figure_bytes(warm, (1.0, 1.0), formats=("png", "svg"))
-    requests = sys.stdin.buffer
-    while True:
-        try:
-            request = pickle.load(requests)
-        except EOFError:
-            return 0
-        pickle.dump(_draw(request), channel, protocol=pickle.HIGHEST_PROTOCOL)
+    for line in sys.stdin.buffer:
+        channel.write(json.dumps(_draw(json.loads(line))).encode("utf-8") + b"\n")
         channel.flush()
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ only this process knows, customised matplotlib settings) with the same.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_the_helper_process_is_gone_after_close():
 
 
 def test_the_frames_sent_are_small(data):
-    # the helper gets the chart frames, never the results
+    # the helper gets the chart frames as JSON columns, never the results
     sent = {}
     helper = ChartProcess()
     original = helper._exchange
@@ -170,9 +171,40 @@ def test_the_frames_sent_are_small(data):
     finally:
         helper.close()
     assert set(sent["frames"]) == {"summary", "overview", "curve"}
-    assert all(isinstance(f, pd.DataFrame) for f in sent["frames"].values())
     assert "results" not in sent
-    assert len(sent["frames"]["summary"]) < len(data.results) / 5
+    for name, encoded in sent["frames"].items():
+        assert chart_process.decode_frame(json.loads(json.dumps(encoded))).equals(data.frame(name))
+    assert sent["frames"]["summary"]["rows"] < len(data.results) / 5
+
+
+def test_frames_travel_exactly_or_not_at_all():
+    exact = pd.DataFrame({"model": pd.Series(["a", None, "c"], dtype=object),
+                          "x": [0.1 + 0.2, float("nan"), -0.0], "n": [1, 2, 3],
+                          "ok": [True, False, True], "label": pd.Series(["p", "q", "r"])})
+    encoded = chart_process.encode_frame(exact)
+    back = chart_process.decode_frame(json.loads(json.dumps(encoded)))
+    assert back.equals(exact) and list(back.dtypes) == list(exact.dtypes)
+    assert back["x"][0] == 0.1 + 0.2 and str(back["x"][2]) == "-0.0"
+    # what cannot travel exactly is drawn here
+    assert chart_process.encode_frame(exact.astype({"model": "category"})) is None
+    assert chart_process.encode_frame(exact.set_index("n")) is None
+    tagged = exact.copy()
+    tagged.attrs["note"] = 1
+    assert chart_process.encode_frame(tagged) is None
+    assert chart_process.encode_frame(pd.DataFrame({"t": [(1, 2), None]})) is None
+    assert chart_process.encode_frame(pd.DataFrame({1: [1.0]})) is None
+
+
+def test_a_frame_that_cannot_travel_is_drawn_here(data, monkeypatch):
+    calls = []
+    original = charts.render
+    monkeypatch.setattr(charts, "render", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    odd = charts.ChartData(None, data_label="sample", summary=data.summary.assign(
+        model=data.summary["model"].astype("category")), overview=data.overview,
+        curve=data.curve)
+    with ChartProcess() as helper:
+        drawn = _drawn(helper, odd, names=["flips"], formats=("png",))
+    assert calls == ["flips"] and drawn["flips"]["png"].startswith(b"\x89PNG")
 
 
 def test_a_large_job_draws_its_charts_in_the_helper(tmp_path, monkeypatch):
