@@ -3,13 +3,15 @@
 The run report's five charts, drawn as PNG and SVG, cost about 0.7 s of CPU after the last
 answer, and matplotlib's imports about as much again; in one process they hold the
 interpreter while the results files and the document wait. A :class:`ChartProcess` starts
-``python -m robustify.reporting.chart_process`` ahead of time (a large job starts it
-when its model calls begin), which imports matplotlib and the chart list and draws a
-warm-up figure, at a lower priority, while the calls run. At report time
-:func:`~robustify.reporting.run_report.write_report` sends it the chart frames (the
-summary, overview and severity curve: a few rows each, never the results) as soon as
-they are computed and writes ``results.csv``, ``results.jsonl`` and the document
-meanwhile; the page waits for the images only when it embeds them.
+a helper Python process ahead of time (a large job starts it while its model calls run),
+which imports matplotlib and the chart list and draws a warm-up figure, at a lower
+priority. At report time :func:`~robustify.reporting.run_report.write_report` sends it
+the chart frames (the summary, overview and severity curve: a few rows each, never the
+results) as soon as they are computed and writes ``results.csv``, ``results.jsonl`` and
+the document meanwhile; the page waits for the images only when it embeds them.
+
+Requests and replies are JSON lines: frames as exact columns (:func:`encode_frame`; one
+that cannot travel exactly is drawn here), images as base64. Nothing is unpickled.
 
 The bytes are the ones this process would draw: the same code, fonts and matplotlib
 settings (a process whose matplotlib settings differ from the defaults draws here). The
@@ -40,7 +42,7 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-__all__ = ["ChartProcess"]
+__all__ = ["ChartProcess", "encode_frame", "decode_frame"]
 
 log = logging.getLogger(__name__)
 
