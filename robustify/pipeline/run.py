@@ -43,6 +43,8 @@ from robustify.pipeline.result import RunResult
 if TYPE_CHECKING:
     import pandas as pd
 
+    from robustify.reporting.chart_process import ChartProcess
+
 __all__ = ["evaluate", "run_job", "AnalysisError", "folder_lock", "write_run_folder"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ CHART_PROCESS_MIN_CALLS = 2000
 """Jobs planning at least this many model calls draw their charts in a second process
 (:mod:`robustify.reporting.chart_process`): it starts with the calls and imports
 matplotlib meanwhile, which a shorter job would wait for."""
+
 
 @contextlib.contextmanager
 def folder_lock(out_dir: str | os.PathLike[str], *, create: bool = True) -> Iterator[None]:
@@ -108,7 +111,7 @@ def _remove_if_bare(out_dir: Path, made: bool) -> None:
 
 
 def write_run_folder(result: RunResult, out_dir: str | os.PathLike[str], *,
-                     chart_process: Any = None) -> None:
+                     chart_process: "ChartProcess | None" = None) -> None:
     """Write a run's results and report into ``out_dir`` as a whole or not at all
     (:meth:`RunResult.write_report` stages and renames). The caller holds the folder lock.
 
@@ -417,7 +420,7 @@ class _WarmReport:
 
         self.enabled = enabled
         self.charts_apart = enabled and charts_apart
-        self.charts: Any = None
+        self.charts: ChartProcess | None = None
         self.thread = threading.Thread(target=self._run, name="robustify-warm-report",
                                        daemon=True)
         self._also: Callable[[], Any] | None = None
