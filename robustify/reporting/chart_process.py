@@ -73,15 +73,14 @@ class _Images(Mapping[str, bytes]):
     """One chart's images by format; the first read waits for the helper's bytes, or
     draws them here when the helper has none."""
 
-    def __init__(self, reply: "Future[dict[str, Any]]", name: str,
-                 draw_here: Callable[[], dict[str, bytes]], wait: Callable[[], None]) -> None:
-        self._reply, self._name, self._draw_here, self._wait = reply, name, draw_here, wait
+    def __init__(self, reply: Callable[[], dict[str, Any]], name: str,
+                 draw_here: Callable[[], dict[str, bytes]]) -> None:
+        self._reply, self._name, self._draw_here = reply, name, draw_here
         self._images: dict[str, bytes] | None = None
 
     def _get(self) -> dict[str, bytes]:
         if self._images is None:
-            self._wait()
-            images = self._reply.result().get(self._name)
+            images = self._reply().get(self._name)
             self._images = images if images is not None else self._draw_here()
         return self._images
 
@@ -147,9 +146,9 @@ class ChartProcess:
                              name="robustify-charts").start()
         else:
             reply.set_result({})
-        wait = functools.partial(self._wait, reply)
-        return {name: _Images(reply, name, functools.partial(charts.render, name, data,
-                                                             formats=formats, dpi=dpi), wait)
+        answer = functools.partial(self._answer, reply)
+        return {name: _Images(answer, name, functools.partial(charts.render, name, data,
+                                                              formats=formats, dpi=dpi))
                 for name in names}
 
     def _exchange(self, request: dict[str, Any], reply: "Future[dict[str, Any]]") -> None:
@@ -169,14 +168,15 @@ class ChartProcess:
         finally:
             reply.set_result(result)
 
-    def _wait(self, reply: "Future[dict[str, Any]]") -> None:
+    def _answer(self, reply: "Future[dict[str, Any]]") -> dict[str, Any]:
+        """The helper's images by chart, waiting at most ``timeout`` seconds ({}: none)."""
         try:
-            reply.result(timeout=self.timeout)
+            return reply.result(timeout=self.timeout)
         except FutureTimeout:
             log.warning("the chart process gave no charts in %.0f s: drawing them here",
                         self.timeout)
             self._kill()  # the exchange thread then sees the pipe close and sets {}
-            reply.result()
+            return reply.result()
 
     def _kill(self) -> None:
         if self._proc is not None:

@@ -217,15 +217,20 @@ def test_a_large_job_draws_its_charts_in_the_helper(tmp_path, monkeypatch):
     original = ChartProcess.draw
     monkeypatch.setattr(ChartProcess, "draw",
                         lambda self, *a, **k: used.append(self.alive) or original(self, *a, **k))
+    drawn_here: dict[str, list[str]] = {"here": [], "apart": []}
+    render = charts.render
     folders = {}
     for name, threshold in (("here", 10**9), ("apart", 0)):
+        monkeypatch.setattr(charts, "render", lambda *a, _run=name, **k:
+                            drawn_here[_run].append(a[0]) or render(*a, **k))
         monkeypatch.setattr(pipeline_run, "CHART_PROCESS_MIN_CALLS", threshold)
         result = robustify.evaluate("sample", "python:json:dumps", "typos@high,casing",
                                     limit=6, out=tmp_path / name, cache="off",
                                     progress=False)
         assert len(result.results) == 30  # 6 clean, 6 typos@high, 18 casing
         folders[name] = tmp_path / name
-    assert used == [True]  # only the second job, and its helper was running
+    assert used == [True]  # only the second job, and its helper was running ...
+    assert len(drawn_here["here"]) == 5 and drawn_here["apart"] == []  # ... and drew
     chart_files = sorted(p.name for p in (folders["here"] / "charts").iterdir())
     assert len(chart_files) == 10
     assert chart_files == sorted(p.name for p in (folders["apart"] / "charts").iterdir())
