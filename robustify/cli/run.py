@@ -162,13 +162,14 @@ def print_summary(result, out=None) -> None:
     realistic_rows, stress_rows = split_levels(result.results)
     realistic = model_overview(realistic_rows, seed=result.seed).set_index("model")
     stress = model_overview(stress_rows, seed=result.seed).set_index("model")
-    warned = result.warnings()
+    overview = result.overview()
+    warned = result.warnings(overview=overview)  # the overview's bootstrap once, not twice
     from robustify.reporting.headline import consistency_note, consistency_of
 
     consistency = consistency_of(result.manifest)
     if consistency is not None:
         print("\n" + consistency_note(consistency), file=out)
-    for row in result.overview().itertuples(index=False):
+    for row in overview.itertuples(index=False):
         print("", file=out)
         for message in warned.get(str(row.model), ()):
             print(f"{row.model}: WARNING: {message}", file=out)

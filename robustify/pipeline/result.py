@@ -89,21 +89,26 @@ class RunResult:
         rows = (self.manifest.get("realism") or {}).get("rows") or []
         return pd.DataFrame(rows).set_index("statistic") if rows else pd.DataFrame()
 
-    def validity(self) -> list[Any]:
+    def validity(self, overview: pd.DataFrame | None = None) -> list[Any]:
         """Validity findings per model (:func:`robustify.analysis.validity_findings`): at
         chance, one constant answer, unparseable or cut answers, and "no detectable change"
-        notes. Chance levels come from the manifest's ``chance`` (per task kind)."""
+        notes. Chance levels come from the manifest's ``chance`` (per task kind).
+
+        Args:
+            overview: :meth:`overview` if already computed (its bootstrap is not redone).
+        """
         from robustify.analysis.validity import validity_findings
 
         chance = self.manifest.get("chance")
         return validity_findings(self.results, chance=chance if isinstance(chance, dict) else None,
-                                 overview=self.overview())
+                                 overview=self.overview() if overview is None else overview)
 
-    def warnings(self) -> dict[str, list[str]]:
-        """Validity warnings by model (no entry: the model's measurement looks sound)."""
+    def warnings(self, overview: pd.DataFrame | None = None) -> dict[str, list[str]]:
+        """Validity warnings by model (no entry: the model's measurement looks sound);
+        ``overview`` as for :meth:`validity`."""
         from robustify.analysis.validity import warnings_by_model
 
-        return warnings_by_model(self.validity())
+        return warnings_by_model(self.validity(overview))
 
     def failures(self) -> pd.DataFrame:
         """Rows whose model call failed, with the error."""

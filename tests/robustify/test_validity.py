@@ -146,6 +146,8 @@ def test_answers_at_the_token_limit_are_warned(good_run: RunResult, tmp_path: Pa
     share = f"{(results['hit_token_limit'].mean()) * 100:.1f}%"
     message = f"{share} of its answers stopped at the token limit (max_tokens)"
     assert any(message in m for m in cut.warnings()[ORACLE])
+    # an overview already computed gives the same warnings (the terminal summary passes it)
+    assert cut.warnings(overview=cut.overview()) == cut.warnings()
     buffer = io.StringIO()
     print_summary(cut, out=buffer)
     assert f"{ORACLE}: WARNING: {message}" in buffer.getvalue()
