@@ -153,17 +153,20 @@ def job_from_args(args: argparse.Namespace):
 
 def print_summary(result, out=None) -> None:
     """The terminal summary: per model its warnings first, then the headline, per spec the
-    drop, then the variants and the rewrites the checks rejected."""
-    out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
-    from robustify.analysis import REALISTIC_LABELS, model_overview, split_levels
-    from robustify.reporting.format import pct, pp
+    drop, then the variants and the rewrites the checks rejected.
 
-    summary = result.summary()
-    realistic_rows, stress_rows = split_levels(result.results)
-    realistic = model_overview(realistic_rows, seed=result.seed).set_index("model")
-    stress = model_overview(stress_rows, seed=result.seed).set_index("model")
-    overview = result.overview()
-    warned = result.warnings(overview=overview)  # the overview's bootstrap once, not twice
+    The numbers are those of the report ``result`` wrote last (``result.reported``, as
+    long as ``result.results`` is the frame it was written from), else computed now."""
+    out = out if out is not None else sys.stdout  # looked up now: tests and notebooks swap it
+    from robustify.analysis import REALISTIC_LABELS
+    from robustify.reporting.format import pct, pp
+    from robustify.reporting.headline import ReportNumbers
+
+    numbers = result.reported
+    if numbers is None or numbers.source is not result.results:
+        numbers = ReportNumbers(result.results, result.manifest, seed=result.seed)
+    summary, overview, warned = numbers.summary, numbers.overview, numbers.warnings
+    realistic, stress = numbers.levels
     from robustify.reporting.headline import consistency_note, consistency_of
 
     consistency = consistency_of(result.manifest)
@@ -176,7 +179,8 @@ def print_summary(result, out=None) -> None:
         parts = [("consistency: " if consistency is not None else "")
                  + f"clean {pct(row.clean_score)}"]
         for name, table in (("realistic", realistic), ("stress", stress)):
-            if row.model in table.index and table.loc[row.model, "n_variants"]:
+            if table is not None and row.model in table.index and \
+                    table.loc[row.model, "n_variants"]:
                 parts.append(f"{name} {pct(table.loc[row.model, 'perturbed_score'])}")
         parts.append(f"worst case {pct(row.worst_case_score)}")
         low, high = row.overestimation_ci_low_pp, row.overestimation_ci_high_pp

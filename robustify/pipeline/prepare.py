@@ -95,8 +95,8 @@ class PreparedJob:
         Item by item, the prompts an item's variants share with its clean original (the
         instructions, the few-shot turns, the start of the question) follow each other, so
         a prefix cache (the ``local:`` backend's, a server's) evaluates the shared part
-        once: on the default job the ``local:`` backend evaluated 1.11x the unique-prefix
-        tokens with all clean originals first (``docs/local-model.md``).
+        once: on the default job the ``local:`` backend evaluates 1.02x the unique-prefix
+        tokens, against 1.11x with every clean original first (``docs/local-model.md``).
 
         Every variant has passed the gold guard (redrawn when a draw broke it); a variant
         no draw could keep is left out. ``tally`` counts, per spec, what the guard did,

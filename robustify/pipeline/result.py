@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from robustify.reporting.chart_process import ChartProcess
+    from robustify.reporting.headline import ReportNumbers
 
 
 __all__ = ["RunResult"]
@@ -34,12 +35,17 @@ class RunResult:
         manifest: Run facts (seed, specs, models, data hash, counts); never a key.
         out_dir: Where the run was written, if it was.
         noise_floor_rows: Re-asked clean rows (column ``repeat``) when a noise floor was run.
+        reported: The numbers of the report this result last wrote (:meth:`write_report`):
+            summary, overviews, warnings, as computed then. The CLI's terminal summary
+            prints them, so it says what the report says without a second bootstrap.
+            The views (:meth:`summary`, :meth:`overview`...) always compute afresh.
     """
 
     results: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
     out_dir: Path | None = None
     noise_floor_rows: pd.DataFrame | None = None
+    reported: ReportNumbers | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "RunResult":
@@ -184,11 +190,15 @@ class RunResult:
         if out is None:
             raise ConfigError("write_report needs a folder: this result was never saved")
         out = Path(out)
+        from robustify.reporting.headline import ReportNumbers
+
+        numbers = ReportNumbers(self.results, self.manifest)
         staging = None
         try:
             staging = staging_folder(out)
-            files = self._write_files(staging, chart_process)
+            files = self._write_files(staging, chart_process, numbers)
             publish_folder(staging, out)
+            self.reported = numbers
         except OSError as exc:
             raise OutputError(f"{out}: cannot write the run folder ({exc.strerror or exc}); "
                               f"nothing half-written was left: free space or fix the "
@@ -198,8 +208,8 @@ class RunResult:
                 remove_tree(staging)
         return {key: out / Path(written).relative_to(staging) for key, written in files.items()}
 
-    def _write_files(self, out: Path, chart_process: "ChartProcess | None" = None
-                     ) -> dict[str, Path]:
+    def _write_files(self, out: Path, chart_process: "ChartProcess | None" = None,
+                     numbers: "ReportNumbers | None" = None) -> dict[str, Path]:
         from robustify.reporting import write_report
 
         variants = (Path(self.out_dir) / "variants.jsonl" if self.out_dir is not None
@@ -207,7 +217,7 @@ class RunResult:
         files = write_report(self.results, out, title=_title(self.manifest),
                              manifest=self.manifest, noise_floor=self.noise_floor(),
                              variants_file=variants if variants and variants.is_file() else None,
-                             chart_process=chart_process)
+                             chart_process=chart_process, numbers=numbers)
         files["manifest"] = write_json_atomic(out / "manifest.json", self.manifest)
         if self.noise_floor_rows is not None:
             files["noise_floor"] = write_jsonl_atomic(

@@ -21,7 +21,7 @@ from robustify.reporting.document import Box, Paragraph, Table
 from robustify.reporting.format import is_missing, pct, pp
 
 __all__ = ["data_label", "drop_sentence", "headline_box", "run_facts", "model_warnings",
-           "consistency_of", "consistency_note"]
+           "consistency_of", "consistency_note", "level_overviews", "ReportNumbers"]
 
 
 def consistency_of(manifest: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -115,20 +115,92 @@ def _sentence(row: Mapping[str, Any], *, label: str, level: str, realistic: Any,
     return text
 
 
+def level_overviews(results: pd.DataFrame, *, seed: int, n_boot: int, ci: float = 0.95
+                    ) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+    """:func:`robustify.analysis.model_overview` of the realistic level (``None`` when the
+    run has no realistic variant) and of the stress levels, each indexed by model."""
+    realistic_rows, stress_rows = analysis.split_levels(results)
+    has_realistic = len(realistic_rows) > (results["spec"] == analysis.CLEAN).sum()
+    realistic = (analysis.model_overview(realistic_rows, seed=seed, n_boot=n_boot, ci=ci)
+                 .set_index("model") if has_realistic else None)
+    stress = analysis.model_overview(stress_rows, seed=seed, n_boot=n_boot,
+                                     ci=ci).set_index("model")
+    return realistic, stress
+
+
+class ReportNumbers:
+    """The numbers one report states, each computed once, on first use.
+
+    The summary and the overview are the frames of :attr:`data` (the report's
+    :class:`~robustify.reporting.charts.ChartData`, over a shallow copy of the results);
+    :attr:`levels` and :attr:`warnings` come from the same rows. The report and the CLI's
+    terminal summary read one object (:attr:`robustify.RunResult.reported`), so they
+    state the same numbers and no interval is bootstrapped twice (0.13 s after a
+    6,000-row job).
+
+    Args:
+        results: The per-row results frame (kept as :attr:`source`).
+        manifest: Run facts: the chance levels of the warnings, the default seed and label.
+        label: Name of the data; default from the manifest's ``data``.
+        n_boot, seed, ci: The bootstrap of every interval; ``seed`` defaults to the
+            manifest's (else 0).
+    """
+
+    def __init__(self, results: pd.DataFrame, manifest: Mapping[str, Any] | None = None, *,
+                 label: str | None = None, n_boot: int = 2000, seed: int | None = None,
+                 ci: float = 0.95) -> None:
+        from robustify.reporting.charts import ChartData
+
+        if seed is None:
+            seed = int((manifest or {}).get("seed", 0) or 0)
+        self.source = results
+        self.manifest = manifest
+        self.data = ChartData(results.copy(deep=False), data_label=data_label(manifest, label),
+                              n_boot=n_boot, seed=seed, ci=ci)
+        self._levels: tuple[pd.DataFrame | None, pd.DataFrame] | None = None
+        self._warnings: dict[str, list[str]] | None = None
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per model x transform x severity (:func:`robustify.analysis.summarize`)."""
+        return self.data.summary
+
+    @property
+    def overview(self) -> pd.DataFrame:
+        """Per model (:func:`robustify.analysis.model_overview`)."""
+        return self.data.overview
+
+    @property
+    def levels(self) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+        """The realistic and the stress overview (:func:`level_overviews`)."""
+        if self._levels is None:
+            data = self.data
+            self._levels = level_overviews(data.results, seed=data.seed, n_boot=data.n_boot,
+                                           ci=data.ci)
+        return self._levels
+
+    @property
+    def warnings(self) -> dict[str, list[str]]:
+        """Validity warnings per model (:func:`model_warnings`)."""
+        if self._warnings is None:
+            self._warnings = model_warnings(self.data.results, self.manifest, self.overview)
+        return self._warnings
+
+
 def headline_box(results: pd.DataFrame, overview: pd.DataFrame, transforms: Sequence[str], *,
                  label: str, ci: float, seed: int, n_boot: int,
                  warnings: Mapping[str, Sequence[str]],
-                 consistency: Mapping[str, Any] | None = None) -> Box:
+                 consistency: Mapping[str, Any] | None = None,
+                 levels: tuple[pd.DataFrame | None, pd.DataFrame] | None = None) -> Box:
     """Every model's headline in one box; a model's warnings come before its numbers.
 
     With ``consistency`` (:func:`consistency_of` the manifest) the box says first that no
-    gold answer was used and names the score "consistency"."""
+    gold answer was used and names the score "consistency". ``levels``: the realistic and
+    stress overviews (:func:`level_overviews`) if already computed."""
     level = f"{ci * 100:g}%"
     realistic_rows, stress_rows = analysis.split_levels(results)
-    has_realistic = len(realistic_rows) > (results["spec"] == analysis.CLEAN).sum()
-    realistic = (analysis.model_overview(realistic_rows, seed=seed, n_boot=n_boot)
-                 .set_index("model") if has_realistic else None)
-    stress = analysis.model_overview(stress_rows, seed=seed, n_boot=n_boot).set_index("model")
+    realistic, stress = (levels if levels is not None
+                         else level_overviews(results, seed=seed, n_boot=n_boot, ci=ci))
     realistic_specs = ", ".join(map(str, pd.unique(
         results.loc[results["severity_label"].isin(analysis.REALISTIC_LABELS), "spec"])))
     in_stress = set(stress_rows.loc[stress_rows["spec"] != analysis.CLEAN, "transform"])

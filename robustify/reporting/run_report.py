@@ -34,9 +34,8 @@ from robustify.reporting import charts
 from robustify.reporting.browse import browse_blocks
 from robustify.reporting.document import (Block, Diff, Document, Example, Figure, Heading,
                                           Paragraph, Table, frame_table)
+from robustify.reporting.headline import ReportNumbers, consistency_of, headline_box, run_facts
 from robustify.reporting.headline import data_label as _data_label
-from robustify.reporting.headline import (consistency_of, headline_box, model_warnings,
-                                         run_facts)
 from robustify.reporting.noise_sections import realism_blocks, variant_blocks
 from robustify.reporting.format import MISSING, is_missing, num, pct, pp, pvalue, short, truncate
 from robustify.reporting.format import ci as fmt_ci
@@ -62,8 +61,12 @@ def _sev(label: Any, value: Any) -> str:
 class _Context:
     results: pd.DataFrame
     paired: pd.DataFrame
-    data: charts.ChartData
+    numbers: ReportNumbers
     ci: float
+
+    @property
+    def data(self) -> charts.ChartData:
+        return self.numbers.data
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -312,10 +315,10 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
     doc = Document(title)
     if summary.empty:
         doc.para("This run has no perturbed rows: there is no drop to report.")
-    warnings = model_warnings(results, manifest, ctx.overview)
     doc.add([headline_box(results, ctx.overview, preserving, label=ctx.data_label, ci=ctx.ci,
-                          seed=ctx.data.seed, n_boot=ctx.data.n_boot, warnings=warnings,
-                          consistency=consistency_of(manifest))])
+                          seed=ctx.data.seed, n_boot=ctx.data.n_boot,
+                          warnings=ctx.numbers.warnings, consistency=consistency_of(manifest),
+                          levels=ctx.numbers.levels)])
     doc.add(_chart_sections(ctx, figures, noise_floor))
     doc.add(realism_blocks(manifest))
     doc.add(variant_blocks(manifest))
@@ -354,7 +357,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                  dpi: int = 110,
                  choices: Mapping[str, Sequence[str]] | None = None,
                  variants_file: str | os.PathLike[str] | None = None,
-                 chart_process: "ChartProcess | None" = None) -> dict[str, Path]:
+                 chart_process: "ChartProcess | None" = None,
+                 numbers: ReportNumbers | None = None) -> dict[str, Path]:
     """Write the report folder for a results frame (no model is called).
 
     Args:
@@ -380,6 +384,9 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
         chart_process: A :class:`~robustify.reporting.chart_process.ChartProcess` that
             draws the charts while this process writes the files and the document (same
             bytes); None draws them here.
+        numbers: The :class:`~robustify.reporting.headline.ReportNumbers` of ``results``
+            to state (and fill); its label and bootstrap settings replace ``data_label``,
+            ``n_boot``, ``seed`` and ``ci``. Default: made here.
 
     Returns:
         Paths by key: ``html``, ``md``, ``summary_csv``, ``results_csv``,
@@ -390,9 +397,11 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
     if seed is None:
         seed = int((manifest or {}).get("seed", 0) or 0)
     formats = [f.lower().lstrip(".") for f in formats]
-    data = charts.ChartData(results.copy(deep=False),
-                            data_label=_data_label(manifest, data_label),
-                            n_boot=n_boot, seed=seed, ci=ci)
+    if numbers is None:
+        numbers = ReportNumbers(results, manifest, label=data_label, n_boot=n_boot, seed=seed,
+                                ci=ci)
+    data = numbers.data  # over its own shallow copy of the results (see below)
+    n_boot, seed, ci = data.n_boot, data.seed, data.ci
 
     def frames() -> list[str]:  # the bootstrap frames; the charts they make
         for name in data.FRAMES:
@@ -420,7 +429,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
             names = pending.result()
         figures = {name: charts.render(name, data, formats=formats, dpi=dpi)
                    for name in names}
-    ctx = _Context(results=results, paired=analysis.pair_with_clean(results), data=data, ci=ci)
+    ctx = _Context(results=results, paired=analysis.pair_with_clean(results), numbers=numbers,
+                   ci=ci)
     if choices is None:
         choices = load_choices(Path(variants_file) if variants_file is not None
                                else out / "variants.jsonl", _remapped_ids(results))

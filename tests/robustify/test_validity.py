@@ -138,6 +138,42 @@ def test_a_good_model_has_no_warning(good_run: RunResult, tmp_path: Path) -> Non
     assert "**Warning:**" not in files["md"].read_text()
 
 
+def test_the_terminal_summary_prints_the_written_reports_numbers(
+        good_run: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After write_report, print_summary states the report's numbers without a second
+    bootstrap; a result whose rows were replaced since is computed afresh."""
+    import robustify.analysis as analysis
+
+    result = RunResult(results=good_run.results.copy(), manifest=good_run.manifest)
+    fresh = io.StringIO()
+    print_summary(result, out=fresh)
+    result.write_report(tmp_path)
+    assert result.reported is not None and result.reported.source is result.results
+
+    def no_bootstrap(*args, **kwargs):
+        raise AssertionError("computed again")
+    with monkeypatch.context() as patch:
+        for name in ("summarize", "model_overview", "validity_findings"):
+            patch.setattr(analysis, name, no_bootstrap)
+        reused = io.StringIO()
+        print_summary(result, out=reused)
+    assert reused.getvalue() == fresh.getvalue()
+    assert "typos" in reused.getvalue() and "clean" in reused.getvalue()
+    summary = (tmp_path / "summary.csv").read_text()
+    assert summary == result.reported.summary.to_csv(index=False)
+
+    calls: list[str] = []
+    original = analysis.summarize
+
+    def counted(*args, **kwargs):
+        calls.append("summarize")
+        return original(*args, **kwargs)
+    monkeypatch.setattr(analysis, "summarize", counted)
+    result.results = result.results.copy()  # other rows than the report's: computed afresh
+    print_summary(result, out=io.StringIO())
+    assert calls == ["summarize"]
+
+
 def test_answers_at_the_token_limit_are_warned(good_run: RunResult, tmp_path: Path) -> None:
     results = good_run.results.copy()
     # what the runner records when max_tokens stopped an answer (column of the contract)
