@@ -65,24 +65,12 @@ class _Context:
     ci: float
 
     @property
-    def data(self) -> charts.ChartData:
-        return self.numbers.data
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        return self.data.summary
-
-    @property
-    def overview(self) -> pd.DataFrame:
-        return self.data.overview
-
-    @property
     def curve(self) -> pd.DataFrame:
-        return self.data.curve
+        return self.numbers.data.curve
 
     @property
     def data_label(self) -> str:
-        return str(self.data.data_label)
+        return str(self.numbers.data.data_label)
 
 
 _CI = ("95% CI (pp)", ("ci_low_pp", "ci_high_pp"), fmt_ci)
@@ -222,11 +210,11 @@ def _chart_sections(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]],
     """One section per chart of the chart list, in its order, with the tables that go with it."""
     content: dict[str, list[Block]] = {
         "overestimation": [
-            _overview_table(ctx.overview),
+            _overview_table(ctx.numbers.overview),
             Paragraph("Overestimation = clean score minus the mean score under label-preserving "
                       "noise, paired item by item; intervals resample items.", "note")],
         "drop_by_transform": [
-            _summary_table(ctx.summary),
+            _summary_table(ctx.numbers.summary),
             Paragraph("McNemar p: exact test that right→wrong and wrong→right flips are equally "
                       "likely. Consistency: share of noisy answers equal to the model's own "
                       "clean answer.", "note")],
@@ -246,7 +234,7 @@ def _chart_sections(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]],
 
 
 def _ranking_blocks(ctx: _Context) -> list[Block]:
-    if ctx.results["model"].nunique() <= 1 or ctx.summary.empty:
+    if ctx.results["model"].nunique() <= 1 or ctx.numbers.summary.empty:
         return []
     per_condition = analysis.ranking_change(ctx.results).drop_duplicates("transform")
     return [
@@ -283,7 +271,7 @@ def _may_break_blocks(ctx: _Context, n_boot: int, seed: int) -> list[Block]:
 
 def _slice_blocks(ctx: _Context, n_boot: int, seed: int, min_items: int) -> list[Block]:
     meta = analysis.slice_columns(ctx.results)
-    if not meta or ctx.summary.empty:
+    if not meta or ctx.numbers.summary.empty:
         return []
     weakest = analysis.weakest_slices(ctx.results, meta, k=8, min_items=min_items,
                                       n_boot=n_boot, seed=seed, ci=ctx.ci)
@@ -308,17 +296,18 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
               n_boot: int, seed: int, examples_per_transform: int,
               min_slice_items: int, choices: Mapping[str, Sequence[str]] | None = None
               ) -> Document:
-    results, summary = ctx.results, ctx.summary
+    results, summary = ctx.results, ctx.numbers.summary
     preserving = [t for t in pd.unique(ctx.paired["transform"])
                   if (ctx.paired.loc[ctx.paired["transform"] == t, "label_policy"]
                       .isin(analysis.LABEL_PRESERVING).all())]
     doc = Document(title)
     if summary.empty:
         doc.para("This run has no perturbed rows: there is no drop to report.")
-    doc.add([headline_box(results, ctx.overview, preserving, label=ctx.data_label, ci=ctx.ci,
-                          seed=ctx.data.seed, n_boot=ctx.data.n_boot,
-                          warnings=ctx.numbers.warnings, consistency=consistency_of(manifest),
-                          levels=ctx.numbers.levels)])
+    numbers = ctx.numbers
+    doc.add([headline_box(results, numbers.overview, preserving, label=ctx.data_label,
+                          ci=ctx.ci, seed=numbers.data.seed, n_boot=numbers.data.n_boot,
+                          warnings=numbers.warnings, consistency=consistency_of(manifest),
+                          levels=numbers.levels)])
     doc.add(_chart_sections(ctx, figures, noise_floor))
     doc.add(realism_blocks(manifest))
     doc.add(variant_blocks(manifest))
@@ -438,7 +427,8 @@ def write_report(results: pd.DataFrame, out_dir: str | os.PathLike[str], *, titl
                     n_boot=n_boot, seed=seed, examples_per_transform=examples_per_transform,
                     min_slice_items=min_slice_items, choices=choices)
     files = doc.write(out, "report", formats=formats)
-    files["summary_csv"] = write_text_atomic(out / "summary.csv", ctx.summary.to_csv(index=False))
+    files["summary_csv"] = write_text_atomic(out / "summary.csv",
+                                             numbers.summary.to_csv(index=False))
     files.update(written_rows)
     log.info("report written to %s", files["html"])
     return files
