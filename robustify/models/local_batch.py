@@ -345,18 +345,20 @@ class BatchEngine:
             if not free:
                 break
             tokens = request.prepared.tokens
-            source, shared = max(((s, common_prefix(s.kv, tokens)) for s in self._slots),
+            cached = {s.seq: common_prefix(s.kv, tokens) for s in self._slots}
+            source, shared = max(((s, cached[s.seq]) for s in self._slots),
                                  key=lambda pair: pair[1])
             if any(common_prefix(other, tokens) > shared for other in admitted):
                 continue  # its prefix is being evaluated now: copy it next step
-            own, own_shared = max(((s, common_prefix(s.kv, tokens)) for s in free),
+            own, own_shared = max(((s, cached[s.seq]) for s in free),
                                   key=lambda pair: (pair[1], -pair[0].used))
+            worth = self._worths()
             target = own if own_shared == shared else min(
-                free, key=lambda s: (self._worth(s), not self._beside_busy(s), s.used))
+                free, key=lambda s: (worth[s.seq], not self._beside_busy(s), s.used))
             answer = AnswerText(self.llm, tokens, request.prepared.stop,
                                 request.prepared.max_tokens, self.n_ctx)
             shared = min(shared, len(tokens) - 1)  # the last token gives the logits
-            self._keep(target, source)  # what it holds beyond the shared prefix would go
+            self._keep(target, source, worth)  # what it holds beyond the shared prefix would go
             self._low.llama_memory_seq_rm(self._mem, target.seq,
                                           shared if target is source else -1, -1)
             if target is not source and shared > 0:  # copy the whole buffer, then cut
@@ -373,18 +375,18 @@ class BatchEngine:
             self._counts["requests"] += 1
             self._counts["prompt_tokens"] += len(tokens)
 
-    def _keep(self, slot: _Slot, source: _Slot) -> None:
+    def _keep(self, slot: _Slot, source: _Slot, worth: dict[int, int]) -> None:
         """Before ``slot`` is overwritten, copy its cached tokens into a spare sequence
         if no other sequence holds most of them (the spare that holds least goes; never
-        ``source``, which the new prompt is about to copy its prefix from)."""
+        ``source``, which the new prompt is about to copy its prefix from). ``worth``:
+        :meth:`_worths` of the sequences as they are now."""
         spares = [s for s in self._slots[self.n_seq:] if s is not source]
         if not spares or len(slot.kv) < _KEEP_MIN:
             return
-        worth = self._worth(slot)
-        if worth < _KEEP_MIN:
+        if worth[slot.seq] < _KEEP_MIN:
             return
-        victim = min(spares, key=lambda s: (self._worth(s), s.used))
-        if self._worth(victim) >= worth:
+        victim = min(spares, key=lambda s: (worth[s.seq], s.used))
+        if worth[victim.seq] >= worth[slot.seq]:
             return
         self._low.llama_memory_seq_rm(self._mem, victim.seq, -1, -1)
         self._low.llama_memory_seq_cp(self._mem, slot.seq, victim.seq, -1, -1)
@@ -396,10 +398,17 @@ class BatchEngine:
         return any(other.request is not None for other in self._slots
                    if abs(other.seq - slot.seq) == 1)
 
-    def _worth(self, slot: _Slot) -> int:
-        """Cached tokens only ``slot`` holds: what overwriting it would lose."""
-        return len(slot.kv) - max((common_prefix(slot.kv, other.kv) for other in self._slots
-                                   if other is not slot), default=0)
+    def _worths(self) -> dict[int, int]:
+        """Per sequence id, the cached tokens only that sequence holds: what overwriting
+        it would lose. The longest prefix a token list shares with any other is shared
+        with a neighbour in sorted order, so 2n prefix comparisons instead of n²."""
+        ranked = sorted(self._slots, key=lambda s: s.kv)
+        shared = [common_prefix(a.kv, b.kv) for a, b in zip(ranked, ranked[1:])]
+        worth = {}
+        for i, slot in enumerate(ranked):
+            best = max(shared[i - 1] if i > 0 else 0, shared[i] if i < len(shared) else 0)
+            worth[slot.seq] = len(slot.kv) - best
+        return worth
 
     def _step(self) -> None:
         for slot in self._slots:  # cancelled callers (interrupt) free their sequence

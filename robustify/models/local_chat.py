@@ -10,6 +10,7 @@ stream gives the same text, finish reason and token counts.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,20 +118,42 @@ class AnswerText:
         self._multibyte_fix = 0
         self.text = b""
         self.finish_reason: str | None = None
+        # llama.cpp's own tokenizer detokenizes piece by piece, so the answer's bytes grow
+        # by one piece a token (the whole answer was detokenized again at every token:
+        # 1.4 s of the default job). Another tokenizer (a Hugging Face one) is asked whole.
+        from llama_cpp.llama_tokenizer import LlamaTokenizer
+
+        self._pieces: bytes | None = (b"" if type(llm.tokenizer_) is LlamaTokenizer
+                                      else None)
+        self._buffer = (ctypes.c_char * 32)()
+        self._to_piece = llama_cpp.llama_token_to_piece
+        self._bos = llm.token_bos()
 
     @property
     def done(self) -> bool:
         """True once the answer ended (end token, stop string or token budget)."""
         return self.finish_reason is not None
 
+    def _text(self) -> bytes:
+        """``llm.detokenize(self.tokens, prev_tokens=self.prompt)``."""
+        if self._pieces is None:
+            return self._llm.detokenize(self.tokens, prev_tokens=self.prompt)
+        text = self._pieces
+        # as LlamaModel.detokenize: a leading space goes when the first token is BOS
+        return text[1:] if self.tokens and self.tokens[0] == self._bos \
+            and text[:1] == b" " else text
+
     def feed(self, token: int) -> bool:
         """Take the next greedy token; return :attr:`done`."""
         if self._is_eog(self._vocab, token):
-            self.text = self._llm.detokenize(self.tokens, prev_tokens=self.prompt)
+            self.text = self._text()
             self.finish_reason = "stop"
             return True
         self.tokens.append(token)
-        all_text = self._llm.detokenize(self.tokens, prev_tokens=self.prompt)
+        if self._pieces is not None:  # LlamaModel.detokenize's loop, one token of it
+            n = self._to_piece(self._vocab, token, self._buffer, 32, 0, False)
+            self._pieces += bytes(self._buffer[:n])
+        all_text = self._text()
         for k, char in enumerate(all_text[-3:]):
             k = 3 - k
             for num, pattern in ((2, 192), (3, 224), (4, 240)):

@@ -120,6 +120,50 @@ def test_forward_passes_replay_llama_cpp_split() -> None:
     assert forward_passes([(0, 300), (1, 300)]) == [512, 88]  # n_ubatch = 512
 
 
+def test_what_each_sequence_alone_holds_matches_every_pairwise_comparison() -> None:
+    """_worths finds each sequence's longest shared prefix among its sorted neighbours;
+    it must equal the comparison with every other sequence."""
+    import random
+    import types
+
+    from robustify.models.local_batch import BatchEngine, _Slot, common_prefix
+
+    rng = random.Random(7)
+    stems = [[1, 2, 3, 4, 5], [1, 2, 9], [8, 8], []]
+    for _ in range(200):
+        slots = [_Slot(i) for i in range(rng.randint(1, 24))]
+        for slot in slots:
+            stem = list(rng.choice(stems))
+            slot.kv = stem[:rng.randint(0, len(stem))] + [rng.randint(1, 4) for _ in
+                                                           range(rng.randint(0, 6))]
+        want = {s.seq: len(s.kv) - max((common_prefix(s.kv, o.kv) for o in slots
+                                        if o is not s), default=0) for s in slots}
+        assert BatchEngine._worths(types.SimpleNamespace(_slots=slots)) == want
+
+
+def test_answer_text_grows_piece_by_piece_as_detokenize_gives_it(local_model_path: Path) -> None:
+    """The answer's bytes are kept piece by piece; they must equal llama-cpp-python's
+    detokenize of all answer tokens at every step (multi-byte characters included)."""
+    from robustify.models.local import LocalBackend
+    from robustify.models.local_chat import AnswerText
+
+    llm, _ = LocalBackend("smollm2")._model()
+    text = "Größe: 42 °C, naïve café — 東京 🙂 and a stop word here.".encode()
+    tokens = llm.tokenize(text, add_bos=False)
+    prompt = llm.tokenize(b"Say it.", add_bos=True)
+    answer = AnswerText(llm, prompt, stop=[], max_tokens=len(tokens) + 5, n_ctx=2048)
+    assert answer._pieces is not None  # llama.cpp's own tokenizer: piece by piece
+    for i, token in enumerate(tokens):
+        assert not answer.feed(token)
+        assert answer._text() == llm.detokenize(tokens[:i + 1], prev_tokens=prompt)
+    assert answer.feed(llm.token_eos()) and answer.finish_reason == "stop"
+    assert answer.text == llm.detokenize(tokens) == text
+    stopped = AnswerText(llm, prompt, stop=["stop word"], max_tokens=100, n_ctx=2048)
+    done = [stopped.feed(t) for t in tokens]
+    assert done[-1] or any(done)
+    assert stopped.content() == text.decode()[:text.decode().index("stop word")]
+
+
 def test_new_prompts_share_a_call_only_without_one_token_pieces() -> None:
     from robustify.models.local_batch import BatchEngine, _Slot
 
