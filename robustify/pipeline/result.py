@@ -321,7 +321,7 @@ class RunResult:
             self.results["label_policy"].isin(LABEL_PRESERVING)
             & (self.results["spec"] != CLEAN), "transform"]))
         box = headline_box(self.results, overview, preserving, label=data_label(self.manifest),
-                           ci=0.95, seed=self.seed, n_boot=2000, warnings=self.warnings(),
+                           ci=0.95, seed=self.seed, n_boot=2000, warnings=self.warnings(overview),
                            consistency=consistency_of(self.manifest))
         return render_fragment([box])
 

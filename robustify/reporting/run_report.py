@@ -296,14 +296,14 @@ def _document(ctx: _Context, figures: Mapping[str, Mapping[str, bytes]], *, titl
               n_boot: int, seed: int, examples_per_transform: int,
               min_slice_items: int, choices: Mapping[str, Sequence[str]] | None = None
               ) -> Document:
-    results, summary = ctx.results, ctx.numbers.summary
+    numbers = ctx.numbers
+    results, summary = ctx.results, numbers.summary
     preserving = [t for t in pd.unique(ctx.paired["transform"])
                   if (ctx.paired.loc[ctx.paired["transform"] == t, "label_policy"]
                       .isin(analysis.LABEL_PRESERVING).all())]
     doc = Document(title)
     if summary.empty:
         doc.para("This run has no perturbed rows: there is no drop to report.")
-    numbers = ctx.numbers
     doc.add([headline_box(results, numbers.overview, preserving, label=ctx.data_label,
                           ci=ctx.ci, seed=numbers.data.seed, n_boot=numbers.data.n_boot,
                           warnings=numbers.warnings, consistency=consistency_of(manifest),
